@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs the local engines into the cache, reusing what is already there.
+#   install.sh kafka | temporal | test-server | all
+# A component is complete only when its stamp file exists; a partial install (no stamp)
+# is removed and done again, so an interrupted download never leaves a corrupt cache.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+install_kafka() {
+  if [ -f "$KAFKA_HOME/.complete" ]; then log "kafka $KAFKA_VERSION: cached in $KAFKA_HOME"; return; fi
+  need java "install a Java 17+ runtime, e.g. apt-get install openjdk-17-jre-headless"
+  need mvn "install Maven, e.g. apt-get install maven"
+  rm -rf "$KAFKA_HOME"; mkdir -p "$KAFKA_HOME/libs"
+  log "kafka $KAFKA_VERSION: resolving the broker jars from Maven Central (first run only)..."
+  mvn -B -ntp -f "$REPO_DIR/deploy/local/maven/kafka/pom.xml" \
+      dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$KAFKA_HOME/libs" >"$KAFKA_HOME/maven.log" 2>&1 \
+    || { tail -n 20 "$KAFKA_HOME/maven.log" >&2; die "Maven could not resolve Kafka; see $KAFKA_HOME/maven.log"; }
+  ls "$KAFKA_HOME/libs"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after Maven run"
+  touch "$KAFKA_HOME/.complete"
+  log "kafka $KAFKA_VERSION: $(ls "$KAFKA_HOME/libs" | wc -l) jars in $KAFKA_HOME/libs"
+}
+
+install_temporal() {
+  if [ -f "$TEMPORAL_HOME/.complete" ] && [ -x "$TEMPORAL_BIN" ]; then
+    log "temporal CLI $TEMPORAL_CLI_VERSION: cached in $TEMPORAL_HOME"; return
+  fi
+  need go "install Go 1.24+ (the temporal CLI is built from its Go module)"
+  rm -rf "$TEMPORAL_HOME"; mkdir -p "$TEMPORAL_HOME"
+  log "temporal CLI $TEMPORAL_CLI_VERSION: building with 'go install' (first run only, several minutes on 2 cores)..."
+  GOBIN="$TEMPORAL_HOME" GOFLAGS="-trimpath" \
+    go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" 2>&1 \
+    | while IFS= read -r line; do printf '  go: %s\n' "$line" >&2; done
+  [ -x "$TEMPORAL_BIN" ] || die "go install finished but $TEMPORAL_BIN is missing"
+  "$TEMPORAL_BIN" --version >/dev/null || die "$TEMPORAL_BIN does not run"
+  touch "$TEMPORAL_HOME/.complete"
+  log "temporal CLI: $("$TEMPORAL_BIN" --version)"
+}
+
+install_test_server() {
+  if [ -f "$TEST_SERVER_HOME/.complete" ]; then log "temporal test server $TEST_SERVER_VERSION: cached"; return; fi
+  need java "install a Java 17+ runtime"
+  need mvn "install Maven"
+  rm -rf "$TEST_SERVER_HOME"; mkdir -p "$TEST_SERVER_HOME/libs"
+  log "temporal test server $TEST_SERVER_VERSION: resolving from Maven Central (first run only)..."
+  mvn -B -ntp -f "$REPO_DIR/deploy/local/maven/temporal-test-server/pom.xml" \
+      dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$TEST_SERVER_HOME/libs" >"$TEST_SERVER_HOME/maven.log" 2>&1 \
+    || { tail -n 20 "$TEST_SERVER_HOME/maven.log" >&2; die "Maven could not resolve the test server"; }
+  # The Python SDK runs `<path> <port>`: a wrapper makes the jar set look like its binary.
+  cat >"$TEST_SERVER_BIN" <<WRAP
+#!/usr/bin/env bash
+exec java -Xss1m -Xmx512m -cp "$TEST_SERVER_HOME/libs/*" io.temporal.testserver.TestServer "\$@"
+WRAP
+  chmod +x "$TEST_SERVER_BIN"
+  touch "$TEST_SERVER_HOME/.complete"
+  log "temporal test server: $TEST_SERVER_BIN"
+}
+
+case "${1:-all}" in
+  kafka) install_kafka ;;
+  temporal) install_temporal ;;
+  test-server) install_test_server ;;
+  all) install_kafka; install_test_server; install_temporal ;;
+  *) die "usage: install.sh kafka|temporal|test-server|all" ;;
+esac

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The whole local stack: Kafka, Temporal, and per agency side an API process (HTTP +
+# Kafka consumers) and a Temporal worker process, on the embedded SQLite defaults.
+#   stack.sh up       start everything in the background (idempotent)
+#   stack.sh down     stop everything; no process of ours is left behind
+#   stack.sh status   exit 0 only when every part is healthy
+#   stack.sh run      up + demo data, then stay in the foreground; Ctrl-C stops all
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APP_STATE="$STATE_DIR/apps"
+INCOMING_PORT="${INCOMING_PORT:-8001}"
+OUTGOING_PORT="${OUTGOING_PORT:-8002}"
+
+# name | command | health URL ("-" = process liveness only)
+apps() {
+  cat <<APPS
+outgoing-api|$VENV_PY -m services.outgoing_agency api --port $OUTGOING_PORT|http://127.0.0.1:$OUTGOING_PORT/health
+outgoing-worker|$VENV_PY -m services.outgoing_agency worker|-
+incoming-api|$VENV_PY -m services.incoming_agency api --port $INCOMING_PORT|http://127.0.0.1:$INCOMING_PORT/health
+incoming-worker|$VENV_PY -m services.incoming_agency worker|-
+APPS
+}
+
+app_env() {
+  export MEDTRANSFER_KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+  export MEDTRANSFER_TEMPORAL_TARGET="127.0.0.1:$TEMPORAL_PORT"
+  export MEDTRANSFER_DATA_DIR="${MEDTRANSFER_DATA_DIR:-$STATE_DIR/data}"
+  export MEDTRANSFER_KEYS_DIR="${MEDTRANSFER_KEYS_DIR:-$STATE_DIR/keys}"
+  export MEDTRANSFER_LOG_DIR="$APP_STATE"
+}
+
+app_healthy() {
+  local name="$1" url="$2"
+  pid_alive "$APP_STATE/$name.pid" || return 1
+  [ "$url" = "-" ] || "$VENV_PY" "$REPO_DIR/deploy/local/probe.py" http "$url" 2>/dev/null
+}
+
+start_apps() {
+  mkdir -p "$APP_STATE"
+  app_env
+  mkdir -p "$MEDTRANSFER_DATA_DIR" "$MEDTRANSFER_KEYS_DIR"
+  log "keys: ensuring a signing key per region in $MEDTRANSFER_KEYS_DIR"
+  "$VENV_PY" -m contracts.keys generate --dir "$MEDTRANSFER_KEYS_DIR" --all-regions >/dev/null
+  local name cmd url
+  while IFS='|' read -r name cmd url; do
+    if app_healthy "$name" "$url"; then log "$name already running"; continue; fi
+    log "$name: starting"
+    (cd "$REPO_DIR" && exec setsid $cmd >>"$APP_STATE/$name.log" 2>&1 </dev/null) &
+    echo $! >"$APP_STATE/$name.pid"
+  done < <(apps)
+  while IFS='|' read -r name cmd url; do
+    wait_ready 60 "$name" "$APP_STATE/$name.log" "$APP_STATE/$name.pid" app_healthy "$name" "$url"
+  done < <(apps)
+  log "services: ready (logs in $APP_STATE)"
+}
+
+stop_apps() {
+  local name cmd url
+  while IFS='|' read -r name cmd url; do
+    stop_pidfile "$APP_STATE/$name.pid" "$name"
+  done < <(apps | tac)
+}
+
+status() {
+  local rc=0 name cmd url
+  "$REPO_DIR/deploy/local/kafka.sh" status || rc=1
+  "$REPO_DIR/deploy/local/temporal.sh" status || rc=1
+  while IFS='|' read -r name cmd url; do
+    if app_healthy "$name" "$url"; then
+      printf '%-16s ok    pid %s %s\n' "$name" "$(cat "$APP_STATE/$name.pid")" "${url/#-/}"
+    else printf '%-16s DOWN\n' "$name"; rc=1; fi
+  done < <(apps)
+  return $rc
+}
+
+up() {
+  "$REPO_DIR/deploy/local/kafka.sh" start
+  "$REPO_DIR/deploy/local/temporal.sh" start
+  start_apps
+}
+
+down() {
+  stop_apps
+  "$REPO_DIR/deploy/local/temporal.sh" stop
+  "$REPO_DIR/deploy/local/kafka.sh" stop
+}
+
+banner() {
+  cat <<TXT
+
+  Cross-region medical-insurance transfer — local stack is up
+  Incoming agency API   http://127.0.0.1:$INCOMING_PORT/docs
+  Outgoing agency API   http://127.0.0.1:$OUTGOING_PORT/docs
+  Temporal Web UI       http://127.0.0.1:$TEMPORAL_UI_PORT
+  Kafka                 127.0.0.1:$KAFKA_PORT
+  Logs                  $APP_STATE/*.log
+
+  Submit a sample application (a demo person enrolled in Pingliang, moving to Xi'an):
+    curl -s -X POST http://127.0.0.1:$INCOMING_PORT/v1/applications \\
+      -H 'Content-Type: application/json' -H 'X-Api-Key: demo-incoming-610100' \\
+      -d @$REPO_DIR/deploy/local/demo/sample-application.json
+  then follow it:  curl -s http://127.0.0.1:$INCOMING_PORT/v1/cases/<case_id> -H 'X-Api-Key: demo-incoming-610100'
+
+  Ctrl-C stops everything.
+TXT
+}
+
+run() {
+  trap 'echo; log "stopping..."; down; exit 0' INT TERM
+  up
+  app_env
+  log "demo data: loading enrolment records into the outgoing agency"
+  "$VENV_PY" -m services.outgoing_agency load-demo
+  banner
+  # Stay in the foreground while every part is alive.
+  while status >/dev/null 2>&1; do sleep 2; done
+  log "a part of the stack stopped:"; status || true
+  down
+  exit 1
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  run) run ;;
+  *) die "usage: stack.sh up|down|status|run" ;;
+esac
