@@ -1,0 +1,57 @@
+"""Platform message contracts: one envelope, one model per document, topic names.
+
+Signing (``contracts.signing``) is imported separately so this package stays light.
+"""
+
+from contracts.documents import (
+    DOCUMENT_TYPES,
+    ApplicationWithdrawn,
+    AuditRecord,
+    BalanceCredited,
+    BalanceMismatch,
+    BalanceNotTransferred,
+    BalancePaidToBank,
+    BalanceRemitted,
+    BankAccount,
+    Document,
+    EnrolmentPeriod,
+    Escalation,
+    InformationSheet,
+    PersonIdentity,
+    Receipt,
+    RefusalReason,
+    Reminder,
+    TransferInCompleted,
+    TransferOutCompleted,
+    TransferRefused,
+    TransferRequested,
+)
+from contracts.envelope import SCHEMA_VERSION, Envelope
+from contracts.topics import Topics
+
+__all__ = [
+    "DOCUMENT_TYPES",
+    "SCHEMA_VERSION",
+    "ApplicationWithdrawn",
+    "AuditRecord",
+    "BalanceCredited",
+    "BalanceMismatch",
+    "BalanceNotTransferred",
+    "BalancePaidToBank",
+    "BalanceRemitted",
+    "BankAccount",
+    "Document",
+    "EnrolmentPeriod",
+    "Envelope",
+    "Escalation",
+    "InformationSheet",
+    "PersonIdentity",
+    "Receipt",
+    "RefusalReason",
+    "Reminder",
+    "Topics",
+    "TransferInCompleted",
+    "TransferOutCompleted",
+    "TransferRefused",
+    "TransferRequested",
+]

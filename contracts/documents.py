@@ -1,0 +1,364 @@
+"""The platform documents exchanged by the incoming and outgoing agencies.
+
+One pydantic model per document; the class name is the envelope's ``type``. Money is integer
+fen. Models that carry personal data (ID number, name, bank account) keep it out of their
+``repr`` and out of validation error messages, so a logged model or error never shows it
+in clear text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
+"""6-digit administrative division code (行政区划代码); the first two digits are the province."""
+
+Scheme = Literal["employee", "resident"]
+RuleId = Annotated[str, StringConstraints(pattern=r"^R\d{1,3}$")]
+"""A rule id of the domain document, e.g. ``R18``."""
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Fen = Annotated[int, Field(ge=0)]
+PositiveFen = Annotated[int, Field(gt=0)]
+
+
+class _Contract(BaseModel):
+    # hide_input_in_errors: a ValidationError must not echo an ID number or account number.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+class PersonIdentity(_Contract):
+    """The insured person (参保人). Personal data: never log these fields."""
+
+    id_number: Annotated[str, StringConstraints(pattern=r"^\d{17}[\dX]$")] = Field(
+        repr=False, description="18-character resident ID number (公民身份号码)."
+    )
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(repr=False)
+
+    @field_validator("id_number", mode="before")
+    @classmethod
+    def _upper_check_character(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class BankAccount(_Contract):
+    """The person's own bank account, for paying the balance out (R19, R21, R22).
+
+    The only place the full account number may appear in any document.
+    """
+
+    bank_name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    account_number: Annotated[str, StringConstraints(pattern=r"^\d{12,30}$")] = Field(repr=False)
+    account_holder: Annotated[str, StringConstraints(min_length=1, max_length=100)] = Field(
+        repr=False
+    )
+
+    @property
+    def last4(self) -> str:
+        """The last four digits, the only part that may leave the contact letter."""
+        return self.account_number[-4:]
+
+
+class TransferRequested(_Contract):
+    """The contact letter (联系函), incoming -> outgoing agency (R10, R11)."""
+
+    person: PersonIdentity
+    from_region: RegionCode
+    to_region: RegionCode
+    from_scheme: Scheme
+    to_scheme: Scheme
+    reason: Annotated[str, StringConstraints(max_length=200)]
+    applied_on: date
+    channel: Literal["online", "counter", "outgoing_entry"]
+    incoming_agency: NonEmpty
+    resettled_retiree: bool = Field(
+        default=False, description="跨省异地安置退休人员: balance paid to own bank account (R21)."
+    )
+    bank_account: BankAccount | None = Field(
+        default=None, description="For a bank-account fallback of the balance (R19, R21, R22)."
+    )
+    correction_of: NonEmpty | None = Field(
+        default=None, description="message_id of the TransferRefused this application corrects."
+    )
+
+
+class RefusalReason(_Contract):
+    """One failed precondition of the outgoing agency (R6-R9)."""
+
+    code: NonEmpty
+    rule: RuleId
+    soft: bool = Field(description="True when the person can fix the cause and apply again.")
+    message_zh: NonEmpty
+    message_en: NonEmpty
+
+
+class TransferRefused(_Contract):
+    """Outgoing -> incoming: the transfer cannot proceed."""
+
+    reasons: list[RefusalReason] = Field(min_length=1)
+    correctable_until: date | None = None
+
+
+class EnrolmentPeriod(_Contract):
+    region: RegionCode
+    scheme: Scheme
+    start: date
+    end: date | None = None
+    contribution_months: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self) -> EnrolmentPeriod:
+        if self.end is not None and self.end < self.start:
+            raise ValueError("enrolment period ends before it starts")
+        return self
+
+
+class InformationSheet(_Contract):
+    """参保人员基本医疗保险信息表, issued on transfer-out (R12, R24)."""
+
+    person: PersonIdentity
+    from_region: RegionCode
+    scheme: Scheme
+    enrolment_periods: list[EnrolmentPeriod]
+    total_contribution_months: int = Field(ge=0)
+    balance_fen: Fen
+    transferred_out_on: date
+    issued_by_region: RegionCode
+    sheet_version: int = Field(default=1, ge=1)
+
+
+class TransferOutCompleted(_Contract):
+    """Outgoing -> incoming: transfer-out done, with the information sheet (R12, R16)."""
+
+    info_sheet: InformationSheet
+    balance_action: Literal["remit", "pay_to_bank", "keep_usable", "none"]
+    balance_rule: RuleId = Field(description="The rule that chose balance_action, e.g. R18.")
+
+    @model_validator(mode="after")
+    def _action_fits_balance(self) -> TransferOutCompleted:
+        balance = self.info_sheet.balance_fen
+        if self.balance_action == "none" and balance > 0:
+            raise ValueError("balance_action 'none' with a positive balance would lose money")
+        if self.balance_action in ("remit", "pay_to_bank") and balance == 0:
+            raise ValueError(f"balance_action {self.balance_action!r} with a zero balance")
+        return self
+
+
+class BalanceRemitted(_Contract):
+    """Outgoing -> incoming: the personal-account balance was remitted (R18)."""
+
+    remittance_id: NonEmpty
+    amount_fen: PositiveFen
+    residual: bool = Field(
+        default=False, description="A late contribution forwarded after transfer-out."
+    )
+    remitted_on: date
+
+
+class BalancePaidToBank(_Contract):
+    """Outgoing -> incoming: the balance went to the person's own bank account."""
+
+    remittance_id: NonEmpty
+    amount_fen: PositiveFen
+    rule: Literal["R19", "R21", "R22"]
+    account_last4: Annotated[str, StringConstraints(pattern=r"^\d{4}$")] = Field(
+        description="Only the last 4 digits of the account, never the number."
+    )
+    paid_on: date
+
+
+class BalanceNotTransferred(_Contract):
+    """Outgoing -> incoming: the balance stays where it is (e.g. R20 Guangdong)."""
+
+    rule: RuleId
+    reason_en: NonEmpty
+    reason_zh: NonEmpty
+    amount_fen: Fen
+
+
+class TransferInCompleted(_Contract):
+    """Incoming -> outgoing: transfer-in done (R13, R24)."""
+
+    completed_on: date
+    deemed_contribution_months: int = Field(ge=0)
+
+
+class BalanceCredited(_Contract):
+    """Incoming -> outgoing: the remitted amount matched and was credited (R15)."""
+
+    remittance_id: NonEmpty
+    amount_fen: PositiveFen
+    credited_on: date
+
+
+class BalanceMismatch(_Contract):
+    """Incoming -> outgoing: the remitted amount did not match; a clerk must look (R15)."""
+
+    remittance_id: NonEmpty
+    expected_fen: Fen
+    received_fen: Fen
+
+    @model_validator(mode="after")
+    def _amounts_differ(self) -> BalanceMismatch:
+        if self.expected_fen == self.received_fen:
+            raise ValueError("a mismatch needs two different amounts")
+        return self
+
+
+class Reminder(_Contract):
+    """A deadline is near (R12-R14)."""
+
+    due_on: date
+    stage: NonEmpty
+    message_en: NonEmpty
+    message_zh: NonEmpty
+
+
+class Escalation(_Contract):
+    """A deadline passed or a region stayed unreachable; a clerk must act (R14, R23)."""
+
+    stage: NonEmpty
+    reason_code: NonEmpty
+    due_on: date | None = None
+    message_en: NonEmpty
+    message_zh: NonEmpty
+
+
+class Receipt(_Contract):
+    """Acknowledges a received platform message."""
+
+    acknowledges_message_id: NonEmpty
+    acknowledges_type: NonEmpty
+    status: Literal["accepted", "rejected"]
+    reason: NonEmpty | None = None
+
+    @model_validator(mode="after")
+    def _rejection_has_reason(self) -> Receipt:
+        if self.status == "rejected" and self.reason is None:
+            raise ValueError("a rejected receipt needs a reason")
+        return self
+
+
+class ApplicationWithdrawn(_Contract):
+    """The person withdrew the application before the case finished."""
+
+    reason: Annotated[str, StringConstraints(max_length=200)]
+    withdrawn_on: date
+
+
+AuditValue = str | int | bool | None
+
+# Keys and values that would put personal data into the append-only audit log.
+_PERSONAL_KEYS = frozenset(
+    {
+        "id_number",
+        "name",
+        "person",
+        "person_name",
+        "account_number",
+        "bank_account",
+        "account_holder",
+        "phone",
+    }
+)
+_ID_TOKEN = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def looks_like_id_number(text: str) -> bool:
+    """True when ``text`` contains an 18-character resident ID number.
+
+    Checks the ISO 7064 MOD 11-2 check character and a plausible birth date, so numeric case
+    or remittance ids are not mistaken for one.
+    """
+    for match in _ID_TOKEN.finditer(text):
+        token = match.group().upper()
+        total = sum(int(d) * w for d, w in zip(token[:17], _ID_WEIGHTS, strict=True))
+        if "10X98765432"[total % 11] != token[17]:
+            continue
+        try:
+            born = date(int(token[6:10]), int(token[10:12]), int(token[12:14]))
+        except ValueError:
+            continue
+        if born.year >= 1900:
+            return True
+    return False
+
+
+class AuditRecord(_Contract):
+    """One state change of a case, appended to the audit topic.
+
+    ``detail`` must never carry clear personal data. Keys naming personal fields and values
+    containing an ID number are rejected; the rest is the caller's duty (no names, no account
+    numbers, only masked or hashed references).
+    """
+
+    case_id: NonEmpty
+    side: Literal["incoming", "outgoing"]
+    sequence: int = Field(ge=1)
+    event: NonEmpty
+    status: NonEmpty
+    occurred_at: AwareDatetime
+    detail: dict[str, AuditValue] = Field(default_factory=dict)
+    rule: RuleId | None = None
+
+    @field_validator("detail")
+    @classmethod
+    def _no_personal_data(cls, detail: dict[str, AuditValue]) -> dict[str, AuditValue]:
+        for key, value in detail.items():
+            if key.lower() in _PERSONAL_KEYS:
+                raise ValueError(f"audit detail key {key!r} would carry personal data")
+            if isinstance(value, str) and looks_like_id_number(value):
+                raise ValueError(f"audit detail {key!r} looks like an ID number")
+        return detail
+
+
+DOCUMENT_TYPES: dict[str, type[BaseModel]] = {
+    model.__name__: model
+    for model in (
+        TransferRequested,
+        TransferRefused,
+        TransferOutCompleted,
+        BalanceRemitted,
+        BalancePaidToBank,
+        BalanceNotTransferred,
+        TransferInCompleted,
+        BalanceCredited,
+        BalanceMismatch,
+        Reminder,
+        Escalation,
+        Receipt,
+        ApplicationWithdrawn,
+        AuditRecord,
+    )
+}
+"""Envelope ``type`` -> document model."""
+
+Document = (
+    TransferRequested
+    | TransferRefused
+    | TransferOutCompleted
+    | BalanceRemitted
+    | BalancePaidToBank
+    | BalanceNotTransferred
+    | TransferInCompleted
+    | BalanceCredited
+    | BalanceMismatch
+    | Reminder
+    | Escalation
+    | Receipt
+    | ApplicationWithdrawn
+    | AuditRecord
+)
