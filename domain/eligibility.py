@@ -33,6 +33,7 @@ IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
 ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"
 RETIREE_SAME_PROVINCE = "RETIREE_SAME_PROVINCE"
 BANK_ACCOUNT_REQUIRED = "BANK_ACCOUNT_REQUIRED"
+BANK_ACCOUNT_FOR_RESIDENT = "BANK_ACCOUNT_FOR_RESIDENT_SCHEME"
 INVALID_ID_NUMBER = "INVALID_ID_NUMBER"
 UNKNOWN_REGION = "UNKNOWN_REGION"
 INVALID_BANK_ACCOUNT = "INVALID_BANK_ACCOUNT"
@@ -180,6 +181,16 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
+            code=BANK_ACCOUNT_FOR_RESIDENT,
+            rule="R22",
+            soft=True,
+            message_zh="转入城乡居民医保无个人账户，职工医保个人账户余额将支付至本人银行账户，请提供银行账户。",
+            message_en=(
+                "The resident scheme has no personal account: the employee account balance is "
+                "paid to the person's own bank account, so one must be given."
+            ),
+        ),
+        Refusal(
             code=INVALID_ID_NUMBER,
             rule="R10",
             soft=False,
@@ -308,9 +319,13 @@ def _check_resident_to_resident(app: ApplicationFacts) -> list[Refusal]:
 
 def _check_cross_scheme(app: ApplicationFacts) -> list[Refusal]:
     # R4: the incoming region must have enrolled the person in the other scheme.
+    refusals: list[Refusal] = []
     if not _enrolled_by(app.incoming_enrolled_since, app.applied_on):
-        return [_REFUSALS[CROSS_SCHEME_NOT_READY]]
-    return []
+        refusals.append(_REFUSALS[CROSS_SCHEME_NOT_READY])
+    # R22: employee -> resident pays the balance to the person's own bank account.
+    if app.from_scheme == "employee" and app.to_scheme == "resident" and app.bank_account is None:
+        refusals.append(_REFUSALS[BANK_ACCOUNT_FOR_RESIDENT])
+    return refusals
 
 
 def _check_resettled_retiree(app: ApplicationFacts) -> list[Refusal]:

@@ -11,7 +11,13 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.stack import REPO_DIR, TEST_SERVER_BIN, ScriptServer, kafka_server, temporal_server
+from tests.support.stack import (
+    REPO_DIR,
+    TEST_SERVER_BIN,
+    ScriptServer,
+    kafka_server,
+    temporal_server,
+)
 
 TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
 KAFKA_PORT = int(os.environ.get("KAFKA_PORT", "9092"))

@@ -39,8 +39,6 @@ start_apps() {
   mkdir -p "$APP_STATE"
   app_env
   mkdir -p "$MEDTRANSFER_DATA_DIR" "$MEDTRANSFER_KEYS_DIR"
-  log "keys: ensuring a signing key per region in $MEDTRANSFER_KEYS_DIR"
-  "$VENV_PY" -m contracts.keys generate --dir "$MEDTRANSFER_KEYS_DIR" --all-regions >/dev/null
   local name cmd url
   while IFS='|' read -r name cmd url; do
     if app_healthy "$name" "$url"; then log "$name already running"; continue; fi
@@ -97,9 +95,9 @@ banner() {
 
   Submit a sample application (a demo person enrolled in Pingliang, moving to Xi'an):
     curl -s -X POST http://127.0.0.1:$INCOMING_PORT/v1/applications \\
-      -H 'Content-Type: application/json' -H 'X-Api-Key: demo-incoming-610100' \\
+      -H 'Content-Type: application/json' \\
       -d @$REPO_DIR/deploy/local/demo/sample-application.json
-  then follow it:  curl -s http://127.0.0.1:$INCOMING_PORT/v1/cases/<case_id> -H 'X-Api-Key: demo-incoming-610100'
+  then follow it:  curl -s http://127.0.0.1:$INCOMING_PORT/v1/cases/<case_id>
 
   Ctrl-C stops everything.
 TXT

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from domain.eligibility import (
     ACCOUNT_FROZEN,
     ALREADY_TRANSFERRED,
+    BANK_ACCOUNT_FOR_RESIDENT,
     BANK_ACCOUNT_REQUIRED,
     CONTRIBUTION_ARREARS,
     CROSS_SCHEME_NOT_READY,
@@ -217,7 +218,10 @@ class TestR4CrossScheme:
         self, registry: RegionRegistry, from_scheme: str, to_scheme: str
     ) -> None:
         app = application(
-            from_scheme=from_scheme, to_scheme=to_scheme, incoming_enrolled_since=None
+            from_scheme=from_scheme,
+            to_scheme=to_scheme,
+            incoming_enrolled_since=None,
+            bank_account=ACCOUNT,
         )
         refusals = check_application(app, registry)
         assert codes(refusals) == [CROSS_SCHEME_NOT_READY]
@@ -230,12 +234,27 @@ class TestR4CrossScheme:
     def test_r4_enrolled_incoming_accepted(
         self, registry: RegionRegistry, from_scheme: str, to_scheme: str
     ) -> None:
-        app = application(from_scheme=from_scheme, to_scheme=to_scheme)
+        app = application(from_scheme=from_scheme, to_scheme=to_scheme, bank_account=ACCOUNT)
         assert check_application(app, registry) == []
 
     def test_r4_enrolment_in_future_refused(self, registry: RegionRegistry) -> None:
-        app = application(to_scheme="resident", incoming_enrolled_since=D("2027-01-01"))
+        app = application(
+            to_scheme="resident", incoming_enrolled_since=D("2027-01-01"), bank_account=ACCOUNT
+        )
         assert codes(check_application(app, registry)) == [CROSS_SCHEME_NOT_READY]
+
+
+class TestR22EmployeeToResident:
+    def test_r22_bank_account_required(self, registry: RegionRegistry) -> None:
+        app = application(from_scheme="employee", to_scheme="resident")
+        refusals = check_application(app, registry)
+        assert codes(refusals) == [BANK_ACCOUNT_FOR_RESIDENT]
+        assert refusals[0].rule == "R22"
+        assert refusals[0].soft
+
+    def test_r22_resident_to_employee_needs_no_account(self, registry: RegionRegistry) -> None:
+        app = application(from_scheme="resident", to_scheme="employee")
+        assert check_application(app, registry) == []
 
 
 class TestR21ResettledRetiree:

@@ -1,0 +1,155 @@
+"""HTTP pieces both services share: errors that never echo personal data, health,
+the case views, region connectivity administration."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from domain.calendar import WorkingDayCalendar
+from services.common.tables import CaseEventRow, CaseRow
+
+
+class ErrorReason(BaseModel):
+    code: str
+    rule: str | None = None
+    message_en: str
+    message_zh: str | None = None
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+    reasons: list[ErrorReason]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default body echoes the input (an ID number, a bank account): name the
+        # field and the problem only.
+        reasons = [
+            ErrorReason(
+                code="INVALID_FIELD",
+                field=".".join(str(p) for p in e["loc"] if p != "body"),
+                message_en=str(e["msg"]).split(", input")[0],
+            )
+            for e in exc.errors()
+        ]
+        body = ErrorBody(error="invalid request", reasons=reasons)
+        return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        body = ErrorBody(
+            error="internal error",
+            reasons=[
+                ErrorReason(
+                    code="INTERNAL",
+                    message_en=f"unexpected {type(exc).__name__}; the request was not applied",
+                )
+            ],
+        )
+        return JSONResponse(status_code=500, content=body.model_dump(exclude_none=True))
+
+
+def problem(
+    status: int,
+    code: str,
+    message_en: str,
+    *,
+    rule: str | None = None,
+    message_zh: str | None = None,
+) -> JSONResponse:
+    body = ErrorBody(
+        error=message_en,
+        reasons=[ErrorReason(code=code, rule=rule, message_en=message_en, message_zh=message_zh)],
+    )
+    return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
+
+
+class AwaitingOut(BaseModel):
+    what: str
+    from_party: str | None
+    by: date | None
+
+
+class TimelineEntry(BaseModel):
+    sequence: int
+    at: str
+    event: str
+    status: str
+    rule: str | None
+    detail: dict[str, Any]
+
+
+class CaseOut(BaseModel):
+    case_id: str
+    status: str
+    status_since: str
+    working_days_in_status: int
+    from_region: str
+    to_region: str
+    from_scheme: str
+    to_scheme: str
+    person: str  # masked ID number
+    awaiting: AwaitingOut | None
+    deadlines: dict[str, Any]
+    escalated: bool
+    warnings: list[str]
+    closed: bool
+    timeline: list[TimelineEntry] | None = None
+    workflow_url: str | None = None
+
+
+def case_out(
+    row: CaseRow,
+    calendar: WorkingDayCalendar,
+    today: date,
+    events: list[CaseEventRow] | None = None,
+    workflow_url: str | None = None,
+) -> CaseOut:
+    since = row.status_since.date()
+    return CaseOut(
+        case_id=row.case_id,
+        status=row.status,
+        status_since=row.status_since.isoformat(),
+        working_days_in_status=calendar.working_days_between(since, today),
+        from_region=row.from_region,
+        to_region=row.to_region,
+        from_scheme=row.from_scheme,
+        to_scheme=row.to_scheme,
+        person=row.id_masked,
+        awaiting=AwaitingOut(
+            what=row.awaiting_what, from_party=row.awaiting_from, by=row.awaiting_by
+        )
+        if row.awaiting_what
+        else None,
+        deadlines=row.deadlines,
+        escalated=row.escalated,
+        warnings=row.warnings,
+        closed=row.terminal,
+        timeline=None
+        if events is None
+        else [
+            TimelineEntry(
+                sequence=e.sequence,
+                at=e.occurred_at.isoformat(),
+                event=e.event,
+                status=e.status,
+                rule=e.rule,
+                detail=e.detail,
+            )
+            for e in events
+        ],
+        workflow_url=workflow_url,
+    )
+
+
+class ConnectivityIn(BaseModel):
+    connected: bool

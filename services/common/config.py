@@ -1,0 +1,57 @@
+"""Configuration of both services, from environment variables (prefix MEDTRANSFER_).
+
+One table in the README lists every setting; defaults are the embedded single-machine
+setup (SQLite under the state directory, local Kafka and Temporal).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.topics import Topics
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+Side = Literal["incoming", "outgoing"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDTRANSFER_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    temporal_target: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    topic_prefix: str = "medtransfer"
+    task_queue_prefix: str = "medtransfer"
+    data_dir: Path = REPO_DIR / "var" / "local" / "data"
+    keys_dir: Path = REPO_DIR / "var" / "local" / "keys"
+    # An explicit URL (postgresql+psycopg://...) overrides the per-side SQLite file.
+    incoming_database_url: str | None = None
+    outgoing_database_url: str | None = None
+    region_registry_file: Path = REPO_DIR / "data" / "regions.json"
+    calendar_dir: Path = REPO_DIR / "data" / "calendar"
+    # Regions this deployment serves on each side; empty = every region in the registry.
+    served_regions: list[str] = Field(default_factory=list)
+    # agency API keys: "key=region[,region...];key2=..." (local demo keys by default).
+    api_keys: str = ""
+    # Retry of a delivery to a region that is not connected (R23): first wait and cap.
+    delivery_retry_initial_seconds: float = 5.0
+    delivery_retry_max_seconds: float = 600.0
+    log_json: bool = True
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.topic_prefix)
+
+    def task_queue(self, side: Side) -> str:
+        return f"{self.task_queue_prefix}-{side}"
+
+    def database_url(self, side: Side) -> str:
+        explicit = self.incoming_database_url if side == "incoming" else self.outgoing_database_url
+        if explicit:
+            return explicit
+        return f"sqlite:///{self.data_dir / f'{side}-agency.db'}"

@@ -1,0 +1,200 @@
+"""Adapters to the platform: signing keys, the Kafka publisher, inbound verification,
+the case context (calendar + limits), and the Temporal client."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from contracts.documents import AuditRecord, Receipt
+from contracts.envelope import Envelope
+from contracts.signing import (
+    SignatureInvalid,
+    load_region_keys,
+    load_region_private_key,
+    sign_envelope,
+    verify_from_region,
+    write_region_key,
+)
+from contracts.topics import Topics
+from domain.balance import BalancePolicy
+from domain.calendar import build_calendar
+from domain.limits import CaseLimits
+from domain.regions import RegionRegistry, load_region_registry
+from services.common.config import Settings, Side
+from workflows.types import CaseContext
+
+log = logging.getLogger("medtransfer.platform")
+
+
+def load_registry(settings: Settings) -> RegionRegistry:
+    """The region registry with the public keys found in the keys directory merged in."""
+    registry = load_region_registry(settings.region_registry_file)
+    keys = load_region_keys(settings.keys_dir) if settings.keys_dir.exists() else {}
+    return registry.with_public_keys({k: v for k, v in keys.items() if registry.get(k)})
+
+
+def ensure_region_keys(keys_dir: Path, registry: RegionRegistry) -> None:
+    """Local deployments hold one signing key per region; create the missing ones."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    for code in registry.codes():
+        write_region_key(keys_dir, code)
+
+
+class RegionSigner:
+    """Signs outgoing documents with the sending region's private key (Ed25519)."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self._keys_dir = keys_dir
+
+    def sign(self, envelope: Envelope) -> Envelope:
+        key = load_region_private_key(self._keys_dir, envelope.from_region)
+        return sign_envelope(envelope, key, key_id=f"region-{envelope.from_region}")
+
+
+class KafkaDocumentPublisher:
+    """Publishes to the other side's platform topic (key = case_id) and to the audit topic."""
+
+    def __init__(self, broker: KafkaBroker, topics: Topics, side: Side) -> None:
+        self._broker = broker
+        self._topics = topics
+        self._destination = topics.to_outgoing if side == "incoming" else topics.to_incoming
+
+    async def publish_document(self, envelope: Envelope) -> None:
+        await self.publish_to(self._destination, envelope)
+
+    async def publish_to(self, topic: str, envelope: Envelope) -> None:
+        await self._broker.publish(
+            envelope.model_dump_json().encode("utf-8"),
+            topic=topic,
+            key=envelope.kafka_key,
+            headers={"content-type": "application/json", "document-type": envelope.type},
+        )
+
+    async def publish_audit(self, record: AuditRecord) -> None:
+        await self._broker.publish(
+            record.model_dump_json().encode("utf-8"),
+            topic=self._topics.audit,
+            key=record.case_id.encode("utf-8"),
+            headers={"content-type": "application/json", "document-type": "AuditRecord"},
+        )
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    # Idempotent producer with acks=all: a retried send never duplicates a record.
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        logger=logging.getLogger(f"medtransfer.kafka.{client_id}"),
+    )
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@dataclass(frozen=True)
+class InboundProblem(Exception):
+    """A platform message that cannot be acted on; it goes to the dead-letter record."""
+
+    reason: str
+    message_id: str | None = None
+    case_id: str | None = None
+
+
+def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> Envelope:
+    """Validate the envelope and its document, check it is for a region we serve, and
+    verify the sending region's signature. Raises InboundProblem with a reason."""
+    try:
+        envelope = Envelope.model_validate_json(raw)
+    except ValidationError as exc:
+        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
+        raise InboundProblem(f"INVALID_ENVELOPE: {fields or 'not JSON'}") from None
+    ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
+    try:
+        envelope.document()
+    except ValidationError as exc:
+        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
+        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {fields}", **ids) from None
+    if served and envelope.to_region not in served:
+        raise InboundProblem(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
+    if registry.get(envelope.from_region) is None:
+        raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
+    keys = {r.code: r.public_key for r in registry.regions() if r.public_key}
+    try:
+        verify_from_region(envelope, keys)
+    except SignatureInvalid as exc:
+        raise InboundProblem(f"SIGNATURE_INVALID: {exc.reason}", **ids) from None
+    return envelope
+
+
+def receipt_for(envelope: Envelope, sent_at: datetime) -> Envelope:
+    """The receiver's acknowledgement of a document (every document but a receipt)."""
+    step = "receipt-" + envelope.message_id.split("/", 1)[-1].replace("/", "-")
+    return Envelope.wrap(
+        Receipt(
+            acknowledges_message_id=envelope.message_id,
+            acknowledges_type=envelope.type,
+            status="accepted",
+        ),
+        case_id=envelope.case_id,
+        step=step,
+        from_region=envelope.to_region,
+        to_region=envelope.from_region,
+        sent_at=sent_at,
+        causation_id=envelope.message_id,
+    )
+
+
+class PolicyContext:
+    """Calendar, limits and balance policy for a case (the ContextSource port).
+
+    The calendar is rebuilt when the calendar data directory changes, so an operator can
+    load next year's official calendar without a redeploy.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def load(self, region: str, start: date) -> CaseContext:
+        calendar_dir = self._settings.calendar_dir
+        stamp = _dir_stamp(calendar_dir)
+        calendar_json = _calendar_json(start.year, str(calendar_dir), stamp)
+        limits = CaseLimits()
+        limits.validate()
+        policy = BalancePolicy()
+        return CaseContext(
+            calendar=calendar_json,
+            limits={k: int(v) for k, v in vars(limits).items()},
+            intra_province_balance=dict(policy.intra_province),
+            employee_to_resident_balance=policy.employee_to_resident,
+            policy_version="national-2026.1",
+            delivery_retry_initial_seconds=self._settings.delivery_retry_initial_seconds,
+            delivery_retry_max_seconds=self._settings.delivery_retry_max_seconds,
+        )
+
+
+def _dir_stamp(path: Path) -> float:
+    if not path.exists():
+        return 0.0
+    return max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.glob("*.json"))])
+
+
+@lru_cache(maxsize=16)
+def _calendar_json(year: int, calendar_dir: str, _stamp: float) -> dict:
+    # Two years cover every limit that starts this year (at most 15 working days).
+    return build_calendar([year, year + 1], Path(calendar_dir)).to_json()

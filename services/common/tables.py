@@ -1,0 +1,111 @@
+"""Tables both services keep, each in its own database: the case projection, the
+append-only timeline, the inbox of received messages, the money ledger, region
+connectivity. Side-specific tables live in each service's package."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class CaseRow(SQLModel, table=True):
+    __tablename__ = "case_record"
+
+    case_id: str = Field(primary_key=True)
+    status: str = Field(index=True)
+    status_since: datetime
+    from_region: str = Field(index=True)
+    to_region: str = Field(index=True)
+    from_scheme: str
+    to_scheme: str
+    person_key: str = Field(index=True)  # fingerprint of the ID number, never the number
+    id_masked: str
+    # Set while the case is open: one open case per person and pair of regions.
+    open_key: str | None = Field(default=None, unique=True)
+    awaiting_what: str | None = None
+    awaiting_from: str | None = None
+    awaiting_by: date | None = None
+    deadlines: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    escalated: bool = False
+    warnings: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    terminal: bool = False
+    # The application as submitted (incoming side); it holds personal data, never logged.
+    application: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    created_at: datetime
+    updated_at: datetime
+
+
+class CaseEventRow(SQLModel, table=True):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "case_event"
+    __table_args__ = (UniqueConstraint("case_id", "sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    sequence: int
+    event_key: str = Field(unique=True)
+    event: str
+    status: str
+    occurred_at: datetime
+    rule: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class InboxRow(SQLModel, table=True):
+    """Every platform message received, once (message_id is the idempotency key)."""
+
+    __tablename__ = "inbox"
+
+    message_id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    type: str
+    from_region: str
+    received_at: datetime
+    outcome: str
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One money movement. (remittance_id, leg) is unique: a retried activity or a
+    redelivered message can never move the same money twice."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (UniqueConstraint("remittance_id", "leg"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: str = Field(index=True)
+    remittance_id: str
+    leg: str  # debit_outgoing | credit_incoming | bank_payout | late_contribution
+    amount_fen: int
+    created_at: datetime
+
+
+class RegionStatusRow(SQLModel, table=True):
+    """Connectivity to the national platform as this side knows it (R23)."""
+
+    __tablename__ = "region_status"
+
+    region: str = Field(primary_key=True)
+    connected: bool
+    changed_at: datetime
+
+
+class DeadLetterRow(SQLModel, table=True):
+    """A message that could not be acted on, with the reason (never silently dropped)."""
+
+    __tablename__ = "dead_letter"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str | None = None
+    case_id: str | None = None
+    reason: str
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    received_at: datetime
+
+
+COMMON_TABLES = [CaseRow, CaseEventRow, InboxRow, LedgerEntry, RegionStatusRow, DeadLetterRow]

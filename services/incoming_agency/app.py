@@ -1,0 +1,436 @@
+"""The incoming agency's process: the HTTP API integrators submit applications to, and the
+Kafka entry point for platform documents coming back from outgoing agencies."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import Literal
+
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from contracts.documents import BalanceRemitted, BankAccount, PersonIdentity, TransferRequested
+from contracts.envelope import Envelope
+from domain.eligibility import ApplicationFacts, check_application
+from domain.identity import fingerprint, mask_id, normalize_resident_id
+from services.common.api import (
+    CaseOut,
+    ConnectivityIn,
+    ErrorBody,
+    ErrorReason,
+    case_out,
+    install_error_handlers,
+    problem,
+)
+from services.common.bootstrap import Service, build_service
+from services.common.inbound import InboundHandler, raw_body, signal
+from services.common.platform import (
+    KafkaDocumentPublisher,
+    RegionSigner,
+    connect_temporal,
+    make_broker,
+)
+from services.common.repository import utcnow
+from services.common.tables import CaseRow
+from services.incoming_agency.tables import INCOMING_TABLES
+from workflows.incoming.workflows import (
+    IncomingCaseWorkflow,
+    IncomingResidualWorkflow,
+    incoming_residual_workflow_id,
+    incoming_workflow_id,
+)
+from workflows.types import (
+    IncomingCaseInput,
+    IncomingResidualInput,
+    MismatchResolution,
+    WithdrawSignal,
+)
+
+log = logging.getLogger("medtransfer.incoming")
+
+OPEN_FOR_WITHDRAWAL = {
+    "submitted",
+    "waiting_region_connection",
+    "awaiting_transfer_out",
+    "refused_correctable",
+}
+
+
+class PersonIn(BaseModel):
+    id_number: str = Field(min_length=15, max_length=18, repr=False)
+    name: str = Field(min_length=1, max_length=100, repr=False)
+
+
+class BankAccountIn(BaseModel):
+    bank_name: str = Field(min_length=1, max_length=100)
+    account_number: str = Field(min_length=12, max_length=40, repr=False)
+    account_holder: str = Field(min_length=1, max_length=100, repr=False)
+
+
+class ApplicationIn(BaseModel):
+    """A transfer application (R10, R11): the person, where from and to, which schemes."""
+
+    person: PersonIn
+    from_region: str = Field(pattern=r"^\d{6}$", description="Outgoing region (行政区划代码)")
+    to_region: str = Field(pattern=r"^\d{6}$", description="Incoming region, served by this agency")
+    from_scheme: Literal["employee", "resident"]
+    to_scheme: Literal["employee", "resident"]
+    reason: str = Field(default="", max_length=200)
+    channel: Literal["online", "counter", "outgoing_entry"] = "online"
+    applied_on: date | None = Field(default=None, description="Defaults to today (China time)")
+    incoming_enrolled_since: date | None = Field(
+        default=None, description="Start of the enrolment here (R2, R3, R4)"
+    )
+    left_outgoing_on: date | None = Field(default=None, description="When the person left (R3)")
+    resettled_retiree: bool = False
+    bank_account: BankAccountIn | None = None
+
+
+class SubmitOut(BaseModel):
+    case_id: str
+    status: str
+    duplicate_of_open_case: bool
+    case_url: str
+
+
+class WithdrawIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+def create_app(service: Service | None = None) -> FastAPI:
+    service = service or build_service("incoming", INCOMING_TABLES)
+    settings = service.settings
+    broker = make_broker(settings, "incoming-api")
+    publisher = KafkaDocumentPublisher(broker, settings.topics, "incoming")
+    state: dict[str, Client] = {}
+
+    async def route(envelope: Envelope) -> str:
+        client = state["temporal"]
+        if envelope.type == "Receipt":
+            return "receipt"
+        if envelope.type == "BalanceRemitted" and envelope.document_as(BalanceRemitted).residual:
+            remitted = envelope.document_as(BalanceRemitted)
+            try:
+                await client.start_workflow(
+                    IncomingResidualWorkflow.run,
+                    IncomingResidualInput(envelope=envelope),
+                    id=incoming_residual_workflow_id(remitted.remittance_id),
+                    task_queue=settings.task_queue("incoming"),
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+            except WorkflowAlreadyStartedError:
+                return "duplicate_residual"
+            return "started"
+        return await signal(
+            client.get_workflow_handle(incoming_workflow_id(envelope.case_id)), envelope
+        )
+
+    handler = InboundHandler(
+        repository=service.repository,
+        registry=service.registry,
+        served=service.served,
+        broker=broker,
+        topics=settings.topics,
+        signer=RegionSigner(settings.keys_dir),
+        route=route,
+        publisher=publisher,
+    )
+
+    @broker.subscriber(
+        settings.topics.to_incoming,
+        group_id=f"{settings.topic_prefix}-incoming-agency",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title="incoming-agency platform inbox",
+        description="Platform documents addressed to the incoming agency.",
+    )
+    async def on_platform_document(body: bytes, message: KafkaMessage) -> None:
+        record = message.raw_message
+        await handler.handle(
+            body,
+            topic=settings.topics.to_incoming,
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["temporal"] = await connect_temporal(settings)
+        await broker.start()
+        log.info("incoming agency API up; serving regions %s", ",".join(sorted(service.served)))
+        yield
+        await broker.stop()
+
+    app = FastAPI(
+        title="Incoming agency (转入地经办机构) API",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="Submit and follow transfers of basic medical insurance between regions.",
+    )
+    app.state.broker = broker
+    install_error_handlers(app)
+
+    async def start_case(case_id: str, request: TransferRequested, accepted_on: date) -> None:
+        try:
+            await state["temporal"].start_workflow(
+                IncomingCaseWorkflow.run,
+                IncomingCaseInput(case_id=case_id, request=request, accepted_on=accepted_on),
+                id=incoming_workflow_id(case_id),
+                task_queue=settings.task_queue("incoming"),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # started by an earlier attempt of this same submission
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "side": "incoming"}
+
+    @app.post(
+        "/v1/applications",
+        status_code=201,
+        response_model=SubmitOut,
+        responses={
+            200: {
+                "model": SubmitOut,
+                "description": "An open case for the same person "
+                "and regions exists; it is returned",
+            },
+            422: {"model": ErrorBody},
+            503: {"model": ErrorBody},
+        },
+    )
+    async def submit(body: ApplicationIn) -> JSONResponse:
+        """Accept an application (R11) and start its case; refusals come back as 422 with
+        reason codes and the rule (R1, R3, ...), in Chinese and English."""
+        applied_on = body.applied_on or service.today()
+        refusals = check_application(
+            ApplicationFacts(
+                id_number=body.person.id_number,
+                from_region=body.from_region,
+                to_region=body.to_region,
+                from_scheme=body.from_scheme,
+                to_scheme=body.to_scheme,
+                applied_on=applied_on,
+                incoming_enrolled_since=body.incoming_enrolled_since,
+                left_outgoing_on=body.left_outgoing_on,
+                bank_account=body.bank_account.account_number if body.bank_account else None,
+                resettled_retiree=body.resettled_retiree,
+            ),
+            service.registry,
+        )
+        if refusals:
+            error = ErrorBody(
+                error="application refused",
+                reasons=[
+                    ErrorReason(
+                        code=r.code, rule=r.rule, message_en=r.message_en, message_zh=r.message_zh
+                    )
+                    for r in refusals
+                ],
+            )
+            return JSONResponse(status_code=422, content=error.model_dump(exclude_none=True))
+        if body.to_region not in service.served:
+            return problem(
+                422,
+                "NOT_OUR_REGION",
+                f"region {body.to_region} is not served by this agency",
+                rule="R11",
+            )
+        id_number = normalize_resident_id(body.person.id_number)
+        request = TransferRequested(
+            person=PersonIdentity(id_number=id_number, name=body.person.name),
+            from_region=body.from_region,
+            to_region=body.to_region,
+            from_scheme=body.from_scheme,
+            to_scheme=body.to_scheme,
+            reason=body.reason,
+            applied_on=applied_on,
+            channel=body.channel,
+            incoming_agency=f"medical insurance agency of region {body.to_region}",
+            resettled_retiree=body.resettled_retiree,
+            bank_account=BankAccount(**body.bank_account.model_dump())
+            if body.bank_account
+            else None,
+        )
+        person_key = fingerprint(id_number)
+        now = utcnow()
+        candidate = CaseRow(
+            case_id=f"TR{applied_on:%Y%m%d}{uuid.uuid4().hex[:10].upper()}",
+            status="submitted",
+            status_since=now,
+            from_region=body.from_region,
+            to_region=body.to_region,
+            from_scheme=body.from_scheme,
+            to_scheme=body.to_scheme,
+            person_key=person_key,
+            id_masked=mask_id(id_number),
+            open_key=f"{person_key}:{body.from_region}:{body.to_region}",
+            application=request.model_dump(mode="json"),
+            created_at=now,
+            updated_at=now,
+        )
+        row = service.repository.insert_case(candidate)
+        duplicate = row.case_id != candidate.case_id
+        # A duplicate resubmission also (re)starts the case, in case the first attempt's
+        # start was lost: the workflow id makes this idempotent.
+        stored = TransferRequested.model_validate(row.application)
+        try:
+            await start_case(row.case_id, stored, stored.applied_on)
+        except Exception:
+            log.exception("could not start the workflow of case %s", row.case_id)
+            return problem(
+                503,
+                "WORKFLOW_UNAVAILABLE",
+                "the case was recorded but could not be started; "
+                "submit the same application again to resume it",
+            )
+        out = SubmitOut(
+            case_id=row.case_id,
+            status=row.status,
+            duplicate_of_open_case=duplicate,
+            case_url=f"/v1/cases/{row.case_id}",
+        )
+        log.info(
+            "application %s case %s", "duplicate of" if duplicate else "accepted as", row.case_id
+        )
+        return JSONResponse(status_code=200 if duplicate else 201, content=out.model_dump())
+
+    @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ErrorBody}})
+    async def get_case(case_id: str) -> CaseOut | JSONResponse:
+        """Where the case stands (R17): status, working days in status, what is awaited from
+        whom by when, deadlines, escalations, and the timeline with rule ids."""
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        today = service.today()
+        return case_out(
+            row,
+            service.calendar(today),
+            today,
+            list(service.repository.events(case_id)),
+            service.workflow_url(incoming_workflow_id(case_id)),
+        )
+
+    @app.get("/v1/cases", response_model=list[CaseOut])
+    async def list_cases(
+        status: str | None = None,
+        region: str | None = None,
+        escalated: bool | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> list[CaseOut]:
+        today = service.today()
+        calendar = service.calendar(today)
+        rows = service.repository.list_cases(
+            status=status, region=region, escalated=escalated, limit=limit, offset=offset
+        )
+        return [case_out(r, calendar, today) for r in rows]
+
+    @app.post(
+        "/v1/cases/{case_id}/withdraw", status_code=202, responses={409: {"model": ErrorBody}}
+    )
+    async def withdraw(case_id: str, body: WithdrawIn) -> JSONResponse:
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        if row.status not in OPEN_FOR_WITHDRAWAL:
+            return problem(
+                409,
+                "TOO_LATE_TO_WITHDRAW",
+                f"a case in status {row.status} can no longer be withdrawn",
+            )
+        await (
+            state["temporal"]
+            .get_workflow_handle(incoming_workflow_id(case_id))
+            .signal(IncomingCaseWorkflow.withdraw, WithdrawSignal(reason=body.reason))
+        )
+        return JSONResponse(
+            status_code=202, content={"case_id": case_id, "withdrawal": "requested"}
+        )
+
+    @app.post(
+        "/v1/cases/{case_id}/correction", status_code=202, responses={409: {"model": ErrorBody}}
+    )
+    async def correct(case_id: str, body: ApplicationIn) -> JSONResponse:
+        """Correct a soft refusal on the same case (same person and regions)."""
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        if row.status != "refused_correctable":
+            return problem(
+                409, "NOT_CORRECTABLE", f"a case in status {row.status} takes no correction"
+            )
+        original = TransferRequested.model_validate(row.application)
+        if (
+            fingerprint(body.person.id_number) != row.person_key
+            or body.from_region != row.from_region
+            or body.to_region != row.to_region
+        ):
+            return problem(
+                422, "CORRECTION_CHANGES_CASE", "a correction keeps the person and the regions"
+            )
+        corrected = original.model_copy(
+            update={
+                "person": PersonIdentity(
+                    id_number=normalize_resident_id(body.person.id_number), name=body.person.name
+                ),
+                "from_scheme": body.from_scheme,
+                "to_scheme": body.to_scheme,
+                "reason": body.reason,
+                "resettled_retiree": body.resettled_retiree,
+                "bank_account": BankAccount(**body.bank_account.model_dump())
+                if body.bank_account
+                else original.bank_account,
+            }
+        )
+        await (
+            state["temporal"]
+            .get_workflow_handle(incoming_workflow_id(case_id))
+            .signal(IncomingCaseWorkflow.correct, corrected)
+        )
+        return JSONResponse(status_code=202, content={"case_id": case_id, "correction": "sent"})
+
+    @app.post(
+        "/v1/cases/{case_id}/mismatch-resolution",
+        status_code=202,
+        responses={409: {"model": ErrorBody}},
+    )
+    async def resolve_mismatch(case_id: str, body: MismatchResolution) -> JSONResponse:
+        """A clerk's decision on an amount mismatch (R15)."""
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        if row.status != "balance_mismatch":
+            return problem(
+                409, "NO_MISMATCH", f"case {case_id} has no open amount mismatch", rule="R15"
+            )
+        await (
+            state["temporal"]
+            .get_workflow_handle(incoming_workflow_id(case_id))
+            .signal(IncomingCaseWorkflow.resolve_mismatch, body)
+        )
+        return JSONResponse(
+            status_code=202, content={"case_id": case_id, "decision": body.decision}
+        )
+
+    @app.put("/v1/admin/regions/{region}/connectivity")
+    async def set_connectivity(region: str, body: ConnectivityIn) -> JSONResponse:
+        """Record that a region went live on the platform (or dropped off), R23."""
+        if service.registry.get(region) is None:
+            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
+        service.connectivity.set_connected(region, body.connected)
+        return JSONResponse({"region": region, "connected": body.connected})
+
+    return app

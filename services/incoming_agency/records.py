@@ -1,0 +1,58 @@
+"""The incoming agency's records behind its activities (the IncomingRecords port)."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from sqlmodel import select
+
+from domain.identity import fingerprint
+from services.common.db import session_scope
+from services.common.repository import utcnow
+from services.common.tables import CaseRow, LedgerEntry
+from services.incoming_agency.tables import TransferInRow
+from workflows.types import CreditInput, TransferInInput, TransferInResult
+
+
+class IncomingRecordsSql:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:
+        """Load the sheet and continue the enrolment here (R13); the transferred months
+        count as deemed contribution years (R24). Once per case."""
+        with session_scope(self.engine) as session:
+            row = session.get(TransferInRow, request.case_id)
+            if row is None:
+                case = session.get(CaseRow, request.case_id)
+                row = TransferInRow(
+                    case_id=request.case_id,
+                    person_key=fingerprint(request.sheet.person.id_number),
+                    region=case.to_region if case else request.sheet.from_region,
+                    scheme=case.to_scheme if case else request.sheet.scheme,
+                    deemed_contribution_months=request.sheet.total_contribution_months,
+                    sheet=request.sheet.model_dump(mode="json"),
+                    completed_on=request.completed_on,
+                    created_at=utcnow(),
+                )
+                session.add(row)
+            return TransferInResult(deemed_contribution_months=row.deemed_contribution_months)
+
+    def credit(self, request: CreditInput) -> None:
+        """Credit the new personal account (R15) once per remittance id."""
+        with session_scope(self.engine) as session:
+            exists = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.remittance_id == request.remittance_id,
+                    LedgerEntry.leg == "credit_incoming",
+                )
+            ).first()
+            if exists is None:
+                session.add(
+                    LedgerEntry(
+                        case_id=request.case_id,
+                        remittance_id=request.remittance_id,
+                        leg="credit_incoming",
+                        amount_fen=request.amount_fen,
+                        created_at=utcnow(),
+                    )
+                )

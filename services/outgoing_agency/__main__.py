@@ -1,0 +1,39 @@
+"""python -m services.outgoing_agency api [--port 8002] | worker | load-demo"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import uvicorn
+
+from services.common.bootstrap import build_service
+from services.outgoing_agency.tables import OUTGOING_TABLES
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.outgoing_agency")
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="HTTP API + Kafka consumer")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8002)
+    sub.add_parser("worker", help="Temporal worker")
+    sub.add_parser("load-demo", help="load the demo enrolment records")
+    args = parser.parse_args()
+    service = build_service("outgoing", OUTGOING_TABLES)
+    if args.command == "api":
+        from services.outgoing_agency.app import create_app
+
+        uvicorn.run(create_app(service), host=args.host, port=args.port, log_config=None)
+    elif args.command == "worker":
+        from services.outgoing_agency.worker import run
+
+        asyncio.run(run(service))
+    else:
+        from services.outgoing_agency.demo import load_demo
+
+        print(f"loaded {load_demo(service)} demo enrolment records")
+
+
+if __name__ == "__main__":
+    main()

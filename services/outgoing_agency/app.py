@@ -1,0 +1,291 @@
+"""The outgoing agency's process: HTTP API for its clerks and integrators, and the Kafka
+entry point for platform documents addressed to the regions it serves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import date
+
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, Field
+from sqlmodel import select
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from contracts.documents import TransferRequested
+from contracts.envelope import Envelope
+from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
+from services.common.api import CaseOut, ConnectivityIn, case_out, install_error_handlers, problem
+from services.common.bootstrap import Service, build_service
+from services.common.db import session_scope
+from services.common.inbound import InboundHandler, raw_body, signal
+from services.common.platform import (
+    KafkaDocumentPublisher,
+    RegionSigner,
+    connect_temporal,
+    make_broker,
+)
+from services.common.repository import utcnow
+from services.common.tables import CaseRow
+from services.outgoing_agency.tables import OUTGOING_TABLES, EnrolmentRow
+from workflows.outgoing.workflows import (
+    OutgoingCaseWorkflow,
+    OutgoingResidualWorkflow,
+    main_remittance_id,
+    outgoing_residual_workflow_id,
+    outgoing_workflow_id,
+    residual_remittance_id,
+)
+from workflows.types import OutgoingCaseInput, ResidualInput
+
+log = logging.getLogger("medtransfer.outgoing")
+
+
+class EnrolmentIn(BaseModel):
+    """An enrolment record of a region this agency serves (upserted by ID number + region)."""
+
+    id_number: str = Field(repr=False)
+    name: str = Field(min_length=1, max_length=100, repr=False)
+    region: str = Field(pattern=r"^\d{6}$")
+    scheme: str = Field(pattern="^(employee|resident)$")
+    status: str = Field(pattern="^(active|suspended)$")
+    enrolled_since: date
+    suspended_on: date | None = None
+    arrears_fen: int = Field(default=0, ge=0)
+    account_status: str = Field(default="normal", pattern="^(normal|frozen)$")
+    balance_fen: int = Field(default=0, ge=0)
+    contribution_months: int = Field(default=0, ge=0)
+    also_active_in: str | None = Field(default=None, pattern=r"^\d{6}$")
+
+
+class EnrolmentOut(BaseModel):
+    record_id: int
+    person: str
+    region: str
+    status: str
+    balance_fen: int
+
+
+class LateContributionIn(BaseModel):
+    contribution_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
+    amount_fen: int = Field(gt=0)
+
+
+def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
+    id_number = normalize_resident_id(body.id_number)
+    with session_scope(service.engine) as session:
+        row = session.exec(
+            select(EnrolmentRow).where(
+                EnrolmentRow.id_number == id_number, EnrolmentRow.region == body.region
+            )
+        ).first()
+        values = body.model_dump() | {"id_number": id_number}
+        if row is None:
+            row = EnrolmentRow(**values)
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+        session.add(row)
+        session.flush()
+        session.refresh(row)
+        return row
+
+
+def create_app(service: Service | None = None) -> FastAPI:
+    service = service or build_service("outgoing", OUTGOING_TABLES)
+    settings = service.settings
+    broker = make_broker(settings, "outgoing-api")
+    publisher = KafkaDocumentPublisher(broker, settings.topics, "outgoing")
+    state: dict[str, Client] = {}
+
+    async def route(envelope: Envelope) -> str:
+        client = state["temporal"]
+        if envelope.type == "Receipt":
+            return "receipt"
+        if envelope.type == "TransferRequested":
+            record_case(service, envelope)
+            try:
+                await client.start_workflow(
+                    OutgoingCaseWorkflow.run,
+                    OutgoingCaseInput(case_id=envelope.case_id, region=envelope.to_region),
+                    id=outgoing_workflow_id(envelope.case_id),
+                    task_queue=settings.task_queue("outgoing"),
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    start_signal="document",
+                    start_signal_args=[envelope],
+                )
+            except WorkflowAlreadyStartedError:
+                return "late_after_close"
+            return "started"
+        remittance_id = getattr(envelope.document(), "remittance_id", None)
+        if remittance_id and remittance_id != main_remittance_id(envelope.case_id):
+            return await signal(
+                client.get_workflow_handle(outgoing_residual_workflow_id(remittance_id)), envelope
+            )
+        return await signal(
+            client.get_workflow_handle(outgoing_workflow_id(envelope.case_id)), envelope
+        )
+
+    handler = InboundHandler(
+        repository=service.repository,
+        registry=service.registry,
+        served=service.served,
+        broker=broker,
+        topics=settings.topics,
+        signer=RegionSigner(settings.keys_dir),
+        route=route,
+        publisher=publisher,
+    )
+
+    @broker.subscriber(
+        settings.topics.to_outgoing,
+        group_id=f"{settings.topic_prefix}-outgoing-agency",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title="outgoing-agency platform inbox",
+        description="Platform documents addressed to the outgoing agency.",
+    )
+    async def on_platform_document(body: bytes, message: KafkaMessage) -> None:
+        record = message.raw_message
+        await handler.handle(
+            body,
+            topic=settings.topics.to_outgoing,
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["temporal"] = await connect_temporal(settings)
+        await broker.start()
+        log.info("outgoing agency API up; serving regions %s", ",".join(sorted(service.served)))
+        yield
+        await broker.stop()
+
+    app = FastAPI(
+        title="Outgoing agency (转出地经办机构) API",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="Enrolment records, transfer-out cases and their timelines.",
+    )
+    app.state.broker = broker
+    install_error_handlers(app)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "side": "outgoing"}
+
+    @app.get("/v1/cases/{case_id}", response_model=CaseOut)
+    async def get_case(case_id: str) -> CaseOut | JSONResponse:
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        today = service.today()
+        return case_out(
+            row,
+            service.calendar(today),
+            today,
+            list(service.repository.events(case_id)),
+            service.workflow_url(outgoing_workflow_id(case_id)),
+        )
+
+    @app.get("/v1/cases", response_model=list[CaseOut])
+    async def list_cases(
+        status: str | None = None,
+        region: str | None = None,
+        escalated: bool | None = None,
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> list[CaseOut]:
+        today = service.today()
+        calendar = service.calendar(today)
+        rows = service.repository.list_cases(
+            status=status, region=region, escalated=escalated, limit=limit, offset=offset
+        )
+        return [case_out(r, calendar, today) for r in rows]
+
+    @app.put("/v1/enrolments", response_model=EnrolmentOut)
+    async def put_enrolment(body: EnrolmentIn) -> EnrolmentOut | JSONResponse:
+        if not is_valid_resident_id(body.id_number):
+            return problem(
+                422, "INVALID_ID_NUMBER", "the ID number's check digit is wrong", rule="R9"
+            )
+        if body.region not in service.served:
+            return problem(422, "NOT_OUR_REGION", f"region {body.region} is not served here")
+        row = upsert_enrolment(service, body)
+        assert row.id is not None
+        return EnrolmentOut(
+            record_id=row.id,
+            person=mask_id(row.id_number),
+            region=row.region,
+            status=row.status,
+            balance_fen=row.balance_fen,
+        )
+
+    @app.post("/v1/cases/{case_id}/late-contributions", status_code=202)
+    async def late_contribution(case_id: str, body: LateContributionIn) -> JSONResponse:
+        row = service.repository.get_case(case_id)
+        if row is None:
+            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        if row.status not in ("awaiting_confirmation", "completed", "balance_mismatch"):
+            return problem(
+                409, "NOT_TRANSFERRED_OUT", "the case has not been transferred out yet", rule="R16"
+            )
+        remittance_id = residual_remittance_id(case_id, body.contribution_id)
+        try:
+            await state["temporal"].start_workflow(
+                OutgoingResidualWorkflow.run,
+                ResidualInput(
+                    case_id=case_id,
+                    contribution_id=body.contribution_id,
+                    amount_fen=body.amount_fen,
+                    region=row.from_region,
+                    to_region=row.to_region,
+                ),
+                id=outgoing_residual_workflow_id(remittance_id),
+                task_queue=settings.task_queue("outgoing"),
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # the same contribution posted twice: one residual remittance
+        return JSONResponse(status_code=202, content={"remittance_id": remittance_id})
+
+    @app.put("/v1/admin/regions/{region}/connectivity")
+    async def set_connectivity(region: str, body: ConnectivityIn) -> JSONResponse:
+        if service.registry.get(region) is None:
+            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
+        service.connectivity.set_connected(region, body.connected)
+        return JSONResponse({"region": region, "connected": body.connected})
+
+    return app
+
+
+def record_case(service: Service, envelope: Envelope) -> None:
+    """The outgoing view of a case, created (or refreshed by a correction) on request."""
+    request = envelope.document_as(TransferRequested)
+    now = utcnow()
+    with session_scope(service.engine) as session:
+        row = session.get(CaseRow, envelope.case_id)
+        if row is None:
+            row = CaseRow(
+                case_id=envelope.case_id,
+                status="received",
+                status_since=now,
+                from_region=request.from_region,
+                to_region=request.to_region,
+                from_scheme=request.from_scheme,
+                to_scheme=request.to_scheme,
+                person_key=fingerprint(request.person.id_number),
+                id_masked=mask_id(request.person.id_number),
+                created_at=now,
+                updated_at=now,
+            )
+        row.application = {**row.application, **request.model_dump(mode="json")}
+        session.add(row)

@@ -1,0 +1,214 @@
+"""The outgoing agency's records behind its activities (the OutgoingRecords port):
+R5-R9 checks, transfer-out with the ledger debit (R16), bank payouts, residual forwarding."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from contracts.documents import EnrolmentPeriod, InformationSheet, PersonIdentity, RefusalReason
+from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
+from domain.identity import normalize_resident_id
+from services.common.db import session_scope
+from services.common.repository import RegionConnectivity, utcnow
+from services.common.tables import CaseRow, LedgerEntry
+from services.outgoing_agency.tables import EnrolmentRow, PayoutRow
+from workflows.types import (
+    BankPayoutInput,
+    BankPayoutResult,
+    CheckRequestInput,
+    ResidualInput,
+    TransferOutFacts,
+    TransferOutInput,
+)
+
+
+class OutgoingRecordsSql:
+    def __init__(self, engine: Engine, connectivity: RegionConnectivity) -> None:
+        self.engine = engine
+        self.connectivity = connectivity
+
+    def find_enrolment(self, session: Session, id_number: str, region: str) -> EnrolmentRow | None:
+        return session.exec(
+            select(EnrolmentRow).where(
+                EnrolmentRow.id_number == normalize_resident_id(id_number),
+                EnrolmentRow.region == region,
+            )
+        ).first()
+
+    def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
+        req = request.request
+        with session_scope(self.engine) as session:
+            row = self.find_enrolment(session, req.person.id_number, req.from_region)
+            if row is not None and row.transferred_case_id == request.case_id:
+                # Already transferred out by this case (an activity retried after commit).
+                return TransferOutFacts(
+                    balance_fen=0,
+                    incoming_connected=True,
+                    enrolment_periods_months=row.contribution_months,
+                )
+            facts = (
+                None
+                if row is None
+                else EnrolmentFacts(
+                    id_number=row.id_number,
+                    name=row.name,
+                    region=row.region,
+                    scheme=row.scheme,  # type: ignore[arg-type]
+                    status=row.status,  # type: ignore[arg-type]
+                    suspended_on=row.suspended_on,
+                    arrears_fen=row.arrears_fen,
+                    account_status=row.account_status,  # type: ignore[arg-type]
+                    balance_fen=row.balance_fen,
+                    contribution_months=row.contribution_months,
+                    also_active_in=row.also_active_in,
+                )
+            )
+        refusals = check_transfer_out(  # R5-R9
+            OutgoingRequestFacts(
+                id_number=req.person.id_number,
+                name=req.person.name,
+                from_region=req.from_region,
+                to_region=req.to_region,
+                from_scheme=req.from_scheme,
+                to_scheme=req.to_scheme,
+            ),
+            facts,
+        )
+        return TransferOutFacts(
+            refusals=[
+                RefusalReason(
+                    code=r.code,
+                    rule=r.rule,
+                    soft=r.soft,
+                    message_zh=r.message_zh,
+                    message_en=r.message_en,
+                )
+                for r in refusals
+            ],
+            balance_fen=facts.balance_fen if facts else 0,
+            incoming_connected=self.connectivity.is_connected(req.to_region, date.today()),
+            enrolment_periods_months=facts.contribution_months if facts else 0,
+        )
+
+    def transfer_out(self, request: TransferOutInput) -> InformationSheet:
+        """End the enrolment here and, when the balance moves, debit it to zero (R16) in one
+        transaction. Idempotent: a second call for the same case returns the same sheet."""
+        req = request.request
+        with session_scope(self.engine) as session:
+            row = self.find_enrolment(session, req.person.id_number, req.from_region)
+            if row is None:
+                raise LookupError(f"case {request.case_id}: enrolment record vanished")
+            if row.transferred_case_id != request.case_id:
+                balance = row.balance_fen
+                row.status, row.transferred_case_id = "transferred_out", request.case_id
+                if request.balance_action in ("remit", "pay_to_bank") and balance > 0:
+                    session.add(
+                        LedgerEntry(
+                            case_id=request.case_id,
+                            remittance_id=request.remittance_id,
+                            leg="debit_outgoing",
+                            amount_fen=balance,
+                            created_at=utcnow(),
+                        )
+                    )
+                    row.balance_fen = 0
+                session.add(row)
+                case = session.get(CaseRow, request.case_id)
+                if case is not None:
+                    case.application = {
+                        **case.application,
+                        "balance_fen": balance,
+                        "transferred_out_on": request.transferred_out_on.isoformat(),
+                    }
+                    session.add(case)
+            else:
+                case = session.get(CaseRow, request.case_id)
+                balance = int(
+                    (case.application if case else {}).get("balance_fen", row.balance_fen)
+                )
+            return InformationSheet(
+                person=PersonIdentity(id_number=row.id_number, name=row.name),
+                from_region=row.region,
+                scheme=row.scheme,
+                enrolment_periods=[
+                    EnrolmentPeriod(
+                        region=row.region,
+                        scheme=row.scheme,
+                        start=row.enrolled_since,
+                        end=row.suspended_on,
+                        contribution_months=row.contribution_months,
+                    )
+                ],
+                total_contribution_months=row.contribution_months,
+                balance_fen=balance,
+                transferred_out_on=request.transferred_out_on,
+                issued_by_region=row.region,
+            )
+
+    def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
+        """The bank payout port (a real bank adapter replaces the row write in production);
+        keyed by remittance id, so a retry pays once."""
+        with session_scope(self.engine) as session:
+            existing = session.get(PayoutRow, request.remittance_id)
+            if existing is not None:
+                return BankPayoutResult(
+                    account_last4=existing.account_last4, paid_on=existing.paid_on
+                )
+            case = session.get(CaseRow, request.case_id)
+            account = ((case.application if case else {}).get("bank_account") or {}).get(
+                "account_number", ""
+            )
+            payout = PayoutRow(
+                remittance_id=request.remittance_id,
+                case_id=request.case_id,
+                amount_fen=request.amount_fen,
+                account_last4=account[-4:] or "????",
+                rule=request.rule,
+                paid_on=date.today(),
+                created_at=utcnow(),
+            )
+            session.add(payout)
+            session.add(
+                LedgerEntry(
+                    case_id=request.case_id,
+                    remittance_id=request.remittance_id,
+                    leg="bank_payout",
+                    amount_fen=request.amount_fen,
+                    created_at=utcnow(),
+                )
+            )
+            return BankPayoutResult(account_last4=payout.account_last4, paid_on=payout.paid_on)
+
+    def post_residual(self, request: ResidualInput) -> str:
+        """A late contribution after transfer-out: booked in and debited straight out to the
+        same case's destination, once per contribution id."""
+        remittance_id = f"{request.case_id}-residual-{request.contribution_id}"
+        with session_scope(self.engine) as session:
+            exists = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.remittance_id == remittance_id, LedgerEntry.leg == "debit_outgoing"
+                )
+            ).first()
+            if exists is None:
+                session.add(
+                    LedgerEntry(
+                        case_id=request.case_id,
+                        remittance_id=remittance_id,
+                        leg="late_contribution",
+                        amount_fen=request.amount_fen,
+                        created_at=utcnow(),
+                    )
+                )
+                session.add(
+                    LedgerEntry(
+                        case_id=request.case_id,
+                        remittance_id=remittance_id,
+                        leg="debit_outgoing",
+                        amount_fen=request.amount_fen,
+                        created_at=utcnow(),
+                    )
+                )
+        return remittance_id

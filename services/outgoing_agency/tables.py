@@ -1,0 +1,45 @@
+"""The outgoing agency's own records: enrolments of the regions it serves, bank payouts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Field, SQLModel
+
+from services.common.tables import COMMON_TABLES
+
+
+class EnrolmentRow(SQLModel, table=True):
+    __tablename__ = "enrolment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    id_number: str = Field(index=True)
+    name: str
+    region: str = Field(index=True)
+    scheme: str
+    status: str  # active | suspended | transferred_out
+    enrolled_since: date
+    suspended_on: date | None = None
+    arrears_fen: int = 0
+    account_status: str = "normal"  # normal | frozen
+    balance_fen: int = 0
+    contribution_months: int = 0
+    also_active_in: str | None = None
+    transferred_case_id: str | None = None
+
+
+class PayoutRow(SQLModel, table=True):
+    """A payment of a balance into the person's own bank account (R19, R21, R22)."""
+
+    __tablename__ = "bank_payout"
+
+    remittance_id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    amount_fen: int
+    account_last4: str
+    rule: str
+    paid_on: date
+    created_at: datetime
+
+
+OUTGOING_TABLES = [*COMMON_TABLES, EnrolmentRow, PayoutRow]

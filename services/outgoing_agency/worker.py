@@ -1,0 +1,22 @@
+"""The outgoing agency's Temporal worker: its case and residual workflows, its activities."""
+
+from __future__ import annotations
+
+from services.common.bootstrap import Service, run_worker
+from services.outgoing_agency.records import OutgoingRecordsSql
+from workflows.activities import OutgoingActivities
+from workflows.outgoing.workflows import OutgoingCaseWorkflow, OutgoingResidualWorkflow
+
+
+async def run(service: Service) -> None:
+    side = OutgoingActivities(OutgoingRecordsSql(service.engine, service.connectivity))
+    await run_worker(
+        service,
+        [OutgoingCaseWorkflow, OutgoingResidualWorkflow],
+        [
+            side.check_transfer_out,
+            side.transfer_out,
+            side.pay_balance_to_bank,
+            side.post_residual_remittance,
+        ],
+    )

@@ -1,0 +1,123 @@
+"""Activities: thin adapters from workflow steps to the ports. Every one is idempotent
+(keyed by event_key, message_id or remittance_id) because Temporal runs activities at
+least once."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from contracts.documents import InformationSheet
+from contracts.envelope import Envelope
+from workflows.clock import CHINA_TZ
+from workflows.ports import (
+    CaseStore,
+    Connectivity,
+    ContextSource,
+    DocumentPublisher,
+    IncomingRecords,
+    OutgoingRecords,
+    Signer,
+)
+from workflows.types import (
+    BankPayoutInput,
+    BankPayoutResult,
+    CaseContext,
+    CaseEvent,
+    CheckRequestInput,
+    CreditInput,
+    LoadContextInput,
+    ResidualInput,
+    TransferInInput,
+    TransferInResult,
+    TransferOutFacts,
+    TransferOutInput,
+)
+
+REGION_NOT_CONNECTED = "RegionNotConnected"
+
+
+class CaseActivities:
+    """Activities both sides share: the timeline/audit trail, delivery, case context."""
+
+    def __init__(
+        self,
+        store: CaseStore,
+        publisher: DocumentPublisher,
+        signer: Signer,
+        connectivity: Connectivity,
+        context: ContextSource,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._signer = signer
+        self._connectivity = connectivity
+        self._context = context
+
+    @activity.defn(name="record_case_event")
+    async def record_case_event(self, event: CaseEvent) -> None:
+        record = self._store.append_event(event)
+        # Publish even when the row existed: the earlier attempt may have died between
+        # its commit and its publish. The audit consumer de-duplicates by (case, sequence).
+        if record is not None:
+            await self._publisher.publish_audit(record)
+
+    @activity.defn(name="region_connected")
+    async def region_connected(self, region: str) -> bool:
+        return self._connectivity.is_connected(region, _today())
+
+    @activity.defn(name="deliver_document")
+    async def deliver_document(self, envelope: Envelope) -> str:
+        # R23: a region that is not connected cannot receive platform documents; fail
+        # retryably so Temporal retries with backoff until the region goes live.
+        if not self._connectivity.is_connected(envelope.to_region, _today()):
+            raise ApplicationError(
+                f"region {envelope.to_region} is not connected to the platform",
+                type=REGION_NOT_CONNECTED,
+            )
+        await self._publisher.publish_document(self._signer.sign(envelope))
+        return envelope.message_id
+
+    @activity.defn(name="load_case_context")
+    async def load_case_context(self, request: LoadContextInput) -> CaseContext:
+        return self._context.load(request.region, request.start)
+
+
+class OutgoingActivities:
+    def __init__(self, records: OutgoingRecords) -> None:
+        self._records = records
+
+    @activity.defn(name="check_transfer_out")
+    async def check_transfer_out(self, request: CheckRequestInput) -> TransferOutFacts:
+        return self._records.check_request(request)
+
+    @activity.defn(name="transfer_out")
+    async def transfer_out(self, request: TransferOutInput) -> InformationSheet:
+        return self._records.transfer_out(request)
+
+    @activity.defn(name="pay_balance_to_bank")
+    async def pay_balance_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
+        return self._records.pay_to_bank(request)
+
+    @activity.defn(name="post_residual_remittance")
+    async def post_residual_remittance(self, request: ResidualInput) -> str:
+        return self._records.post_residual(request)
+
+
+class IncomingActivities:
+    def __init__(self, records: IncomingRecords) -> None:
+        self._records = records
+
+    @activity.defn(name="complete_transfer_in")
+    async def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:
+        return self._records.complete_transfer_in(request)
+
+    @activity.defn(name="credit_balance")
+    async def credit_balance(self, request: CreditInput) -> None:
+        self._records.credit(request)
+
+
+def _today() -> date:
+    return datetime.now(CHINA_TZ).date()

@@ -1,0 +1,266 @@
+"""The deterministic core both sides' case workflows share: the document inbox, the
+timeline recorder, and delivery with the R23 not-connected wait.
+
+Imported only by workflow code; it calls activities by their registered names and
+reads time only through ``workflow.now()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
+    from contracts.documents import Escalation
+    from contracts.envelope import Envelope
+    from domain.calendar import WorkingDayCalendar
+    from domain.limits import CaseLimits
+    from workflows.activities import REGION_NOT_CONNECTED, CaseActivities
+    from workflows.clock import china_date, end_of_day, seconds_until
+    from workflows.types import AuditValue, Awaiting, CaseContext, CaseEvent, CaseView, Side
+
+QUICK = timedelta(seconds=30)
+QUICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+)
+
+
+class CaseFlow:
+    """State and steps of one case on one side; owned by that side's workflow."""
+
+    def __init__(self, case_id: str, side: Side, region: str) -> None:
+        self.case_id = case_id
+        self.side = side
+        self.region = region
+        self.status = "starting"
+        self.awaiting: Awaiting | None = None
+        self.deadlines: dict[str, date] = {}
+        self.escalated = False
+        self.warnings: list[str] = []
+        self.inbox: list[Envelope] = []
+        self._seen: set[str] = set()
+        self._step = 0
+        self.calendar: WorkingDayCalendar | None = None
+        self.limits = CaseLimits()
+        self.context: CaseContext | None = None
+
+    # --- documents -----------------------------------------------------------------
+    def receive(self, envelope: Envelope) -> None:
+        """Signal handler body: a redelivered document (same message_id) is ignored."""
+        if envelope.message_id in self._seen:
+            return
+        self._seen.add(envelope.message_id)
+        self.inbox.append(envelope)
+
+    def take(self, types: Collection[str]) -> Envelope | None:
+        for index, envelope in enumerate(self.inbox):
+            if envelope.type in types:
+                return self.inbox.pop(index)
+        return None
+
+    async def wait_for(
+        self,
+        types: Collection[str],
+        until: datetime | None,
+        also: Callable[[], bool] = lambda: False,
+    ) -> Envelope | None:
+        """The next document of one of ``types``; None when ``until`` passes first or
+        ``also`` becomes true."""
+
+        def ready() -> bool:
+            return any(e.type in types for e in self.inbox) or also()
+
+        timeout = None if until is None else seconds_until(until, workflow.now())
+        if timeout is not None and timeout <= 0 and not ready():
+            return None
+        try:
+            await workflow.wait_condition(ready, timeout=timeout)
+        except TimeoutError:
+            return None
+        return self.take(types)
+
+    # --- calendar --------------------------------------------------------------------
+    async def load_context(self, start: date) -> CaseContext:
+        from workflows.types import LoadContextInput
+
+        self.context = await workflow.execute_activity_method(
+            CaseActivities.load_case_context,
+            LoadContextInput(region=self.region, start=start),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        self.calendar = WorkingDayCalendar.from_json(self.context.calendar)
+        self.limits = CaseLimits(**self.context.limits)
+        return self.context
+
+    def _context(self) -> CaseContext:
+        assert self.context is not None, "load_context first"
+        return self.context
+
+    def today(self) -> date:
+        return china_date(workflow.now())
+
+    def working_days_after(self, start: date, days: int) -> date:
+        assert self.calendar is not None, "load_context first"
+        deadline = self.calendar.add_working_days(start, days)
+        for year in deadline.fallback_years:
+            warning = f"calendar-fallback-{year}"
+            if warning not in self.warnings:
+                # Computed Monday-Friday: the official calendar for that year is not loaded.
+                self.warnings.append(warning)
+        return deadline.due
+
+    # --- timeline ----------------------------------------------------------------------
+    async def record(
+        self,
+        event: str,
+        status: str | None = None,
+        *,
+        rule: str | None = None,
+        detail: dict[str, AuditValue] | None = None,
+        awaiting: Awaiting | bool | None = False,
+        terminal: bool = False,
+    ) -> None:
+        """Append one event to the case's timeline and the audit topic.
+
+        ``awaiting=False`` keeps the current value; None clears it.
+        """
+        if status is not None:
+            self.status = status
+        if awaiting is not False:
+            self.awaiting = awaiting if isinstance(awaiting, Awaiting) else None
+        self._step += 1
+        await workflow.execute_activity_method(
+            CaseActivities.record_case_event,
+            CaseEvent(
+                case_id=self.case_id,
+                side=self.side,
+                event_key=f"{workflow.info().workflow_id}:{self._step}",
+                event=event,
+                status=self.status,
+                occurred_at=workflow.now(),
+                rule=rule,
+                detail=detail or {},
+                awaiting=self.awaiting,
+                deadlines=dict(self.deadlines),
+                escalated=self.escalated,
+                warnings=list(self.warnings),
+                terminal=terminal,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+
+    async def escalate(
+        self,
+        stage: str,
+        reason_code: str,
+        due: date | None,
+        en: str,
+        zh: str,
+        rule: str | None = None,
+    ) -> Escalation:
+        """A missed limit or a stuck step goes to a clerk; the case keeps going (never a
+        silent failure)."""
+        self.escalated = True
+        await self.record(
+            "escalated",
+            rule=rule,
+            detail={
+                "stage": stage,
+                "reason_code": reason_code,
+                "due_on": due.isoformat() if due else None,
+                "message_en": en,
+            },
+        )
+        return Escalation(
+            stage=stage, reason_code=reason_code, due_on=due, message_en=en, message_zh=zh
+        )
+
+    # --- delivery ------------------------------------------------------------------------
+    def envelope(
+        self, document: BaseModel, step: str, to_region: str, causation_id: str | None = None
+    ) -> Envelope:
+        return Envelope.wrap(
+            document,
+            case_id=self.case_id,
+            step=step,
+            from_region=self.region,
+            to_region=to_region,
+            sent_at=workflow.now(),
+            causation_id=causation_id,
+        )
+
+    async def deliver(self, envelope: Envelope) -> None:
+        """Deliver a document; while the destination region is not connected, wait and
+        retry until it goes live (R23), escalating after the configured working days."""
+        connected = await workflow.execute_activity_method(
+            CaseActivities.region_connected,
+            envelope.to_region,
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        previous = (self.status, self.awaiting)
+        if not connected:
+            await self.record(
+                "waiting_for_region_connection",
+                "waiting_region_connection",
+                rule="R23",
+                detail={"region": envelope.to_region, "document": envelope.type},
+                awaiting=Awaiting(
+                    what=f"region {envelope.to_region} to connect to the platform",
+                    from_party=f"national platform / region {envelope.to_region}",
+                ),
+            )
+        handle = workflow.start_activity_method(
+            CaseActivities.deliver_document,
+            envelope,
+            start_to_close_timeout=QUICK,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=self._context().delivery_retry_initial_seconds),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=self._context().delivery_retry_max_seconds),
+            ),
+        )
+        if not connected:
+            escalate_on = self.working_days_after(
+                self.today(), self.limits.not_connected_escalation_days
+            )
+            done, _ = await workflow.wait(
+                [handle], timeout=seconds_until(end_of_day(escalate_on), workflow.now())
+            )
+            if not done:
+                await self.escalate(
+                    "delivery",
+                    "REGION_NOT_CONNECTED",
+                    escalate_on,
+                    f"Region {envelope.to_region} is still not connected; a clerk may choose the offline channel.",
+                    f"地区{envelope.to_region}仍未接入平台，经办人员可改用线下渠道。",
+                    rule="R23",
+                )
+        await handle
+        if not connected:
+            self.status, self.awaiting = previous
+            await self.record(
+                "region_connected_document_delivered",
+                rule="R23",
+                detail={"region": envelope.to_region, "document": envelope.type},
+            )
+
+    def view(self) -> CaseView:
+        return CaseView(
+            case_id=self.case_id,
+            side=self.side,
+            status=self.status,
+            awaiting=self.awaiting,
+            deadlines=dict(self.deadlines),
+            escalated=self.escalated,
+        )
+
+
+__all__ = ["QUICK", "QUICK_RETRY", "REGION_NOT_CONNECTED", "CaseFlow"]

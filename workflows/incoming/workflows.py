@@ -1,0 +1,462 @@
+"""The incoming agency's case workflow: it owns the case's clock from acceptance to the
+credited balance (R12-R19, R23)."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import date, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.documents import (
+        ApplicationWithdrawn,
+        BalanceCredited,
+        BalanceMismatch,
+        BalanceNotTransferred,
+        BalancePaidToBank,
+        BalanceRemitted,
+        Reminder,
+        TransferInCompleted,
+        TransferOutCompleted,
+        TransferRefused,
+        TransferRequested,
+    )
+    from contracts.envelope import Envelope
+    from domain.limits import compute_transfer_out_deadlines
+    from workflows.activities import IncomingActivities
+    from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
+    from workflows.clock import end_of_day, morning_of, seconds_until
+    from workflows.types import (
+        Awaiting,
+        CaseView,
+        CreditInput,
+        IncomingCaseInput,
+        IncomingResidualInput,
+        MismatchResolution,
+        TransferInInput,
+        WithdrawSignal,
+    )
+
+REPLY_TYPES = ("TransferRefused", "TransferOutCompleted")
+BALANCE_TYPES = ("BalanceRemitted", "BalancePaidToBank", "BalanceNotTransferred")
+
+
+def incoming_workflow_id(case_id: str) -> str:
+    return f"incoming-{case_id}"
+
+
+@workflow.defn
+class IncomingCaseWorkflow:
+    def __init__(self) -> None:
+        self.flow: CaseFlow | None = None
+        self._withdrawal: WithdrawSignal | None = None
+        self._correction: TransferRequested | None = None
+        self._resolution: MismatchResolution | None = None
+        self._pending: list[Envelope] = []
+
+    # --- signals and queries ------------------------------------------------------------
+    @workflow.signal
+    def document(self, envelope: Envelope) -> None:
+        if self.flow is None:
+            self._pending.append(envelope)
+        else:
+            self.flow.receive(envelope)
+
+    @workflow.signal
+    def withdraw(self, signal: WithdrawSignal) -> None:
+        self._withdrawal = signal
+
+    @workflow.signal
+    def correct(self, corrected: TransferRequested) -> None:
+        self._correction = corrected
+
+    @workflow.signal
+    def resolve_mismatch(self, resolution: MismatchResolution) -> None:
+        self._resolution = resolution
+
+    @workflow.query
+    def view(self) -> CaseView | None:
+        return None if self.flow is None else self.flow.view()
+
+    # --- the case ------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, case: IncomingCaseInput) -> str:
+        request = case.request
+        flow = self.flow = CaseFlow(case.case_id, "incoming", request.to_region)
+        for envelope in self._pending:
+            flow.receive(envelope)
+        await flow.load_context(case.accepted_on)
+        assert flow.calendar is not None
+        limits = flow.limits
+        # R12/R14: the outgoing side's 10 and the whole case's 15 working days run from
+        # acceptance; the reminder goes out a few working days before the first limit.
+        plan = compute_transfer_out_deadlines(case.accepted_on, limits, flow.calendar)
+        flow.working_days_after(
+            case.accepted_on, limits.transfer_out_days + limits.transfer_in_days
+        )
+        flow.deadlines = {
+            "transfer_out_due": plan.transfer_out_due.due,
+            "total_due": plan.total_due.due,
+        }
+        outgoing = f"outgoing agency of region {request.from_region}"
+        await flow.record(
+            "application_accepted",
+            "submitted",
+            rule="R11",
+            detail={
+                "from_region": request.from_region,
+                "to_region": request.to_region,
+                "channel": request.channel,
+            },
+        )
+
+        attempt = 1
+        while True:
+            envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
+            await flow.deliver(envelope)
+            await flow.record(
+                "transfer_request_sent",
+                "awaiting_transfer_out",
+                rule="R12",
+                detail={"message_id": envelope.message_id},
+                awaiting=Awaiting(
+                    what="information sheet or refusal",
+                    from_party=outgoing,
+                    by=plan.transfer_out_due.due,
+                ),
+            )
+            reply = await self._await_reply(
+                flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region
+            )
+            if reply is None:  # withdrawn while waiting
+                return await self._withdraw(flow, request.from_region)
+            if reply.type == "TransferOutCompleted":
+                break
+            refusal = reply.document_as(TransferRefused)
+            corrected = await self._handle_refusal(flow, refusal, reply)
+            if corrected is None:
+                if self._withdrawal is not None:
+                    return await self._withdraw(flow, request.from_region)
+                return flow.status
+            request = corrected.model_copy(update={"correction_of": reply.message_id})
+            attempt += 1
+
+        completed = reply.document_as(TransferOutCompleted)
+        sheet = completed.info_sheet
+        # R13: the incoming side has 5 working days from receipt of the sheet.
+        received_on = flow.today()
+        transfer_in_due = flow.working_days_after(received_on, limits.transfer_in_days)
+        flow.deadlines["transfer_in_due"] = transfer_in_due
+        await flow.record(
+            "information_sheet_received",
+            "transfer_in",
+            rule="R13",
+            detail={
+                "message_id": reply.message_id,
+                "balance_action": completed.balance_action,
+                "balance_rule": completed.balance_rule,
+                "contribution_months": sheet.total_contribution_months,
+                "signature": "verified",
+            },
+            awaiting=Awaiting(
+                what="transfer-in by this agency", from_party="incoming agency", by=transfer_in_due
+            ),
+        )
+        transfer_in = workflow.start_activity_method(
+            IncomingActivities.complete_transfer_in,
+            TransferInInput(case_id=case.case_id, sheet=sheet, completed_on=received_on),
+            start_to_close_timeout=QUICK,
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
+            ),
+        )
+        done, _ = await workflow.wait(
+            [transfer_in],
+            timeout=(end_of_day(transfer_in_due) - workflow.now()).total_seconds(),
+        )
+        if not done:
+            await flow.escalate(
+                "transfer_in",
+                "TRANSFER_IN_OVERDUE",
+                transfer_in_due,
+                "Transfer-in was not completed within its limit.",
+                "未在时限内完成转入。",
+                rule="R13",
+            )
+        result = await transfer_in
+        await flow.deliver(
+            flow.envelope(
+                TransferInCompleted(
+                    completed_on=flow.today(),
+                    deemed_contribution_months=result.deemed_contribution_months,
+                ),
+                "transfer-in",
+                request.from_region,
+                reply.message_id,
+            )
+        )
+        await flow.record(
+            "transfer_in_completed",
+            "awaiting_balance",
+            rule="R24",
+            detail={"deemed_contribution_months": result.deemed_contribution_months},
+            awaiting=Awaiting(
+                what="balance remittance or balance notice",
+                from_party=outgoing,
+                by=plan.total_due.due,
+            ),
+        )
+
+        await self._settle_balance(flow, completed, plan.total_due.due, request.from_region)
+        await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
+        return flow.status
+
+    async def _await_reply(
+        self, flow: CaseFlow, reminder_on: date, due: date, outgoing_region: str
+    ) -> Envelope | None:
+        """R12: wait for the sheet or a refusal; remind before the limit, escalate at it,
+        and keep waiting after it (a late answer still completes the case)."""
+        withdrawn = lambda: self._withdrawal is not None  # noqa: E731
+        reply = await flow.wait_for(REPLY_TYPES, morning_of(reminder_on), withdrawn)
+        if reply is None and not withdrawn():
+            reminder = Reminder(
+                due_on=due,
+                stage="transfer_out",
+                message_en="Transfer-out is due; please send the information sheet or a refusal.",
+                message_zh="转出办理即将到期，请发送信息表或不予办理的答复。",
+            )
+            await flow.deliver(flow.envelope(reminder, "reminder-transfer-out", outgoing_region))
+            await flow.record("reminder_sent", rule="R12", detail={"due_on": due.isoformat()})
+            reply = await flow.wait_for(REPLY_TYPES, end_of_day(due), withdrawn)
+        if reply is None and not withdrawn():
+            escalation = await flow.escalate(
+                "transfer_out",
+                "TRANSFER_OUT_OVERDUE",
+                due,
+                "The outgoing agency did not answer within 10 working days.",
+                "转出地经办机构未在10个工作日内办结。",
+                rule="R12",
+            )
+            await flow.deliver(
+                flow.envelope(escalation, "escalation-transfer-out", outgoing_region)
+            )
+            reply = await flow.wait_for(REPLY_TYPES, None, withdrawn)
+        return reply
+
+    async def _handle_refusal(
+        self, flow: CaseFlow, refusal: TransferRefused, reply: Envelope
+    ) -> TransferRequested | None:
+        codes = ",".join(r.code for r in refusal.reasons)
+        rules = ",".join(sorted({r.rule for r in refusal.reasons}))
+        soft = all(r.soft for r in refusal.reasons) and refusal.correctable_until is not None
+        if not soft:
+            await flow.record(
+                "transfer_refused",
+                "refused",
+                rule=rules,
+                detail={"codes": codes, "message_id": reply.message_id},
+                awaiting=None,
+                terminal=True,
+            )
+            return None
+        assert refusal.correctable_until is not None
+        await flow.record(
+            "transfer_refused_correctable",
+            "refused_correctable",
+            rule=rules,
+            detail={
+                "codes": codes,
+                "message_id": reply.message_id,
+                "correctable_until": refusal.correctable_until.isoformat(),
+            },
+            awaiting=Awaiting(
+                what="a correction by the applicant",
+                from_party="applicant",
+                by=refusal.correctable_until,
+            ),
+        )
+        self._correction = None
+        remaining = seconds_until(end_of_day(refusal.correctable_until), workflow.now())
+        if remaining > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._correction is not None or self._withdrawal is not None,
+                    timeout=remaining,
+                )
+        if self._withdrawal is not None:
+            return None
+        if self._correction is None:
+            await flow.record(
+                "correction_window_expired",
+                "refused",
+                rule=rules,
+                detail={"codes": codes},
+                awaiting=None,
+                terminal=True,
+            )
+            return None
+        corrected, self._correction = self._correction, None
+        await flow.record("correction_submitted", rule=rules, detail={"codes": codes})
+        return corrected
+
+    async def _withdraw(self, flow: CaseFlow, outgoing_region: str) -> str:
+        assert self._withdrawal is not None
+        notice = ApplicationWithdrawn(reason=self._withdrawal.reason, withdrawn_on=flow.today())
+        await flow.deliver(flow.envelope(notice, "withdrawal", outgoing_region))
+        await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
+        return flow.status
+
+    async def _settle_balance(
+        self, flow: CaseFlow, completed: TransferOutCompleted, total_due: date, outgoing_region: str
+    ) -> None:
+        notice = await flow.wait_for(BALANCE_TYPES, end_of_day(total_due))
+        if notice is None:
+            await flow.escalate(
+                "balance",
+                "BALANCE_OVERDUE",
+                total_due,
+                "No balance remittance or notice within 15 working days.",
+                "15个工作日内未收到个人账户余额划转或说明。",
+                rule="R14",
+            )
+            notice = await flow.wait_for(BALANCE_TYPES, None)
+        assert notice is not None
+        if notice.type == "BalancePaidToBank":
+            paid = notice.document_as(BalancePaidToBank)
+            await flow.record(
+                "balance_paid_to_bank",
+                rule=paid.rule,
+                detail={
+                    "remittance_id": paid.remittance_id,
+                    "amount_fen": paid.amount_fen,
+                    "account_last4": paid.account_last4,
+                },
+            )
+            return
+        if notice.type == "BalanceNotTransferred":
+            kept = notice.document_as(BalanceNotTransferred)
+            await flow.record(
+                "balance_not_transferred",
+                rule=kept.rule,
+                detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
+            )
+            return
+        remitted = notice.document_as(BalanceRemitted)
+        expected = completed.info_sheet.balance_fen
+        # R15: credit only when the remitted amount matches the sheet; a mismatch goes to a
+        # clerk, never an automatic credit.
+        if remitted.amount_fen != expected:
+            await flow.deliver(
+                flow.envelope(
+                    BalanceMismatch(
+                        remittance_id=remitted.remittance_id,
+                        expected_fen=expected,
+                        received_fen=remitted.amount_fen,
+                    ),
+                    f"mismatch-{remitted.remittance_id}",
+                    outgoing_region,
+                    notice.message_id,
+                )
+            )
+            flow.escalated = True
+            await flow.record(
+                "balance_mismatch",
+                "balance_mismatch",
+                rule="R15",
+                detail={
+                    "remittance_id": remitted.remittance_id,
+                    "expected_fen": expected,
+                    "received_fen": remitted.amount_fen,
+                },
+                awaiting=Awaiting(
+                    what="a clerk's decision on the amount mismatch",
+                    from_party="incoming agency clerk",
+                ),
+            )
+            await workflow.wait_condition(lambda: self._resolution is not None)
+            assert self._resolution is not None
+            await flow.record(
+                "mismatch_resolved",
+                rule="R15",
+                detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
+            )
+            if self._resolution.decision == "return_to_sender":
+                return
+        await workflow.execute_activity_method(
+            IncomingActivities.credit_balance,
+            CreditInput(
+                case_id=flow.case_id,
+                remittance_id=remitted.remittance_id,
+                amount_fen=remitted.amount_fen,
+                credited_on=flow.today(),
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        await flow.deliver(
+            flow.envelope(
+                BalanceCredited(
+                    remittance_id=remitted.remittance_id,
+                    amount_fen=remitted.amount_fen,
+                    credited_on=flow.today(),
+                ),
+                f"credit-{remitted.remittance_id}",
+                outgoing_region,
+                notice.message_id,
+            )
+        )
+        await flow.record(
+            "balance_credited",
+            rule="R15",
+            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
+        )
+
+
+def incoming_residual_workflow_id(remittance_id: str) -> str:
+    return f"incoming-residual-{remittance_id}"
+
+
+@workflow.defn
+class IncomingResidualWorkflow:
+    """A late contribution forwarded after the case closed: credited on the same case, once
+    (the workflow id is the remittance id, so a redelivery cannot start a second one)."""
+
+    @workflow.run
+    async def run(self, residual: IncomingResidualInput) -> str:
+        envelope = residual.envelope
+        remitted = envelope.document_as(BalanceRemitted)
+        flow = CaseFlow(envelope.case_id, "incoming", envelope.to_region)
+        await flow.load_context(flow.today())
+        flow.status = "completed"
+        await workflow.execute_activity_method(
+            IncomingActivities.credit_balance,
+            CreditInput(
+                case_id=envelope.case_id,
+                remittance_id=remitted.remittance_id,
+                amount_fen=remitted.amount_fen,
+                credited_on=flow.today(),
+                residual=True,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        await flow.deliver(
+            flow.envelope(
+                BalanceCredited(
+                    remittance_id=remitted.remittance_id,
+                    amount_fen=remitted.amount_fen,
+                    credited_on=flow.today(),
+                ),
+                f"credit-{remitted.remittance_id}",
+                envelope.from_region,
+                envelope.message_id,
+            )
+        )
+        await flow.record(
+            "residual_balance_credited",
+            rule="R16",
+            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
+        )
+        return "credited"

@@ -1,0 +1,403 @@
+"""The outgoing agency's case workflow: R5-R9 checks, transfer-out with the signed
+information sheet (R12, R16), and the balance: remit, pay to the bank, or keep (R18-R22)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from contracts.documents import (
+        BalanceMismatch,
+        BalanceNotTransferred,
+        BalancePaidToBank,
+        BalanceRemitted,
+        RefusalReason,
+        TransferOutCompleted,
+        TransferRefused,
+        TransferRequested,
+    )
+    from contracts.envelope import Envelope
+    from domain.balance import BalanceDecision, BalancePolicy, decide_balance
+    from domain.limits import compute_transfer_out_deadlines
+    from workflows.activities import OutgoingActivities
+    from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
+    from workflows.clock import end_of_day
+    from workflows.types import (
+        Awaiting,
+        BankPayoutInput,
+        CaseView,
+        CheckRequestInput,
+        OutgoingCaseInput,
+        ResidualInput,
+        TransferOutFacts,
+        TransferOutInput,
+    )
+
+REQUEST = ("TransferRequested",)
+WITHDRAWAL = ("ApplicationWithdrawn",)
+CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch")
+PATIENT_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
+)
+
+
+def outgoing_workflow_id(case_id: str) -> str:
+    return f"outgoing-{case_id}"
+
+
+def main_remittance_id(case_id: str) -> str:
+    return f"{case_id}-main"
+
+
+@workflow.defn
+class OutgoingCaseWorkflow:
+    """Started by the first TransferRequested (signal-with-start from the Kafka handler)."""
+
+    def __init__(self) -> None:
+        self.flow: CaseFlow | None = None
+        self._pending: list[Envelope] = []
+
+    @workflow.signal
+    def document(self, envelope: Envelope) -> None:
+        if self.flow is None:
+            self._pending.append(envelope)
+        else:
+            self.flow.receive(envelope)
+
+    @workflow.query
+    def view(self) -> CaseView | None:
+        return None if self.flow is None else self.flow.view()
+
+    @workflow.run
+    async def run(self, case: OutgoingCaseInput) -> str:
+        flow = self.flow = CaseFlow(case.case_id, "outgoing", case.region)
+        await workflow.wait_condition(lambda: bool(self._pending))
+        for envelope in self._pending:
+            flow.receive(envelope)
+        first = flow.take(REQUEST)
+        assert first is not None, "an outgoing case starts with a transfer request"
+        request = first.document_as(TransferRequested)
+        incoming_region = first.from_region
+        await flow.load_context(request.applied_on)
+        assert flow.calendar is not None
+        # R12: 10 working days from acceptance to complete transfer-out.
+        plan = compute_transfer_out_deadlines(request.applied_on, flow.limits, flow.calendar)
+        flow.deadlines = {
+            "transfer_out_due": plan.transfer_out_due.due,
+            "total_due": plan.total_due.due,
+        }
+        await flow.record(
+            "transfer_request_received",
+            "checking",
+            rule="R12",
+            detail={"message_id": first.message_id, "incoming_region": incoming_region},
+            awaiting=Awaiting(
+                what="transfer-out by this agency",
+                from_party="outgoing agency",
+                by=plan.transfer_out_due.due,
+            ),
+        )
+        attempt = 1
+        while True:
+            facts = await workflow.execute_activity_method(
+                OutgoingActivities.check_transfer_out,
+                CheckRequestInput(case_id=case.case_id, request=request),
+                start_to_close_timeout=QUICK,
+                retry_policy=QUICK_RETRY,
+            )
+            if not facts.refusals:
+                break
+            corrected = await self._refuse(flow, facts.refusals, attempt, incoming_region, first)
+            if corrected is None:
+                return flow.status
+            first, request = corrected, corrected.document_as(TransferRequested)
+            attempt += 1
+
+        if flow.take(WITHDRAWAL) is not None:
+            return await self._withdrawn(flow)
+        decision = self._decide(flow, request, facts, incoming_region)
+        sheet = await workflow.execute_activity_method(
+            OutgoingActivities.transfer_out,
+            TransferOutInput(
+                case_id=case.case_id,
+                request=request,
+                balance_action=decision.action,
+                balance_rule=decision.rule,
+                remittance_id=main_remittance_id(case.case_id),
+                transferred_out_on=flow.today(),
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        await flow.deliver(
+            flow.envelope(
+                TransferOutCompleted(
+                    info_sheet=sheet, balance_action=decision.action, balance_rule=decision.rule
+                ),
+                "sheet",
+                incoming_region,
+                first.message_id,
+            )
+        )
+        await flow.record(
+            "transferred_out",
+            "balance",
+            rule="R16",
+            detail={
+                "balance_action": decision.action,
+                "balance_rule": decision.rule,
+                "amount_fen": decision.amount_fen,
+                "signed": True,
+            },
+        )
+        await self._move_balance(flow, decision, incoming_region, first.message_id)
+        await flow.record(
+            "balance_settled",
+            "awaiting_confirmation",
+            rule=decision.rule,
+            awaiting=Awaiting(
+                what="transfer-in receipt from the incoming agency",
+                from_party=f"incoming agency of region {incoming_region}",
+                by=plan.total_due.due,
+            ),
+        )
+        await self._await_confirmations(flow, decision, plan.total_due.due)
+        await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
+        return flow.status
+
+    def _decide(
+        self,
+        flow: CaseFlow,
+        request: TransferRequested,
+        facts: TransferOutFacts,
+        incoming_region: str,
+    ) -> BalanceDecision:
+        context = flow.context
+        assert context is not None
+        policy = BalancePolicy(
+            intra_province=dict(context.intra_province_balance),  # type: ignore[arg-type]
+            employee_to_resident=context.employee_to_resident_balance,  # type: ignore[arg-type]
+        )
+        # R18-R22 (and R19 when the incoming region cannot receive a remittance).
+        return decide_balance(
+            from_region=request.from_region,
+            to_region=incoming_region,
+            from_scheme=request.from_scheme,
+            to_scheme=request.to_scheme,
+            balance_fen=facts.balance_fen,
+            resettled_retiree=request.resettled_retiree,
+            incoming_connected=facts.incoming_connected,
+            has_bank_account=request.bank_account is not None,
+            policy=policy,
+        )
+
+    async def _refuse(
+        self,
+        flow: CaseFlow,
+        refusals: list[RefusalReason],
+        attempt: int,
+        incoming_region: str,
+        cause: Envelope,
+    ) -> Envelope | None:
+        """R5-R9: refuse with codes; a soft refusal may be corrected on the same case."""
+        soft = all(r.soft for r in refusals)
+        until = (
+            flow.working_days_after(flow.today(), flow.limits.soft_refusal_window_days)
+            if soft
+            else None
+        )
+        await flow.deliver(
+            flow.envelope(
+                TransferRefused(reasons=refusals, correctable_until=until),
+                f"refusal-{attempt}",
+                incoming_region,
+                cause.message_id,
+            )
+        )
+        rules = ",".join(sorted({r.rule for r in refusals}))
+        codes = ",".join(r.code for r in refusals)
+        if until is None:
+            await flow.record(
+                "transfer_refused",
+                "refused",
+                rule=rules,
+                detail={"codes": codes},
+                awaiting=None,
+                terminal=True,
+            )
+            return None
+        await flow.record(
+            "transfer_refused_correctable",
+            "refused_correctable",
+            rule=rules,
+            detail={"codes": codes, "correctable_until": until.isoformat()},
+            awaiting=Awaiting(what="a corrected application", from_party="applicant", by=until),
+        )
+        document = await flow.wait_for(REQUEST + WITHDRAWAL, end_of_day(until))
+        if document is None:
+            await flow.record(
+                "correction_window_expired", "refused", rule=rules, awaiting=None, terminal=True
+            )
+            return None
+        if document.type in WITHDRAWAL:
+            await self._withdrawn(flow)
+            return None
+        await flow.record(
+            "corrected_request_received", "checking", detail={"message_id": document.message_id}
+        )
+        return document
+
+    async def _withdrawn(self, flow: CaseFlow) -> str:
+        await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
+        return flow.status
+
+    async def _move_balance(
+        self, flow: CaseFlow, decision: BalanceDecision, incoming_region: str, cause: str
+    ) -> None:
+        remittance_id = main_remittance_id(flow.case_id)
+        if decision.action == "remit":  # R18
+            document: BalanceRemitted | BalancePaidToBank | BalanceNotTransferred = BalanceRemitted(
+                remittance_id=remittance_id,
+                amount_fen=decision.amount_fen,
+                remitted_on=flow.today(),
+            )
+        elif decision.action == "pay_to_bank":  # R19, R21, R22
+            payout = await workflow.execute_activity_method(
+                OutgoingActivities.pay_balance_to_bank,
+                BankPayoutInput(
+                    case_id=flow.case_id,
+                    remittance_id=remittance_id,
+                    amount_fen=decision.amount_fen,
+                    rule=decision.rule,
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=PATIENT_RETRY,
+            )
+            document = BalancePaidToBank(
+                remittance_id=remittance_id,
+                amount_fen=decision.amount_fen,
+                rule=decision.rule,
+                account_last4=payout.account_last4,
+                paid_on=payout.paid_on,
+            )
+        else:  # R20 keep usable, or nothing to move
+            document = BalanceNotTransferred(
+                rule=decision.rule,
+                reason_en=decision.explanation_en,
+                reason_zh=decision.explanation_zh,
+                amount_fen=decision.amount_fen,
+            )
+        await flow.deliver(
+            flow.envelope(document, f"balance-{remittance_id}", incoming_region, cause)
+        )
+
+    async def _await_confirmations(
+        self, flow: CaseFlow, decision: BalanceDecision, total_due: date
+    ) -> None:
+        transfer_in_done = False
+        credited = decision.action != "remit"
+        escalated = False
+        while not (transfer_in_done and credited):
+            document = await flow.wait_for(
+                CONFIRMATIONS, None if escalated else end_of_day(total_due)
+            )
+            if document is None:
+                escalated = True
+                await flow.escalate(
+                    "confirmation",
+                    "CASE_OVERDUE",
+                    total_due,
+                    "The incoming agency has not confirmed transfer-in within 15 working days.",
+                    "转入地经办机构未在15个工作日内确认转入。",
+                    rule="R14",
+                )
+                continue
+            if document.type == "TransferInCompleted":
+                transfer_in_done = True
+                await flow.record(
+                    "transfer_in_confirmed", rule="R13", detail={"message_id": document.message_id}
+                )
+            elif document.type == "BalanceCredited":
+                credited = True
+                await flow.record(
+                    "balance_credit_confirmed",
+                    rule="R15",
+                    detail={"message_id": document.message_id},
+                )
+            else:
+                mismatch = document.document_as(BalanceMismatch)
+                flow.escalated = True
+                await flow.record(
+                    "balance_mismatch_reported",
+                    "balance_mismatch",
+                    rule="R15",
+                    detail={
+                        "expected_fen": mismatch.expected_fen,
+                        "received_fen": mismatch.received_fen,
+                    },
+                )
+
+
+def outgoing_residual_workflow_id(remittance_id: str) -> str:
+    return f"outgoing-residual-{remittance_id}"
+
+
+def residual_remittance_id(case_id: str, contribution_id: str) -> str:
+    return f"{case_id}-residual-{contribution_id}"
+
+
+@workflow.defn
+class OutgoingResidualWorkflow:
+    """A late contribution reaching the old account after transfer-out is forwarded as a
+    residual remittance on the same case (R16: nothing is cleared or lost)."""
+
+    def __init__(self) -> None:
+        self.flow: CaseFlow | None = None
+        self._pending: list[Envelope] = []
+
+    @workflow.signal
+    def document(self, envelope: Envelope) -> None:
+        if self.flow is None:
+            self._pending.append(envelope)
+        else:
+            self.flow.receive(envelope)
+
+    @workflow.run
+    async def run(self, residual: ResidualInput) -> str:
+        flow = self.flow = CaseFlow(residual.case_id, "outgoing", residual.region)
+        for envelope in self._pending:
+            flow.receive(envelope)
+        await flow.load_context(flow.today())
+        flow.status = "completed"
+        remittance_id = await workflow.execute_activity_method(
+            OutgoingActivities.post_residual_remittance,
+            residual,
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        await flow.deliver(
+            flow.envelope(
+                BalanceRemitted(
+                    remittance_id=remittance_id,
+                    amount_fen=residual.amount_fen,
+                    residual=True,
+                    remitted_on=flow.today(),
+                ),
+                f"residual-{residual.contribution_id}",
+                residual.to_region,
+            )
+        )
+        await flow.record(
+            "residual_remitted",
+            rule="R16",
+            detail={"remittance_id": remittance_id, "amount_fen": residual.amount_fen},
+        )
+        credited = await flow.wait_for(("BalanceCredited",), None)
+        assert credited is not None
+        await flow.record(
+            "residual_credit_confirmed", rule="R16", detail={"remittance_id": remittance_id}
+        )
+        return "credited"

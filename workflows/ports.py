@@ -1,0 +1,63 @@
+"""Ports the activities depend on. Services wire real adapters (SQL, Kafka, keys);
+workflow tests register fakes under the same activity names."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Protocol
+
+from contracts.documents import AuditRecord, InformationSheet
+from contracts.envelope import Envelope
+from workflows.types import (
+    BankPayoutInput,
+    BankPayoutResult,
+    CaseContext,
+    CaseEvent,
+    CheckRequestInput,
+    CreditInput,
+    ResidualInput,
+    TransferInInput,
+    TransferInResult,
+    TransferOutFacts,
+    TransferOutInput,
+)
+
+
+class CaseStore(Protocol):
+    def append_event(self, event: CaseEvent) -> AuditRecord | None:
+        """Write the event once (keyed by event_key); return the audit record to publish,
+        or None when it was already written."""
+
+
+class DocumentPublisher(Protocol):
+    async def publish_document(self, envelope: Envelope) -> None: ...
+
+    async def publish_audit(self, record: AuditRecord) -> None: ...
+
+
+class Signer(Protocol):
+    def sign(self, envelope: Envelope) -> Envelope: ...
+
+
+class Connectivity(Protocol):
+    def is_connected(self, region: str, on: date) -> bool: ...
+
+
+class ContextSource(Protocol):
+    def load(self, region: str, start: date) -> CaseContext: ...
+
+
+class OutgoingRecords(Protocol):
+    def check_request(self, request: CheckRequestInput) -> TransferOutFacts: ...
+
+    def transfer_out(self, request: TransferOutInput) -> InformationSheet: ...
+
+    def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult: ...
+
+    def post_residual(self, request: ResidualInput) -> str: ...
+
+
+class IncomingRecords(Protocol):
+    def complete_transfer_in(self, request: TransferInInput) -> TransferInResult: ...
+
+    def credit(self, request: CreditInput) -> None: ...

@@ -1,0 +1,165 @@
+"""Typed payloads of workflows, activities and signals (one pydantic model each), so fields
+can be added without breaking callers. Platform documents themselves are in contracts/."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts.documents import InformationSheet, RefusalReason, TransferRequested
+from contracts.envelope import Envelope
+
+Side = Literal["incoming", "outgoing"]
+AuditValue = str | int | bool | None
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Awaiting(_Payload):
+    """What a case waits for, from whom, by when (R17)."""
+
+    what: str
+    from_party: str
+    by: date | None = None
+
+
+class CaseEvent(_Payload):
+    """One state change of a case, written to the case's timeline and the audit topic.
+
+    ``event_key`` is unique per case (workflow id + step), so a retried activity writes
+    the event once.
+    """
+
+    case_id: str
+    side: Side
+    event_key: str
+    event: str
+    status: str
+    occurred_at: datetime
+    rule: str | None = None
+    detail: dict[str, AuditValue] = Field(default_factory=dict)
+    awaiting: Awaiting | None = None
+    deadlines: dict[str, date] = Field(default_factory=dict)
+    escalated: bool | None = None
+    warnings: list[str] = Field(default_factory=list)
+    terminal: bool = False
+
+
+class CaseContext(_Payload):
+    """Calendar and limits a case uses, loaded once by an activity so replay is stable."""
+
+    calendar: dict[str, Any]
+    limits: dict[str, int]
+    intra_province_balance: dict[str, str]
+    employee_to_resident_balance: str
+    policy_version: str
+    delivery_retry_initial_seconds: float = 5.0
+    delivery_retry_max_seconds: float = 600.0
+
+
+class LoadContextInput(_Payload):
+    region: str
+    start: date
+
+
+class IncomingCaseInput(_Payload):
+    case_id: str
+    request: TransferRequested
+    accepted_on: date
+
+
+class OutgoingCaseInput(_Payload):
+    case_id: str
+    region: str
+
+
+class TransferOutFacts(_Payload):
+    """What the outgoing agency's records say, for the R5-R9 checks and R18-R22 routing."""
+
+    refusals: list[RefusalReason] = Field(default_factory=list)
+    balance_fen: int = 0
+    incoming_connected: bool = True
+    enrolment_periods_months: int = 0
+
+
+class CheckRequestInput(_Payload):
+    case_id: str
+    request: TransferRequested
+
+
+class TransferOutInput(_Payload):
+    case_id: str
+    request: TransferRequested
+    balance_action: str
+    balance_rule: str
+    remittance_id: str
+    transferred_out_on: date
+
+
+class BankPayoutInput(_Payload):
+    case_id: str
+    remittance_id: str
+    amount_fen: int
+    rule: str
+
+
+class BankPayoutResult(_Payload):
+    account_last4: str
+    paid_on: date
+
+
+class TransferInInput(_Payload):
+    case_id: str
+    sheet: InformationSheet
+    completed_on: date
+
+
+class TransferInResult(_Payload):
+    deemed_contribution_months: int
+
+
+class CreditInput(_Payload):
+    case_id: str
+    remittance_id: str
+    amount_fen: int
+    credited_on: date
+    residual: bool = False
+
+
+class WithdrawSignal(_Payload):
+    reason: str
+
+
+class MismatchResolution(_Payload):
+    """A clerk's decision on an amount mismatch (R15): credit what arrived, or return it."""
+
+    decision: Literal["credit_received", "return_to_sender"]
+    clerk: str
+    note: str = ""
+
+
+class ResidualInput(_Payload):
+    case_id: str
+    contribution_id: str
+    amount_fen: int
+    region: str
+    to_region: str
+
+
+class IncomingResidualInput(_Payload):
+    envelope: Envelope
+
+
+class CaseView(_Payload):
+    """The workflow's own answer to "where does this case stand" (a Temporal query)."""
+
+    case_id: str
+    side: Side
+    status: str
+    awaiting: Awaiting | None
+    deadlines: dict[str, date]
+    escalated: bool
