@@ -1,9 +1,11 @@
 """Generated contract documents: ``python -m contracts.export [--check]``.
 
-Writes the JSON Schema of the Envelope and of every document to ``contracts/schemas/``.
-``--check`` writes nothing and exits 1 listing files that are missing or out of date.
-Other generated documents (AsyncAPI, OpenAPI) go through :func:`write_documents` and
-:func:`stale_documents` so they are formatted and checked the same way.
+Writes the JSON Schema of the Envelope and of every document to ``contracts/schemas/``,
+and the OpenAPI and AsyncAPI documents of both agency services to ``contracts/openapi/``
+and ``contracts/asyncapi/`` (``<service>.json``). ``--check`` writes nothing and exits 1
+listing files that are missing or out of date. Every file goes through
+:func:`write_documents` and :func:`stale_documents` so all are formatted and checked the
+same way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from contracts.documents import DOCUMENT_TYPES
 from contracts.envelope import Envelope
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
+OPENAPI_DIR = Path(__file__).parent / "openapi"
+ASYNCAPI_DIR = Path(__file__).parent / "asyncapi"
+API_DOCUMENT_DIRS = {"openapi": OPENAPI_DIR, "asyncapi": ASYNCAPI_DIR}
 
 
 def render(doc: Mapping[str, Any]) -> str:
@@ -68,6 +73,26 @@ def stale_schemas() -> list[str]:
     return stale_documents(schemas())
 
 
+def api_documents() -> dict[str, dict[str, dict[str, Any]]]:
+    """``{"openapi" | "asyncapi": {service: document}}`` of both agency services."""
+    # Imported here: building the documents imports the services, ``contracts`` must not.
+    from contracts.api_documents import api_documents as build
+
+    return build()
+
+
+def write_api_documents() -> list[str]:
+    """Regenerate ``contracts/openapi/`` and ``contracts/asyncapi/``; return changed paths."""
+    docs = api_documents()
+    return [p for kind, d in API_DOCUMENT_DIRS.items() for p in write_documents(docs[kind], d)]
+
+
+def stale_api_documents() -> list[str]:
+    """OpenAPI and AsyncAPI files that are missing or out of date."""
+    docs = api_documents()
+    return [p for kind, d in API_DOCUMENT_DIRS.items() for p in stale_documents(docs[kind], d)]
+
+
 def _rendered(docs: Mapping[str, Mapping[str, Any]], directory: Path) -> list[tuple[Path, str]]:
     return [(directory / f"{name}.json", render(doc)) for name, doc in sorted(docs.items())]
 
@@ -77,14 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     if args.check:
-        stale = stale_schemas()
+        stale = stale_schemas() + stale_api_documents()
         for path in stale:
             print(f"stale: {path}", file=sys.stderr)
         if stale:
-            print("run: python -m contracts.export", file=sys.stderr)
+            print("run: make schemas (python -m contracts.export)", file=sys.stderr)
             return 1
         return 0
-    for path in write_schemas():
+    for path in write_schemas() + write_api_documents():
         print(f"wrote {path}")
     return 0
 

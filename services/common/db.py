@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -34,8 +36,19 @@ def make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, tables: list[type[SQLModel]]) -> None:
-    """Create this side's tables only (both sides' models share one metadata)."""
-    SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
+    """Create this side's tables only (both sides' models share one metadata).
+
+    The API and the worker of a side start together on a fresh database; when the other
+    process creates a table between our check and our CREATE, check again.
+    """
+    for attempt in range(10):
+        try:
+            SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
+            return
+        except OperationalError as exc:
+            if "already exists" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(0.2)
 
 
 @contextmanager

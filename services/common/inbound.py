@@ -25,6 +25,7 @@ from domain.regions import RegionRegistry
 from services.common.platform import (
     InboundProblem,
     KafkaDocumentPublisher,
+    NotAddressedToUs,
     RegionSigner,
     parse_and_verify,
     receipt_for,
@@ -64,6 +65,8 @@ class InboundHandler:
     ) -> str:
         try:
             envelope = parse_and_verify(raw, self._registry, self._served)
+        except NotAddressedToUs:
+            return "not_ours"
         except InboundProblem as problem:
             await self._dead_letter(problem, raw, topic, partition, offset)
             return "dead_letter"

@@ -116,6 +116,10 @@ class InboundProblem(Exception):
     case_id: str | None = None
 
 
+class NotAddressedToUs(InboundProblem):
+    """For a region another deployment serves: skipped, not a dead letter."""
+
+
 def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> Envelope:
     """Validate the envelope and its document, check it is for a region we serve, and
     verify the sending region's signature. Raises InboundProblem with a reason."""
@@ -125,13 +129,13 @@ def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> 
         fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
         raise InboundProblem(f"INVALID_ENVELOPE: {fields or 'not JSON'}") from None
     ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
+    if served and envelope.to_region not in served:
+        raise NotAddressedToUs(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
     try:
         envelope.document()
     except ValidationError as exc:
         fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
         raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {fields}", **ids) from None
-    if served and envelope.to_region not in served:
-        raise InboundProblem(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
     if registry.get(envelope.from_region) is None:
         raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
     keys = {r.code: r.public_key for r in registry.regions() if r.public_key}

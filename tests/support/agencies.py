@@ -1,0 +1,291 @@
+"""Both agency services as real processes for integration tests, and a peer agency the
+test itself plays (signing with a real region key, talking over the real Kafka topics)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from contracts.envelope import Envelope
+from contracts.signing import load_region_private_key, sign_envelope
+from contracts.topics import Topics
+from domain.identity import resident_id_check_char
+from tests.support.stack import REPO_DIR
+
+# The region whose outgoing agency the test plays itself (the outgoing service does not
+# serve it), so a test can send any document, late, twice, or with a wrong amount.
+PEER_REGION = "510100"
+ALL_REGIONS = ["620800", "620100", "610100", "350100", "110000", "440300", "441900",
+               "440100", "310000", "510100", "654300"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Person:
+    id_number: str
+    name: str
+    region: str
+
+
+def new_person(region: str) -> Person:
+    birth = f"{random.randint(1960, 2000)}{random.randint(1, 12):02d}{random.randint(1, 28):02d}"
+    first17 = f"{region}{birth}{random.randint(0, 999):03d}"
+    surname = random.choice("赵钱孙李周吴郑王冯陈")
+    given = "".join(random.choice("测试明华伟芳娜敏静丽强磊") for _ in range(2))
+    return Person(first17 + resident_id_check_char(first17), surname + given, region)
+
+
+@dataclass
+class AgencyStack:
+    root: Path
+    prefix: str
+    kafka_bootstrap: str
+    temporal: Client
+    incoming_url: str
+    outgoing_url: str
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    persons: list[Person] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(prefix=self.prefix)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "logs"
+
+    def person(self, region: str) -> Person:
+        person = new_person(region)
+        self.persons.append(person)
+        return person
+
+    # --- databases (read-only looks for assertions) ----------------------------------
+    def query(self, side: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.root / "data" / f"{side}-agency.db", timeout=30) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    # --- HTTP --------------------------------------------------------------------------
+    async def enrol(self, person: Person, **overrides: Any) -> None:
+        body = {"id_number": person.id_number, "name": person.name, "region": person.region,
+                "scheme": "employee", "status": "suspended", "enrolled_since": "2016-03-01",
+                "suspended_on": "2026-10-31", "arrears_fen": 0, "account_status": "normal",
+                "balance_fen": 523_400, "contribution_months": 120} | overrides
+        async with httpx.AsyncClient(base_url=self.outgoing_url, timeout=30) as http:
+            response = await http.put("/v1/enrolments", json=body)
+        assert response.status_code == 200, response.text
+
+    def application(self, person: Person, to_region: str, **overrides: Any) -> dict[str, Any]:
+        return {"person": {"id_number": person.id_number, "name": person.name},
+                "from_region": person.region, "to_region": to_region,
+                "from_scheme": "employee", "to_scheme": "employee", "reason": "new job",
+                "channel": "online", "incoming_enrolled_since": "2026-11-01"} | overrides
+
+    async def submit(self, application: dict[str, Any]) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.incoming_url, timeout=30) as http:
+            return await http.post("/v1/applications", json=application)
+
+    async def submit_ok(self, application: dict[str, Any]) -> str:
+        response = await self.submit(application)
+        assert response.status_code == 201, response.text
+        return str(response.json()["case_id"])
+
+    async def case(self, side: str, case_id: str) -> dict[str, Any]:
+        url = self.incoming_url if side == "incoming" else self.outgoing_url
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            response = await http.get(f"/v1/cases/{case_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_case(self, side: str, case_id: str, until: Callable[[dict[str, Any]], bool],
+                        timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                last = await self.case(side, case_id)
+            except AssertionError:
+                last = {}
+            if last and until(last):
+                return last
+            await asyncio.sleep(0.3)
+        raise AssertionError(f"{side} case {case_id} did not reach the expected state; last: "
+                             f"{json.dumps(last, ensure_ascii=False)[:2000]}")
+
+    async def wait_status(self, side: str, case_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+        return await self.wait_case(side, case_id, lambda c: c["status"] == status, timeout)
+
+    async def post(self, side: str, path: str, body: dict[str, Any] | None = None,
+                   method: str = "POST") -> httpx.Response:
+        url = self.incoming_url if side == "incoming" else self.outgoing_url
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            return await http.request(method, path, json=body)
+
+    # --- processes ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for side in ("outgoing", "incoming"):
+            port = self.outgoing_url if side == "outgoing" else self.incoming_url
+            for role in ("api", "worker"):
+                self.start_process(side, role, port.rsplit(":", 1)[1])
+
+    def start_process(self, side: str, role: str, port: str) -> None:
+        name = f"{side}-{role}"
+        args = [sys.executable, "-m", f"services.{side}_agency", role]
+        if role == "api":
+            args += ["--port", port]
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(args, cwd=REPO_DIR, env=self.env, stdout=log,
+                                                stderr=subprocess.STDOUT)
+
+    def kill(self, name: str) -> None:
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.processes.clear()
+
+    async def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        for url in (self.incoming_url, self.outgoing_url):
+            while True:
+                self._check_alive()
+                try:
+                    async with httpx.AsyncClient(timeout=2) as http:
+                        if (await http.get(f"{url}/health")).status_code == 200:
+                            break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} not healthy; logs in {self.log_dir}")
+                await asyncio.sleep(0.3)
+        for side in ("incoming", "outgoing"):
+            queue = f"{self.prefix}-{side}"
+            while not await self._has_pollers(queue):
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no worker polls {queue}; logs in {self.log_dir}")
+                await asyncio.sleep(0.3)
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
+
+    async def _has_pollers(self, queue: str) -> bool:
+        response = await self.temporal.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=queue),
+                                     task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+        return len(response.pollers) > 0
+
+
+def stack_env(root: Path, prefix: str, kafka_bootstrap: str, temporal_target: str) -> dict[str, str]:
+    served_by_outgoing = [r for r in ALL_REGIONS if r != PEER_REGION]
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "MEDTRANSFER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "MEDTRANSFER_TEMPORAL_TARGET": temporal_target,
+        "MEDTRANSFER_TOPIC_PREFIX": prefix,
+        "MEDTRANSFER_TASK_QUEUE_PREFIX": prefix,
+        "MEDTRANSFER_DATA_DIR": str(root / "data"),
+        "MEDTRANSFER_KEYS_DIR": str(root / "keys"),
+        "MEDTRANSFER_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
+        "MEDTRANSFER_DELIVERY_RETRY_MAX_SECONDS": "1",
+        # Outgoing serves every region but the peer's; incoming serves all (env per process
+        # is the same, so the peer region is excluded for both: no test applies to it).
+        "MEDTRANSFER_SERVED_REGIONS": json.dumps(served_by_outgoing),
+    }
+
+
+class PeerAgency:
+    """The test as the outgoing agency of PEER_REGION: real signatures, real topics."""
+
+    def __init__(self, stack: AgencyStack, region: str = PEER_REGION) -> None:
+        self.stack = stack
+        self.region = region
+        self.producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+        self.consumer = AIOKafkaConsumer(
+            stack.topics.to_outgoing, bootstrap_servers=stack.kafka_bootstrap,
+            group_id=f"peer-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest")
+        self.received: list[Envelope] = []
+
+    async def __aenter__(self) -> PeerAgency:
+        await self.producer.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    async def expect(self, case_id: str, doc_type: str, timeout: float = 60) -> Envelope:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for envelope in self.received:
+                if envelope.case_id == case_id and envelope.type == doc_type:
+                    return envelope
+            batch = await self.consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    envelope = Envelope.model_validate_json(record.value or b"{}")
+                    if envelope.to_region == self.region:
+                        self.received.append(envelope)
+        raise AssertionError(f"peer got no {doc_type} for {case_id}; got "
+                             f"{[(e.case_id, e.type) for e in self.received]}")
+
+    def envelope(self, document: BaseModel, case_id: str, step: str, to_region: str) -> Envelope:
+        unsigned = Envelope.wrap(document, case_id=case_id, step=step, from_region=self.region,
+                                 to_region=to_region, sent_at=datetime.now(UTC))
+        key = load_region_private_key(self.stack.keys_dir, self.region)
+        return sign_envelope(unsigned, key, key_id=f"region-{self.region}")
+
+    async def send(self, envelope: Envelope, topic: str | None = None) -> None:
+        await self.producer.send_and_wait(topic or self.stack.topics.to_incoming,
+                                          envelope.model_dump_json().encode(), key=envelope.kafka_key)
+
+    async def send_raw(self, raw: bytes, key: bytes = b"raw", topic: str | None = None) -> None:
+        await self.producer.send_and_wait(topic or self.stack.topics.to_incoming, raw, key=key)
+
+
+def today() -> date:
+    return datetime.now(UTC).date()
