@@ -16,14 +16,20 @@ from tests.support.stack import ScriptServer
 
 @pytest.fixture(scope="session")
 async def agencies(
-    tmp_path_factory: pytest.TempPathFactory, kafka: ScriptServer, temporal: ScriptServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka: ScriptServer,
+    temporal: ScriptServer,
     temporal_client: Client,
 ) -> AsyncIterator[AgencyStack]:
     root: Path = tmp_path_factory.mktemp("agencies")
     prefix = f"it{uuid.uuid4().hex[:10]}"
     stack = AgencyStack(
-        root=root, prefix=prefix, kafka_bootstrap=kafka.target, temporal=temporal_client,
-        incoming_url=f"http://127.0.0.1:{free_port()}", outgoing_url=f"http://127.0.0.1:{free_port()}",
+        root=root,
+        prefix=prefix,
+        kafka_bootstrap=kafka.target,
+        temporal=temporal_client,
+        incoming_url=f"http://127.0.0.1:{free_port()}",
+        outgoing_url=f"http://127.0.0.1:{free_port()}",
         env=stack_env(root, prefix, kafka.target, temporal.target),
     )
     stack.start()

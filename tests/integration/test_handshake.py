@@ -25,20 +25,33 @@ async def test_r18_cross_province_balance_follows_the_person(agencies: AgencySta
     incoming = await agencies.wait_status("incoming", case_id, "completed")
     outgoing = await agencies.wait_status("outgoing", case_id, "completed")
 
-    assert incoming["closed"] and outgoing["closed"]
+    assert incoming["closed"]
+    assert outgoing["closed"]
     assert "balance_credited" in timeline_events(incoming)
     sheet = next(e for e in incoming["timeline"] if e["event"] == "information_sheet_received")
     assert sheet["detail"]["balance_rule"] == "R18"
     assert sheet["detail"]["signature"] == "verified"
     assert set(incoming["deadlines"]) >= {"transfer_out_due", "transfer_in_due", "total_due"}
     # R16: the outgoing account is zero and the debit has exactly one matching credit.
-    debit = agencies.query("outgoing", "select amount_fen from ledger where case_id=? and leg='debit_outgoing'", case_id)
-    credit = agencies.query("incoming", "select amount_fen from ledger where case_id=? and leg='credit_incoming'", case_id)
+    debit = agencies.query(
+        "outgoing",
+        "select amount_fen from ledger where case_id=? and leg='debit_outgoing'",
+        case_id,
+    )
+    credit = agencies.query(
+        "incoming",
+        "select amount_fen from ledger where case_id=? and leg='credit_incoming'",
+        case_id,
+    )
     assert debit == credit == [(523_400,)]
-    balance = agencies.query("outgoing", "select balance_fen, status from enrolment where id_number=?", person.id_number)
+    balance = agencies.query(
+        "outgoing", "select balance_fen, status from enrolment where id_number=?", person.id_number
+    )
     assert balance == [(0, "transferred_out")]
     # R24: the transferred months count at the incoming region.
-    months = agencies.query("incoming", "select deemed_contribution_months from transfer_in where case_id=?", case_id)
+    months = agencies.query(
+        "incoming", "select deemed_contribution_months from transfer_in where case_id=?", case_id
+    )
     assert months == [(120,)]
 
 
@@ -63,17 +76,22 @@ async def test_r11_duplicate_application_returns_the_open_case(agencies: AgencyS
         ({"also_active_in": "350100"}, "DOUBLE_ENROLMENT", "R5", True),
     ],
 )
-async def test_r5_to_r8_refusal_reasons(agencies: AgencyStack, overrides: dict, code: str,
-                                        rule: str, soft: bool) -> None:
+async def test_r5_to_r8_refusal_reasons(
+    agencies: AgencyStack, overrides: dict, code: str, rule: str, soft: bool
+) -> None:
     person = agencies.person("620800")
     await agencies.enrol(person, **overrides)
     case_id = await agencies.submit_ok(agencies.application(person, "610100"))
-    case = await agencies.wait_status("incoming", case_id, "refused_correctable" if soft else "refused")
+    case = await agencies.wait_status(
+        "incoming", case_id, "refused_correctable" if soft else "refused"
+    )
     refusal = next(e for e in case["timeline"] if e["event"].startswith("transfer_refused"))
     assert refusal["detail"]["codes"] == code
     assert refusal["rule"] == rule
     assert case["awaiting"]["from_party"] == "applicant"
-    assert agencies.query("outgoing", "select count(*) from ledger where case_id=?", case_id) == [(0,)]
+    assert agencies.query("outgoing", "select count(*) from ledger where case_id=?", case_id) == [
+        (0,)
+    ]
 
 
 async def test_r9_unknown_person_is_refused_hard(agencies: AgencyStack) -> None:
@@ -119,14 +137,22 @@ async def test_r1_same_region_is_refused_with_a_reason(agencies: AgencyStack) ->
     assert response.status_code == 422
     reasons = response.json()["reasons"]
     assert [(r["code"], r["rule"]) for r in reasons] == [("SAME_REGION", "R1")]
-    assert reasons[0]["message_zh"] and reasons[0]["message_en"]
+    assert reasons[0]["message_zh"]
+    assert reasons[0]["message_en"]
 
 
 async def test_r3_resident_in_the_year_of_moving_is_refused(agencies: AgencyStack) -> None:
     person = agencies.person("620800")
-    response = await agencies.submit(agencies.application(
-        person, "610100", from_scheme="resident", to_scheme="resident",
-        left_outgoing_on="2026-03-01", incoming_enrolled_since="2026-06-01"))
+    response = await agencies.submit(
+        agencies.application(
+            person,
+            "610100",
+            from_scheme="resident",
+            to_scheme="resident",
+            left_outgoing_on="2026-03-01",
+            incoming_enrolled_since="2026-06-01",
+        )
+    )
     assert response.status_code == 422
     assert [r["code"] for r in response.json()["reasons"]] == ["RESIDENT_TOO_EARLY"]
 
@@ -138,39 +164,67 @@ async def test_r20_guangdong_intra_province_balance_stays_usable(agencies: Agenc
     case = await agencies.wait_status("incoming", case_id, "completed")
     notice = next(e for e in case["timeline"] if e["event"] == "balance_not_transferred")
     assert notice["rule"] == "R20"
-    assert agencies.query("outgoing", "select count(*) from ledger where case_id=?", case_id) == [(0,)]
+    assert agencies.query("outgoing", "select count(*) from ledger where case_id=?", case_id) == [
+        (0,)
+    ]
     # Not moved, so not cleared: the balance stays usable across Guangdong's cities.
-    kept = agencies.query("outgoing", "select balance_fen from enrolment where id_number=?", person.id_number)
+    kept = agencies.query(
+        "outgoing", "select balance_fen from enrolment where id_number=?", person.id_number
+    )
     assert kept == [(880_000,)]
 
 
-BANK = {"bank_name": "中国工商银行", "account_number": "6222020200112233445", "account_holder": "本人"}
+BANK = {
+    "bank_name": "中国工商银行",
+    "account_number": "6222020200112233445",
+    "account_holder": "本人",
+}
 
 
-async def test_r21_resettled_retiree_balance_paid_to_own_bank_account(agencies: AgencyStack) -> None:
+async def test_r21_resettled_retiree_balance_paid_to_own_bank_account(
+    agencies: AgencyStack,
+) -> None:
     person = agencies.person("110000")
     await agencies.enrol(person, balance_fen=2_000_000)
-    case_id = await agencies.submit_ok(agencies.application(
-        person, "440300", resettled_retiree=True, bank_account=BANK, incoming_enrolled_since=None))
+    case_id = await agencies.submit_ok(
+        agencies.application(
+            person,
+            "440300",
+            resettled_retiree=True,
+            bank_account=BANK,
+            incoming_enrolled_since=None,
+        )
+    )
     case = await agencies.wait_status("incoming", case_id, "completed")
     paid = next(e for e in case["timeline"] if e["event"] == "balance_paid_to_bank")
     assert paid["rule"] == "R21"
     assert paid["detail"]["account_last4"] == "3445"
-    payout = agencies.query("outgoing", "select amount_fen, rule from bank_payout where case_id=?", case_id)
+    payout = agencies.query(
+        "outgoing", "select amount_fen, rule from bank_payout where case_id=?", case_id
+    )
     assert payout == [(2_000_000, "R21")]
-    assert agencies.query("incoming", "select count(*) from ledger where case_id=?", case_id) == [(0,)]
+    assert agencies.query("incoming", "select count(*) from ledger where case_id=?", case_id) == [
+        (0,)
+    ]
 
 
 async def test_r22_employee_to_resident_balance_paid_to_bank(agencies: AgencyStack) -> None:
     person = agencies.person("620800")
     await agencies.enrol(person, balance_fen=310_000)
-    case_id = await agencies.submit_ok(agencies.application(
-        person, "350100", to_scheme="resident", bank_account=BANK))
+    case_id = await agencies.submit_ok(
+        agencies.application(person, "350100", to_scheme="resident", bank_account=BANK)
+    )
     case = await agencies.wait_status("incoming", case_id, "completed")
     paid = next(e for e in case["timeline"] if e["event"] == "balance_paid_to_bank")
     assert paid["rule"] == "R22"
-    debit = agencies.query("outgoing", "select amount_fen from ledger where case_id=? and leg='debit_outgoing'", case_id)
-    payout = agencies.query("outgoing", "select amount_fen from ledger where case_id=? and leg='bank_payout'", case_id)
+    debit = agencies.query(
+        "outgoing",
+        "select amount_fen from ledger where case_id=? and leg='debit_outgoing'",
+        case_id,
+    )
+    payout = agencies.query(
+        "outgoing", "select amount_fen from ledger where case_id=? and leg='bank_payout'", case_id
+    )
     assert debit == payout == [(310_000,)]
 
 
@@ -180,10 +234,13 @@ async def test_r23_region_not_connected_waits_then_goes_live(agencies: AgencySta
     case_id = await agencies.submit_ok(agencies.application(person, "610100"))
     case = await agencies.wait_status("incoming", case_id, "waiting_region_connection")
     assert "654300" in case["awaiting"]["what"]
-    assert agencies.query("outgoing", "select count(*) from case_record where case_id=?", case_id) == [(0,)]
+    assert agencies.query(
+        "outgoing", "select count(*) from case_record where case_id=?", case_id
+    ) == [(0,)]
 
-    response = await agencies.post("incoming", "/v1/admin/regions/654300/connectivity",
-                                   {"connected": True}, method="PUT")
+    response = await agencies.post(
+        "incoming", "/v1/admin/regions/654300/connectivity", {"connected": True}, method="PUT"
+    )
     assert response.status_code == 200
     case = await agencies.wait_status("incoming", case_id, "completed")
     assert "region_connected_document_delivered" in timeline_events(case)
@@ -193,17 +250,22 @@ async def test_r19_bank_fallback_when_incoming_region_cannot_receive(agencies: A
     person = agencies.person("620800")
     await agencies.enrol(person, balance_fen=450_000)
     # The outgoing agency sees Shanghai as not connected: the balance cannot be remitted.
-    response = await agencies.post("outgoing", "/v1/admin/regions/310000/connectivity",
-                                   {"connected": False}, method="PUT")
+    response = await agencies.post(
+        "outgoing", "/v1/admin/regions/310000/connectivity", {"connected": False}, method="PUT"
+    )
     assert response.status_code == 200
     try:
-        case_id = await agencies.submit_ok(agencies.application(person, "310000", bank_account=BANK))
+        case_id = await agencies.submit_ok(
+            agencies.application(person, "310000", bank_account=BANK)
+        )
         await agencies.wait_status("outgoing", case_id, "waiting_region_connection")
     finally:
-        await agencies.post("outgoing", "/v1/admin/regions/310000/connectivity",
-                            {"connected": True}, method="PUT")
+        await agencies.post(
+            "outgoing", "/v1/admin/regions/310000/connectivity", {"connected": True}, method="PUT"
+        )
     case = await agencies.wait_status("incoming", case_id, "completed")
     paid = next(e for e in case["timeline"] if e["event"] == "balance_paid_to_bank")
     assert paid["rule"] == "R19"
-    assert agencies.query("outgoing", "select amount_fen, rule from bank_payout where case_id=?", case_id) == [
-        (450_000, "R19")]
+    assert agencies.query(
+        "outgoing", "select amount_fen, rule from bank_payout where case_id=?", case_id
+    ) == [(450_000, "R19")]

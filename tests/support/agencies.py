@@ -36,8 +36,19 @@ from tests.support.stack import REPO_DIR
 # The region whose outgoing agency the test plays itself (the outgoing service does not
 # serve it), so a test can send any document, late, twice, or with a wrong amount.
 PEER_REGION = "510100"
-ALL_REGIONS = ["620800", "620100", "610100", "350100", "110000", "440300", "441900",
-               "440100", "310000", "510100", "654300"]
+ALL_REGIONS = [
+    "620800",
+    "620100",
+    "610100",
+    "350100",
+    "110000",
+    "440300",
+    "441900",
+    "440100",
+    "310000",
+    "510100",
+    "654300",
+]
 
 
 def free_port() -> int:
@@ -97,19 +108,34 @@ class AgencyStack:
 
     # --- HTTP --------------------------------------------------------------------------
     async def enrol(self, person: Person, **overrides: Any) -> None:
-        body = {"id_number": person.id_number, "name": person.name, "region": person.region,
-                "scheme": "employee", "status": "suspended", "enrolled_since": "2016-03-01",
-                "suspended_on": "2026-10-31", "arrears_fen": 0, "account_status": "normal",
-                "balance_fen": 523_400, "contribution_months": 120} | overrides
+        body = {
+            "id_number": person.id_number,
+            "name": person.name,
+            "region": person.region,
+            "scheme": "employee",
+            "status": "suspended",
+            "enrolled_since": "2016-03-01",
+            "suspended_on": "2026-10-31",
+            "arrears_fen": 0,
+            "account_status": "normal",
+            "balance_fen": 523_400,
+            "contribution_months": 120,
+        } | overrides
         async with httpx.AsyncClient(base_url=self.outgoing_url, timeout=30) as http:
             response = await http.put("/v1/enrolments", json=body)
         assert response.status_code == 200, response.text
 
     def application(self, person: Person, to_region: str, **overrides: Any) -> dict[str, Any]:
-        return {"person": {"id_number": person.id_number, "name": person.name},
-                "from_region": person.region, "to_region": to_region,
-                "from_scheme": "employee", "to_scheme": "employee", "reason": "new job",
-                "channel": "online", "incoming_enrolled_since": "2026-11-01"} | overrides
+        return {
+            "person": {"id_number": person.id_number, "name": person.name},
+            "from_region": person.region,
+            "to_region": to_region,
+            "from_scheme": "employee",
+            "to_scheme": "employee",
+            "reason": "new job",
+            "channel": "online",
+            "incoming_enrolled_since": "2026-11-01",
+        } | overrides
 
     async def submit(self, application: dict[str, Any]) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.incoming_url, timeout=30) as http:
@@ -127,8 +153,9 @@ class AgencyStack:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    async def wait_case(self, side: str, case_id: str, until: Callable[[dict[str, Any]], bool],
-                        timeout: float = 60) -> dict[str, Any]:
+    async def wait_case(
+        self, side: str, case_id: str, until: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -139,14 +166,19 @@ class AgencyStack:
             if last and until(last):
                 return last
             await asyncio.sleep(0.3)
-        raise AssertionError(f"{side} case {case_id} did not reach the expected state; last: "
-                             f"{json.dumps(last, ensure_ascii=False)[:2000]}")
+        raise AssertionError(
+            f"{side} case {case_id} did not reach the expected state; last: "
+            f"{json.dumps(last, ensure_ascii=False)[:2000]}"
+        )
 
-    async def wait_status(self, side: str, case_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+    async def wait_status(
+        self, side: str, case_id: str, status: str, timeout: float = 60
+    ) -> dict[str, Any]:
         return await self.wait_case(side, case_id, lambda c: c["status"] == status, timeout)
 
-    async def post(self, side: str, path: str, body: dict[str, Any] | None = None,
-                   method: str = "POST") -> httpx.Response:
+    async def post(
+        self, side: str, path: str, body: dict[str, Any] | None = None, method: str = "POST"
+    ) -> httpx.Response:
         url = self.incoming_url if side == "incoming" else self.outgoing_url
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             return await http.request(method, path, json=body)
@@ -165,8 +197,9 @@ class AgencyStack:
         if role == "api":
             args += ["--port", port]
         log = (self.log_dir / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(args, cwd=REPO_DIR, env=self.env, stdout=log,
-                                                stderr=subprocess.STDOUT)
+        self.processes[name] = subprocess.Popen(
+            args, cwd=REPO_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
@@ -213,12 +246,18 @@ class AgencyStack:
 
     async def _has_pollers(self, queue: str) -> bool:
         response = await self.temporal.workflow_service.describe_task_queue(
-            DescribeTaskQueueRequest(namespace="default", task_queue=TaskQueue(name=queue),
-                                     task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+            DescribeTaskQueueRequest(
+                namespace="default",
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+            )
+        )
         return len(response.pollers) > 0
 
 
-def stack_env(root: Path, prefix: str, kafka_bootstrap: str, temporal_target: str) -> dict[str, str]:
+def stack_env(
+    root: Path, prefix: str, kafka_bootstrap: str, temporal_target: str
+) -> dict[str, str]:
     served_by_outgoing = [r for r in ALL_REGIONS if r != PEER_REGION]
     return {
         **os.environ,
@@ -245,8 +284,11 @@ class PeerAgency:
         self.region = region
         self.producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
         self.consumer = AIOKafkaConsumer(
-            stack.topics.to_outgoing, bootstrap_servers=stack.kafka_bootstrap,
-            group_id=f"peer-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest")
+            stack.topics.to_outgoing,
+            bootstrap_servers=stack.kafka_bootstrap,
+            group_id=f"peer-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+        )
         self.received: list[Envelope] = []
 
     async def __aenter__(self) -> PeerAgency:
@@ -270,18 +312,29 @@ class PeerAgency:
                     envelope = Envelope.model_validate_json(record.value or b"{}")
                     if envelope.to_region == self.region:
                         self.received.append(envelope)
-        raise AssertionError(f"peer got no {doc_type} for {case_id}; got "
-                             f"{[(e.case_id, e.type) for e in self.received]}")
+        raise AssertionError(
+            f"peer got no {doc_type} for {case_id}; got "
+            f"{[(e.case_id, e.type) for e in self.received]}"
+        )
 
     def envelope(self, document: BaseModel, case_id: str, step: str, to_region: str) -> Envelope:
-        unsigned = Envelope.wrap(document, case_id=case_id, step=step, from_region=self.region,
-                                 to_region=to_region, sent_at=datetime.now(UTC))
+        unsigned = Envelope.wrap(
+            document,
+            case_id=case_id,
+            step=step,
+            from_region=self.region,
+            to_region=to_region,
+            sent_at=datetime.now(UTC),
+        )
         key = load_region_private_key(self.stack.keys_dir, self.region)
         return sign_envelope(unsigned, key, key_id=f"region-{self.region}")
 
     async def send(self, envelope: Envelope, topic: str | None = None) -> None:
-        await self.producer.send_and_wait(topic or self.stack.topics.to_incoming,
-                                          envelope.model_dump_json().encode(), key=envelope.kafka_key)
+        await self.producer.send_and_wait(
+            topic or self.stack.topics.to_incoming,
+            envelope.model_dump_json().encode(),
+            key=envelope.kafka_key,
+        )
 
     async def send_raw(self, raw: bytes, key: bytes = b"raw", topic: str | None = None) -> None:
         await self.producer.send_and_wait(topic or self.stack.topics.to_incoming, raw, key=key)
