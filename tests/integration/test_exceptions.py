@@ -80,9 +80,8 @@ async def test_r15_amount_mismatch_goes_to_a_clerk_never_credited_automatically(
     assert case["escalated"] is True
     assert case["awaiting"]["from_party"] == "incoming agency clerk"
     mismatch = await peer.expect(case_id, "BalanceMismatch")
-    assert (
-        mismatch.payload["expected_fen"] == 100_000 and mismatch.payload["received_fen"] == 90_000
-    )
+    assert mismatch.payload["expected_fen"] == 100_000
+    assert mismatch.payload["received_fen"] == 90_000
     assert agencies.query("incoming", "select count(*) from ledger where case_id=?", case_id) == [
         (0,)
     ]
