@@ -7,6 +7,7 @@ reads time only through ``workflow.now()``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clock import china_date, end_of_day, seconds_until
     from workflows.types import AuditValue, Awaiting, CaseContext, CaseEvent, CaseView, Side
 
+NOTICE_TYPES = ("Reminder", "Escalation")
 QUICK = timedelta(seconds=30)
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
@@ -83,6 +85,31 @@ class CaseFlow:
         except TimeoutError:
             return None
         return self.take(types)
+
+    def listen_for_notices(self) -> None:
+        """Record reminders and escalations the other side sends, whenever they arrive,
+        while the case's main path goes on."""
+        asyncio.get_running_loop().create_task(self._notices())
+
+    async def _notices(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: any(e.type in NOTICE_TYPES for e in self.inbox))
+            notice = self.take(NOTICE_TYPES)
+            assert notice is not None
+            if notice.type == "Escalation":
+                self.escalated = True
+            document = notice.document()
+            due = getattr(document, "due_on", None)
+            await self.record(
+                f"{notice.type.lower()}_received",
+                rule="R12",
+                detail={
+                    "message_id": notice.message_id,
+                    "from_region": notice.from_region,
+                    "stage": getattr(document, "stage", None),
+                    "due_on": due.isoformat() if due else None,
+                },
+            )
 
     # --- calendar --------------------------------------------------------------------
     async def load_context(self, start: date) -> CaseContext:

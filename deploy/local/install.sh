@@ -29,7 +29,7 @@ install_temporal() {
   log "temporal CLI $TEMPORAL_CLI_VERSION: building with 'go install' (first run only, several minutes on 2 cores)..."
   GOBIN="$TEMPORAL_HOME" GOFLAGS="-trimpath" \
     go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" 2>&1 \
-    | while IFS= read -r line; do printf '  go: %s\n' "$line" >&2; done
+    | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done
   [ -x "$TEMPORAL_BIN" ] || die "go install finished but $TEMPORAL_BIN is missing"
   "$TEMPORAL_BIN" --version >/dev/null || die "$TEMPORAL_BIN does not run"
   touch "$TEMPORAL_HOME/.complete"

@@ -10,7 +10,6 @@ acknowledged, so it never blocks its partition.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from faststream.kafka import KafkaBroker
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.dead_letter import DeadLetter
 from contracts.envelope import Envelope
 from contracts.topics import Topics
 from domain.regions import RegionRegistry
@@ -54,11 +54,15 @@ class InboundHandler:
         self._repository = repository
         self._registry = registry
         self._served = served
-        self._broker = broker
-        self._topics = topics
         self._signer = signer
         self._route = route
         self._publisher = publisher
+        self._dead_letters = broker.publisher(
+            topics.dead_letter,
+            schema=DeadLetter,
+            title="dead letters",
+            description="Messages that could not be acted on, with the reason.",
+        )
 
     async def handle(
         self, raw: bytes, *, topic: str, partition: int | None, offset: int | None
@@ -105,18 +109,17 @@ class InboundHandler:
             partition=partition,
             offset=offset,
         )
-        record = {
-            "reason": problem.reason,
-            "message_id": problem.message_id,
-            "case_id": problem.case_id,
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "raw_base64": base64.b64encode(raw).decode("ascii"),
-        }
-        await self._broker.publish(
-            json.dumps(record).encode("utf-8"),
-            topic=self._topics.dead_letter,
+        record = DeadLetter(
+            reason=problem.reason,
+            message_id=problem.message_id,
+            case_id=problem.case_id,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            raw_base64=base64.b64encode(raw).decode("ascii"),
+        )
+        await self._dead_letters.publish(
+            record.model_dump_json().encode("utf-8"),
             key=(problem.case_id or "unknown").encode("utf-8"),
         )
 

@@ -61,28 +61,38 @@ class RegionSigner:
 
 
 class KafkaDocumentPublisher:
-    """Publishes to the other side's platform topic (key = case_id) and to the audit topic."""
+    """Publishes to the other side's platform topic (key = case_id) and to the audit topic.
+
+    The publishers are declared on the broker, so the AsyncAPI document of each service
+    shows what it sends and in which schema.
+    """
 
     def __init__(self, broker: KafkaBroker, topics: Topics, side: Side) -> None:
-        self._broker = broker
-        self._topics = topics
-        self._destination = topics.to_outgoing if side == "incoming" else topics.to_incoming
+        destination = topics.to_outgoing if side == "incoming" else topics.to_incoming
+        other = "outgoing" if side == "incoming" else "incoming"
+        self._documents = broker.publisher(
+            destination,
+            schema=Envelope,
+            title=f"{side}-agency documents to the {other} agency",
+            description="Signed platform documents; Kafka key = case_id.",
+        )
+        self._audit = broker.publisher(
+            topics.audit,
+            schema=AuditRecord,
+            title=f"{side}-agency audit trail",
+            description="Every state change of every case, append-only; key = case_id.",
+        )
 
     async def publish_document(self, envelope: Envelope) -> None:
-        await self.publish_to(self._destination, envelope)
-
-    async def publish_to(self, topic: str, envelope: Envelope) -> None:
-        await self._broker.publish(
+        await self._documents.publish(
             envelope.model_dump_json().encode("utf-8"),
-            topic=topic,
             key=envelope.kafka_key,
             headers={"content-type": "application/json", "document-type": envelope.type},
         )
 
     async def publish_audit(self, record: AuditRecord) -> None:
-        await self._broker.publish(
+        await self._audit.publish(
             record.model_dump_json().encode("utf-8"),
-            topic=self._topics.audit,
             key=record.case_id.encode("utf-8"),
             headers={"content-type": "application/json", "document-type": "AuditRecord"},
         )

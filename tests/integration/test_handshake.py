@@ -7,7 +7,9 @@ but no state.
 from __future__ import annotations
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from contracts.documents import AuditRecord
 from tests.support.agencies import AgencyStack
 
 pytestmark = pytest.mark.integration
@@ -53,6 +55,42 @@ async def test_r18_cross_province_balance_follows_the_person(agencies: AgencySta
         "incoming", "select deemed_contribution_months from transfer_in where case_id=?", case_id
     )
     assert months == [(120,)]
+    # Every document was acknowledged by its receiver with a signed receipt.
+    receipts = agencies.query(
+        "incoming", "select count(*) from inbox where case_id=? and type='Receipt'", case_id
+    )
+    assert receipts[0][0] >= 2
+    # Every state change of both sides is on the audit topic, in sequence.
+    expected = len(incoming["timeline"]) + len(outgoing["timeline"])
+    records = await audit_records(agencies, case_id, expected)
+    for side, case in (("incoming", incoming), ("outgoing", outgoing)):
+        sequences = sorted(r.sequence for r in records if r.side == side)
+        assert sequences == [e["sequence"] for e in case["timeline"]], side
+
+
+async def audit_records(agencies: AgencyStack, case_id: str, expected: int) -> list[AuditRecord]:
+    consumer = AIOKafkaConsumer(
+        agencies.topics.audit,
+        bootstrap_servers=agencies.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: dict[tuple[str, int], AuditRecord] = {}
+    try:
+        for _ in range(60):
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    audit = AuditRecord.model_validate_json(record.value or b"{}")
+                    if audit.case_id == case_id:
+                        found[(audit.side, audit.sequence)] = audit
+            if len(found) >= expected and not batch:
+                break
+    finally:
+        await consumer.stop()
+    return list(found.values())
 
 
 async def test_r11_duplicate_application_returns_the_open_case(agencies: AgencyStack) -> None:

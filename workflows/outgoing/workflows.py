@@ -74,6 +74,7 @@ class OutgoingCaseWorkflow:
     @workflow.run
     async def run(self, case: OutgoingCaseInput) -> str:
         flow = self.flow = CaseFlow(case.case_id, "outgoing", case.region)
+        flow.listen_for_notices()
         await workflow.wait_condition(lambda: bool(self._pending))
         for envelope in self._pending:
             flow.receive(envelope)
