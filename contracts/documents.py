@@ -89,6 +89,11 @@ class TransferRequested(_Contract):
     bank_account: BankAccount | None = Field(
         default=None, description="For a bank-account fallback of the balance (R19, R21, R22)."
     )
+    limit_starts_on: date | None = Field(
+        default=None,
+        description="The day the outgoing agency's R12 limit starts: the acceptance day, or "
+        "the day its region went live when the request had to wait (R23).",
+    )
     correction_of: NonEmpty | None = Field(
         default=None, description="message_id of the TransferRefused this application corrects."
     )
@@ -217,6 +222,16 @@ class BalanceMismatch(_Contract):
         return self
 
 
+class BalanceReturned(_Contract):
+    """Incoming -> outgoing: after a mismatch, a clerk sent the remittance back; the
+    outgoing agency restores it so it is neither credited nor lost (R15, R16)."""
+
+    remittance_id: NonEmpty
+    amount_fen: PositiveFen
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    returned_on: date
+
+
 class Reminder(_Contract):
     """A deadline is near (R12-R14)."""
 
@@ -337,6 +352,7 @@ DOCUMENT_TYPES: dict[str, type[BaseModel]] = {
         TransferInCompleted,
         BalanceCredited,
         BalanceMismatch,
+        BalanceReturned,
         Reminder,
         Escalation,
         Receipt,
@@ -356,6 +372,7 @@ Document = (
     | TransferInCompleted
     | BalanceCredited
     | BalanceMismatch
+    | BalanceReturned
     | Reminder
     | Escalation
     | Receipt

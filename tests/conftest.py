@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
             f"{TEST_SERVER_BIN} missing: run 'deploy/local/install.sh test-server' (make test does)"
         )
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER_BIN)
+        test_server_existing_path=str(TEST_SERVER_BIN),
+        test_server_startup_timeout=timedelta(seconds=60),  # a JVM on a busy 2-core machine
     )
     yield env
     await env.shutdown()

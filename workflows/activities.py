@@ -30,6 +30,7 @@ from workflows.types import (
     CreditInput,
     LoadContextInput,
     ResidualInput,
+    ReturnInput,
     TransferInInput,
     TransferInResult,
     TransferOutFacts,
@@ -68,6 +69,14 @@ class CaseActivities:
     async def region_connected(self, region: str) -> bool:
         return self._connectivity.is_connected(region, _today())
 
+    @activity.defn(name="require_region_connected")
+    async def require_region_connected(self, region: str) -> None:
+        # R23: fails retryably until the region is live; Temporal's backoff is the wait.
+        if not self._connectivity.is_connected(region, _today()):
+            raise ApplicationError(
+                f"region {region} is not connected to the platform", type=REGION_NOT_CONNECTED
+            )
+
     @activity.defn(name="deliver_document")
     async def deliver_document(self, envelope: Envelope) -> str:
         # R23: a region that is not connected cannot receive platform documents; fail
@@ -100,6 +109,10 @@ class OutgoingActivities:
     @activity.defn(name="pay_balance_to_bank")
     async def pay_balance_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
         return self._records.pay_to_bank(request)
+
+    @activity.defn(name="restore_returned_balance")
+    async def restore_returned_balance(self, request: ReturnInput) -> None:
+        self._records.restore_returned(request)
 
     @activity.defn(name="post_residual_remittance")
     async def post_residual_remittance(self, request: ResidualInput) -> str:

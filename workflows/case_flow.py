@@ -19,8 +19,8 @@ with workflow.unsafe.imports_passed_through():
 
     from contracts.documents import Escalation
     from contracts.envelope import Envelope
-    from domain.calendar import WorkingDayCalendar
-    from domain.limits import CaseLimits
+    from domain.calendar import Deadline, WorkingDayCalendar
+    from domain.limits import CaseDeadlines, CaseLimits, compute_transfer_out_deadlines
     from workflows.activities import REGION_NOT_CONNECTED, CaseActivities
     from workflows.clock import china_date, end_of_day, seconds_until
     from workflows.types import AuditValue, Awaiting, CaseContext, CaseEvent, CaseView, Side
@@ -125,6 +125,25 @@ class CaseFlow:
         self.limits = CaseLimits(**self.context.limits)
         return self.context
 
+    def plan_transfer_out(self, start: date) -> CaseDeadlines:
+        """R12/R14: the outgoing side's 10 and the whole case's 15 working days from
+        ``start``; the reminder a few working days before the first limit."""
+        assert self.calendar is not None, "load_context first"
+        plan = compute_transfer_out_deadlines(start, self.limits, self.calendar)
+        for deadline in (plan.transfer_out_due, plan.total_due):
+            self._note_fallback(deadline)
+        self.deadlines.update(
+            transfer_out_due=plan.transfer_out_due.due, total_due=plan.total_due.due
+        )
+        return plan
+
+    def _note_fallback(self, deadline: Deadline) -> None:
+        for year in deadline.fallback_years:
+            warning = f"calendar-fallback-{year}"
+            if warning not in self.warnings:
+                # Computed Monday-Friday: the official calendar for that year is not loaded.
+                self.warnings.append(warning)
+
     def _context(self) -> CaseContext:
         assert self.context is not None, "load_context first"
         return self.context
@@ -135,11 +154,7 @@ class CaseFlow:
     def working_days_after(self, start: date, days: int) -> date:
         assert self.calendar is not None, "load_context first"
         deadline = self.calendar.add_working_days(start, days)
-        for year in deadline.fallback_years:
-            warning = f"calendar-fallback-{year}"
-            if warning not in self.warnings:
-                # Computed Monday-Friday: the official calendar for that year is not loaded.
-                self.warnings.append(warning)
+        self._note_fallback(deadline)
         return deadline.due
 
     # --- timeline ----------------------------------------------------------------------
@@ -223,61 +238,78 @@ class CaseFlow:
             causation_id=causation_id,
         )
 
-    async def deliver(self, envelope: Envelope) -> None:
-        """Deliver a document; while the destination region is not connected, wait and
-        retry until it goes live (R23), escalating after the configured working days."""
+    async def await_region(self, region: str, document: str) -> bool:
+        """R23: while ``region`` is not connected to the platform, wait and re-check with
+        backoff until it goes live, escalating after the configured working days. True
+        when it had to wait."""
         connected = await workflow.execute_activity_method(
             CaseActivities.region_connected,
-            envelope.to_region,
+            region,
             start_to_close_timeout=QUICK,
             retry_policy=QUICK_RETRY,
         )
+        if connected:
+            return False
         previous = (self.status, self.awaiting)
-        if not connected:
-            await self.record(
-                "waiting_for_region_connection",
-                "waiting_region_connection",
-                rule="R23",
-                detail={"region": envelope.to_region, "document": envelope.type},
-                awaiting=Awaiting(
-                    what=f"region {envelope.to_region} to connect to the platform",
-                    from_party=f"national platform / region {envelope.to_region}",
-                ),
-            )
+        await self.record(
+            "waiting_for_region_connection",
+            "waiting_region_connection",
+            rule="R23",
+            detail={"region": region, "document": document},
+            awaiting=Awaiting(
+                what=f"region {region} to connect to the platform",
+                from_party=f"national platform / region {region}",
+            ),
+        )
         handle = workflow.start_activity_method(
+            CaseActivities.require_region_connected,
+            region,
+            start_to_close_timeout=QUICK,
+            retry_policy=self._delivery_retry(),
+        )
+        escalate_on = self.working_days_after(
+            self.today(), self.limits.not_connected_escalation_days
+        )
+        done, _ = await workflow.wait(
+            [handle], timeout=seconds_until(end_of_day(escalate_on), workflow.now())
+        )
+        if not done:
+            await self.escalate(
+                "delivery",
+                "REGION_NOT_CONNECTED",
+                escalate_on,
+                f"Region {region} is still not connected; a clerk may choose the offline channel.",
+                f"地区{region}仍未接入平台，经办人员可改用线下渠道。",
+                rule="R23",
+            )
+        await handle
+        self.status, self.awaiting = previous
+        await self.record(
+            "region_connected", rule="R23", detail={"region": region, "document": document}
+        )
+        return True
+
+    async def deliver(self, envelope: Envelope, *, region_checked: bool = False) -> bool:
+        """Deliver a document (after the R23 wait for its region unless the caller did
+        it). True when it had to wait for the region."""
+        waited = (
+            False if region_checked else await self.await_region(envelope.to_region, envelope.type)
+        )
+        # Still retried with backoff: a region may drop off between the check and the send.
+        await workflow.execute_activity_method(
             CaseActivities.deliver_document,
             envelope,
             start_to_close_timeout=QUICK,
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=self._context().delivery_retry_initial_seconds),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(seconds=self._context().delivery_retry_max_seconds),
-            ),
+            retry_policy=self._delivery_retry(),
         )
-        if not connected:
-            escalate_on = self.working_days_after(
-                self.today(), self.limits.not_connected_escalation_days
-            )
-            done, _ = await workflow.wait(
-                [handle], timeout=seconds_until(end_of_day(escalate_on), workflow.now())
-            )
-            if not done:
-                await self.escalate(
-                    "delivery",
-                    "REGION_NOT_CONNECTED",
-                    escalate_on,
-                    f"Region {envelope.to_region} is still not connected; a clerk may choose the offline channel.",
-                    f"地区{envelope.to_region}仍未接入平台，经办人员可改用线下渠道。",
-                    rule="R23",
-                )
-        await handle
-        if not connected:
-            self.status, self.awaiting = previous
-            await self.record(
-                "region_connected_document_delivered",
-                rule="R23",
-                detail={"region": envelope.to_region, "document": envelope.type},
-            )
+        return waited
+
+    def _delivery_retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            initial_interval=timedelta(seconds=self._context().delivery_retry_initial_seconds),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=self._context().delivery_retry_max_seconds),
+        )
 
     def view(self) -> CaseView:
         return CaseView(

@@ -16,6 +16,7 @@ from workflows.types import (
     CheckRequestInput,
     CreditInput,
     ResidualInput,
+    ReturnInput,
     TransferInInput,
     TransferInResult,
     TransferOutFacts,
@@ -55,6 +56,8 @@ class OutgoingRecords(Protocol):
     def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult: ...
 
     def post_residual(self, request: ResidualInput) -> str: ...
+
+    def restore_returned(self, request: ReturnInput) -> None: ...
 
 
 class IncomingRecords(Protocol):

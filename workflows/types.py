@@ -100,6 +100,12 @@ class TransferOutInput(_Payload):
     transferred_out_on: date
 
 
+class ReturnInput(_Payload):
+    case_id: str
+    remittance_id: str
+    amount_fen: int
+
+
 class BankPayoutInput(_Payload):
     case_id: str
     remittance_id: str

@@ -20,6 +20,7 @@ from workflows.types import (
     BankPayoutResult,
     CheckRequestInput,
     ResidualInput,
+    ReturnInput,
     TransferOutFacts,
     TransferOutInput,
 )
@@ -181,6 +182,34 @@ class OutgoingRecordsSql:
                 )
             )
             return BankPayoutResult(account_last4=payout.account_last4, paid_on=payout.paid_on)
+
+    def restore_returned(self, request: ReturnInput) -> None:
+        """A remittance sent back by the incoming agency is credited to the old account
+        again (R16: nothing lost), once per remittance id."""
+        with session_scope(self.engine) as session:
+            exists = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.remittance_id == request.remittance_id,
+                    LedgerEntry.leg == "returned_to_outgoing",
+                )
+            ).first()
+            if exists is not None:
+                return
+            session.add(
+                LedgerEntry(
+                    case_id=request.case_id,
+                    remittance_id=request.remittance_id,
+                    leg="returned_to_outgoing",
+                    amount_fen=request.amount_fen,
+                    created_at=utcnow(),
+                )
+            )
+            row = session.exec(
+                select(EnrolmentRow).where(EnrolmentRow.transferred_case_id == request.case_id)
+            ).first()
+            if row is not None:
+                row.balance_fen += request.amount_fen
+                session.add(row)
 
     def post_residual(self, request: ResidualInput) -> str:
         """A late contribution after transfer-out: booked in and debited straight out to the

@@ -18,5 +18,6 @@ async def run(service: Service) -> None:
             side.transfer_out,
             side.pay_balance_to_bank,
             side.post_residual_remittance,
+            side.restore_returned_balance,
         ],
     )

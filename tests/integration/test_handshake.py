@@ -281,7 +281,7 @@ async def test_r23_region_not_connected_waits_then_goes_live(agencies: AgencySta
     )
     assert response.status_code == 200
     case = await agencies.wait_status("incoming", case_id, "completed")
-    assert "region_connected_document_delivered" in timeline_events(case)
+    assert "region_connected" in timeline_events(case)
 
 
 async def test_r19_bank_fallback_when_incoming_region_cannot_receive(agencies: AgencyStack) -> None:

@@ -66,6 +66,7 @@ from workflows.types import (
     IncomingCaseInput,
     OutgoingCaseInput,
     ResidualInput,
+    ReturnInput,
     Side,
     TransferInInput,
     TransferInResult,
@@ -223,6 +224,7 @@ class FakeOutgoingRecords:
     checks: list[CheckRequestInput] = field(default_factory=list)
     transfers: list[TransferOutInput] = field(default_factory=list)
     payouts: list[BankPayoutInput] = field(default_factory=list)
+    returns: list[ReturnInput] = field(default_factory=list)
 
     def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
         self.checks.append(request)
@@ -260,6 +262,9 @@ class FakeOutgoingRecords:
     def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
         self.payouts.append(request)
         return BankPayoutResult(account_last4="0000", paid_on=date.today())
+
+    def restore_returned(self, request: ReturnInput) -> None:
+        self.returns.append(request)
 
     def post_residual(self, request: ResidualInput) -> str:
         return f"{request.case_id}-residual-{request.contribution_id}"
@@ -448,6 +453,7 @@ class InMemoryPlatform:
         common: list[Callable[..., Any]] = [
             shared.record_case_event,
             shared.region_connected,
+            shared.require_region_connected,
             shared.deliver_document,
             shared.load_case_context,
         ]
@@ -461,6 +467,7 @@ class InMemoryPlatform:
             out.transfer_out,
             out.pay_balance_to_bank,
             out.post_residual_remittance,
+            out.restore_returned_balance,
         ]
 
     def worker(self, side: Side) -> Worker:

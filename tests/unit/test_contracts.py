@@ -17,6 +17,7 @@ from contracts import (
     BalanceNotTransferred,
     BalancePaidToBank,
     BalanceRemitted,
+    BalanceReturned,
     BankAccount,
     EnrolmentPeriod,
     Envelope,
@@ -132,6 +133,12 @@ def sample_documents() -> dict[str, BaseModel]:
         TransferInCompleted(completed_on=date(2026, 2, 27), deemed_contribution_months=130),
         BalanceCredited(remittance_id="rem-1", amount_fen=1_234_567, credited_on=date(2026, 2, 27)),
         BalanceMismatch(remittance_id="rem-1", expected_fen=1_234_567, received_fen=1_234_500),
+        BalanceReturned(
+            remittance_id="rem-1",
+            amount_fen=1_234_500,
+            reason="mismatch",
+            returned_on=date(2026, 3, 2),
+        ),
         Reminder(
             due_on=date(2026, 2, 27),
             stage="transfer_out",

@@ -356,9 +356,10 @@ names = st.text(
 
 
 @given(
-    id_number=valid_resident_ids() | st.text(max_size=20),
+    id_number=valid_resident_ids() | st.text(alphabet="0123456789Xx -", max_size=20),
     name=names,
-    account=st.from_regex(r"[0-9]{12,30}", fullmatch=True) | st.text(max_size=12),
+    account=st.from_regex(r"[0-9]{12,30}", fullmatch=True)
+    | st.text(alphabet="0123456789 -", max_size=12),
     status=st.sampled_from(["active", "suspended", "transferred_out"]),
     arrears=st.integers(min_value=0, max_value=10**6),
     frozen=st.booleans(),

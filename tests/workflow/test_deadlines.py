@@ -9,7 +9,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.documents import Escalation, Reminder
+from contracts.documents import Escalation, Reminder, TransferRequested
 from domain.calendar import build_calendar
 from domain.limits import CaseLimits
 from tests.support.workflow_fakes import (
@@ -240,7 +240,20 @@ async def test_r23_region_not_connected_waits_escalates_then_proceeds(
 
         assert await platform.results() == ("completed", "completed")
         names = store.names()
-        delivered = names.index("region_connected_document_delivered")
+        delivered = names.index("region_connected")
         assert names[delivered + 1] == "transfer_request_sent"
         assert len(platform.sent("incoming", "TransferRequested")) == 1
         assert len(platform.incoming_records.credits) == 1
+        # R12 runs from the go-live day, the same on both sides, not from acceptance.
+        request = platform.sent("incoming", "TransferRequested")[0].document_as(TransferRequested)
+        assert request.limit_starts_on is not None
+        assert request.limit_starts_on > escalate_on
+        expected_due = (
+            platform.context.calendar(request.limit_starts_on)
+            .add_working_days(request.limit_starts_on, LIMITS.transfer_out_days)
+            .due
+        )
+        sent = store.one("transfer_request_sent")
+        assert sent.deadlines["transfer_out_due"] == expected_due
+        outgoing_received = platform.outgoing_store.one("transfer_request_received")
+        assert outgoing_received.deadlines["transfer_out_due"] == expected_due

@@ -170,6 +170,27 @@ async def test_r15_amount_mismatch_waits_for_a_clerk_then_credits_once(
         ]
 
 
+async def test_r15_r16_balance_returned_after_mismatch_is_restored_not_lost(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    records = FakeOutgoingRecords(sheet_balance_fen=150_000)
+    async with running_platform(time_skipping_env, client, outgoing_records=records) as platform:
+        handle = await platform.start_case()
+        await wait_until(lambda: "balance_mismatch_reported" in platform.outgoing_store.names())
+        await handle.signal(
+            IncomingCaseWorkflow.resolve_mismatch,
+            MismatchResolution(decision="return_to_sender", clerk="clerk-7", note="wrong person"),
+        )
+
+        assert await platform.results() == ("balance_returned", "balance_returned")
+        assert platform.incoming_records.credits == []
+        returned = platform.sent("incoming", "BalanceReturned")
+        assert len(returned) == 1
+        assert [r.amount_fen for r in records.returns] == [BALANCE_FEN]
+        assert platform.outgoing_store.one("escalated").detail["reason_code"] == "BALANCE_RETURNED"
+        assert platform.incoming_store.names()[-1] == "case_closed_balance_returned"
+
+
 async def test_r12_withdrawal_while_awaiting_transfer_out_ends_both_sides(
     time_skipping_env: WorkflowEnvironment, client: Client
 ) -> None:

@@ -131,14 +131,6 @@ async def test_r9_hard_refusal_person_unknown_ends_case_at_once(
         assert records.transfers == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "bug: a refusal with reasons of two rules records rule='R6,R7', which the "
-        "AuditRecord contract rejects (^R\\d{1,3}$): record_case_event retries forever"
-    ),
-)
 async def test_r6_r7_refusal_with_two_rules_is_recorded(
     time_skipping_env: WorkflowEnvironment, client: Client
 ) -> None:
@@ -149,5 +141,14 @@ async def test_r6_r7_refusal_with_two_rules_is_recorded(
         await platform.start_case()
         await wait_until(
             lambda: "transfer_refused_correctable" in platform.outgoing_store.names(),
+            timeout=2.0,
+        )
+        refused = next(
+            e for e in platform.outgoing_store.events if e.event == "transfer_refused_correctable"
+        )
+        assert refused.rule == "R6"
+        assert refused.detail["rules"] == "R6,R7"
+        await wait_until(
+            lambda: "transfer_refused_correctable" in platform.incoming_store.names(),
             timeout=2.0,
         )

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         BalanceNotTransferred,
         BalancePaidToBank,
         BalanceRemitted,
+        BalanceReturned,
         Reminder,
         TransferInCompleted,
         TransferOutCompleted,
@@ -24,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         TransferRequested,
     )
     from contracts.envelope import Envelope
-    from domain.limits import compute_transfer_out_deadlines
     from workflows.activities import IncomingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
     from workflows.clock import end_of_day, morning_of, seconds_until
@@ -90,16 +90,7 @@ class IncomingCaseWorkflow:
         await flow.load_context(case.accepted_on)
         assert flow.calendar is not None
         limits = flow.limits
-        # R12/R14: the outgoing side's 10 and the whole case's 15 working days run from
-        # acceptance; the reminder goes out a few working days before the first limit.
-        plan = compute_transfer_out_deadlines(case.accepted_on, limits, flow.calendar)
-        flow.working_days_after(
-            case.accepted_on, limits.transfer_out_days + limits.transfer_in_days
-        )
-        flow.deadlines = {
-            "transfer_out_due": plan.transfer_out_due.due,
-            "total_due": plan.total_due.due,
-        }
+        plan = flow.plan_transfer_out(case.accepted_on)
         outgoing = f"outgoing agency of region {request.from_region}"
         await flow.record(
             "application_accepted",
@@ -114,8 +105,12 @@ class IncomingCaseWorkflow:
 
         attempt = 1
         while True:
+            if await flow.await_region(request.from_region, "TransferRequested"):
+                # R23: the outgoing agency's limit runs from when it can receive the request.
+                plan = flow.plan_transfer_out(flow.today())
+            request = request.model_copy(update={"limit_starts_on": plan.accepted_on})
             envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
-            await flow.deliver(envelope)
+            await flow.deliver(envelope, region_checked=True)
             await flow.record(
                 "transfer_request_sent",
                 "awaiting_transfer_out",
@@ -128,7 +123,7 @@ class IncomingCaseWorkflow:
                 ),
             )
             reply = await self._await_reply(
-                flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region
+                flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
             )
             if reply is None:  # withdrawn while waiting
                 return await self._withdraw(flow, request.from_region)
@@ -209,12 +204,23 @@ class IncomingCaseWorkflow:
             ),
         )
 
-        await self._settle_balance(flow, completed, plan.total_due.due, request.from_region)
+        settled = await self._settle_balance(
+            flow, completed, plan.total_due.due, request.from_region
+        )
+        if not settled:
+            await flow.record(
+                "case_closed_balance_returned",
+                "balance_returned",
+                rule="R15",
+                awaiting=None,
+                terminal=True,
+            )
+            return flow.status
         await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
         return flow.status
 
     async def _await_reply(
-        self, flow: CaseFlow, reminder_on: date, due: date, outgoing_region: str
+        self, flow: CaseFlow, reminder_on: date, due: date, outgoing_region: str, attempt: int
     ) -> Envelope | None:
         """R12: wait for the sheet or a refusal; remind before the limit, escalate at it,
         and keep waiting after it (a late answer still completes the case)."""
@@ -227,7 +233,9 @@ class IncomingCaseWorkflow:
                 message_en="Transfer-out is due; please send the information sheet or a refusal.",
                 message_zh="转出办理即将到期，请发送信息表或不予办理的答复。",
             )
-            await flow.deliver(flow.envelope(reminder, "reminder-transfer-out", outgoing_region))
+            await flow.deliver(
+                flow.envelope(reminder, f"reminder-transfer-out-{attempt}", outgoing_region)
+            )
             await flow.record("reminder_sent", rule="R12", detail={"due_on": due.isoformat()})
             reply = await flow.wait_for(REPLY_TYPES, end_of_day(due), withdrawn)
         if reply is None and not withdrawn():
@@ -240,7 +248,7 @@ class IncomingCaseWorkflow:
                 rule="R12",
             )
             await flow.deliver(
-                flow.envelope(escalation, "escalation-transfer-out", outgoing_region)
+                flow.envelope(escalation, f"escalation-transfer-out-{attempt}", outgoing_region)
             )
             reply = await flow.wait_for(REPLY_TYPES, None, withdrawn)
         return reply
@@ -249,14 +257,16 @@ class IncomingCaseWorkflow:
         self, flow: CaseFlow, refusal: TransferRefused, reply: Envelope
     ) -> TransferRequested | None:
         codes = ",".join(r.code for r in refusal.reasons)
-        rules = ",".join(sorted({r.rule for r in refusal.reasons}))
+        # An AuditRecord names one rule: the lowest; the detail lists them all.
+        rules = ",".join(sorted({r.rule for r in refusal.reasons}, key=lambda r: int(r[1:])))
+        rule = rules.split(",")[0]
         soft = all(r.soft for r in refusal.reasons) and refusal.correctable_until is not None
         if not soft:
             await flow.record(
                 "transfer_refused",
                 "refused",
-                rule=rules,
-                detail={"codes": codes, "message_id": reply.message_id},
+                rule=rule,
+                detail={"codes": codes, "rules": rules, "message_id": reply.message_id},
                 awaiting=None,
                 terminal=True,
             )
@@ -265,9 +275,10 @@ class IncomingCaseWorkflow:
         await flow.record(
             "transfer_refused_correctable",
             "refused_correctable",
-            rule=rules,
+            rule=rule,
             detail={
                 "codes": codes,
+                "rules": rules,
                 "message_id": reply.message_id,
                 "correctable_until": refusal.correctable_until.isoformat(),
             },
@@ -291,14 +302,16 @@ class IncomingCaseWorkflow:
             await flow.record(
                 "correction_window_expired",
                 "refused",
-                rule=rules,
-                detail={"codes": codes},
+                rule=rule,
+                detail={"codes": codes, "rules": rules},
                 awaiting=None,
                 terminal=True,
             )
             return None
         corrected, self._correction = self._correction, None
-        await flow.record("correction_submitted", rule=rules, detail={"codes": codes})
+        await flow.record(
+            "correction_submitted", rule=rule, detail={"codes": codes, "rules": rules}
+        )
         return corrected
 
     async def _withdraw(self, flow: CaseFlow, outgoing_region: str) -> str:
@@ -310,7 +323,8 @@ class IncomingCaseWorkflow:
 
     async def _settle_balance(
         self, flow: CaseFlow, completed: TransferOutCompleted, total_due: date, outgoing_region: str
-    ) -> None:
+    ) -> bool:
+        """Receive the balance or its notice; False when a clerk sent the money back."""
         notice = await flow.wait_for(BALANCE_TYPES, end_of_day(total_due))
         if notice is None:
             await flow.escalate(
@@ -334,7 +348,7 @@ class IncomingCaseWorkflow:
                     "account_last4": paid.account_last4,
                 },
             )
-            return
+            return True
         if notice.type == "BalanceNotTransferred":
             kept = notice.document_as(BalanceNotTransferred)
             await flow.record(
@@ -342,7 +356,7 @@ class IncomingCaseWorkflow:
                 rule=kept.rule,
                 detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
             )
-            return
+            return True
         remitted = notice.document_as(BalanceRemitted)
         expected = completed.info_sheet.balance_fen
         # R15: credit only when the remitted amount matches the sheet; a mismatch goes to a
@@ -383,7 +397,21 @@ class IncomingCaseWorkflow:
                 detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
             )
             if self._resolution.decision == "return_to_sender":
-                return
+                # R15/R16: never credited, never lost: the outgoing agency restores it.
+                await flow.deliver(
+                    flow.envelope(
+                        BalanceReturned(
+                            remittance_id=remitted.remittance_id,
+                            amount_fen=remitted.amount_fen,
+                            reason=self._resolution.note or "returned after an amount mismatch",
+                            returned_on=flow.today(),
+                        ),
+                        f"return-{remitted.remittance_id}",
+                        outgoing_region,
+                        notice.message_id,
+                    )
+                )
+                return False
         await workflow.execute_activity_method(
             IncomingActivities.credit_balance,
             CreditInput(
@@ -412,6 +440,7 @@ class IncomingCaseWorkflow:
             rule="R15",
             detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )
+        return True
 
 
 def incoming_residual_workflow_id(remittance_id: str) -> str:

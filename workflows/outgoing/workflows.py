@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
         BalanceNotTransferred,
         BalancePaidToBank,
         BalanceRemitted,
+        BalanceReturned,
         RefusalReason,
         TransferOutCompleted,
         TransferRefused,
@@ -21,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.envelope import Envelope
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
-    from domain.limits import compute_transfer_out_deadlines
     from workflows.activities import OutgoingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
     from workflows.clock import end_of_day
@@ -32,13 +32,14 @@ with workflow.unsafe.imports_passed_through():
         CheckRequestInput,
         OutgoingCaseInput,
         ResidualInput,
+        ReturnInput,
         TransferOutFacts,
         TransferOutInput,
     )
 
 REQUEST = ("TransferRequested",)
 WITHDRAWAL = ("ApplicationWithdrawn",)
-CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch")
+CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch", "BalanceReturned")
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
 )
@@ -84,12 +85,9 @@ class OutgoingCaseWorkflow:
         incoming_region = first.from_region
         await flow.load_context(request.applied_on)
         assert flow.calendar is not None
-        # R12: 10 working days from acceptance to complete transfer-out.
-        plan = compute_transfer_out_deadlines(request.applied_on, flow.limits, flow.calendar)
-        flow.deadlines = {
-            "transfer_out_due": plan.transfer_out_due.due,
-            "total_due": plan.total_due.due,
-        }
+        # R12: 10 working days from acceptance, or from the day this agency's region went
+        # live when the request had to wait for it (R23); the incoming agency says which.
+        plan = flow.plan_transfer_out(request.limit_starts_on or request.applied_on)
         await flow.record(
             "transfer_request_received",
             "checking",
@@ -165,7 +163,16 @@ class OutgoingCaseWorkflow:
                 by=plan.total_due.due,
             ),
         )
-        await self._await_confirmations(flow, decision, plan.total_due.due)
+        settled = await self._await_confirmations(flow, decision, plan.total_due.due)
+        if not settled:
+            await flow.record(
+                "case_closed_balance_returned",
+                "balance_returned",
+                rule="R16",
+                awaiting=None,
+                terminal=True,
+            )
+            return flow.status
         await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
         return flow.status
 
@@ -218,14 +225,16 @@ class OutgoingCaseWorkflow:
                 cause.message_id,
             )
         )
-        rules = ",".join(sorted({r.rule for r in refusals}))
+        # An AuditRecord names one rule: the lowest; the detail lists them all.
+        rules = ",".join(sorted({r.rule for r in refusals}, key=lambda r: int(r[1:])))
+        rule = rules.split(",")[0]
         codes = ",".join(r.code for r in refusals)
         if until is None:
             await flow.record(
                 "transfer_refused",
                 "refused",
-                rule=rules,
-                detail={"codes": codes},
+                rule=rule,
+                detail={"codes": codes, "rules": rules},
                 awaiting=None,
                 terminal=True,
             )
@@ -233,14 +242,14 @@ class OutgoingCaseWorkflow:
         await flow.record(
             "transfer_refused_correctable",
             "refused_correctable",
-            rule=rules,
-            detail={"codes": codes, "correctable_until": until.isoformat()},
+            rule=rule,
+            detail={"codes": codes, "rules": rules, "correctable_until": until.isoformat()},
             awaiting=Awaiting(what="a corrected application", from_party="applicant", by=until),
         )
         document = await flow.wait_for(REQUEST + WITHDRAWAL, end_of_day(until))
         if document is None:
             await flow.record(
-                "correction_window_expired", "refused", rule=rules, awaiting=None, terminal=True
+                "correction_window_expired", "refused", rule=rule, awaiting=None, terminal=True
             )
             return None
         if document.type in WITHDRAWAL:
@@ -297,9 +306,11 @@ class OutgoingCaseWorkflow:
 
     async def _await_confirmations(
         self, flow: CaseFlow, decision: BalanceDecision, total_due: date
-    ) -> None:
+    ) -> bool:
+        """Wait for transfer-in and the credit; False when the balance came back."""
         transfer_in_done = False
         credited = decision.action != "remit"
+        returned = False
         escalated = False
         while not (transfer_in_done and credited):
             document = await flow.wait_for(
@@ -328,6 +339,28 @@ class OutgoingCaseWorkflow:
                     rule="R15",
                     detail={"message_id": document.message_id},
                 )
+            elif document.type == "BalanceReturned":
+                back = document.document_as(BalanceReturned)
+                # R16: the returned money goes back to the old account, never lost.
+                await workflow.execute_activity_method(
+                    OutgoingActivities.restore_returned_balance,
+                    ReturnInput(
+                        case_id=flow.case_id,
+                        remittance_id=back.remittance_id,
+                        amount_fen=back.amount_fen,
+                    ),
+                    start_to_close_timeout=QUICK,
+                    retry_policy=PATIENT_RETRY,
+                )
+                credited = returned = True
+                await flow.escalate(
+                    "balance",
+                    "BALANCE_RETURNED",
+                    None,
+                    "The incoming agency returned the balance after a mismatch; a clerk decides how to pay it.",
+                    "转入地因金额不符退回余额，已恢复至原账户，请经办人员处理。",
+                    rule="R16",
+                )
             else:
                 mismatch = document.document_as(BalanceMismatch)
                 flow.escalated = True
@@ -340,6 +373,7 @@ class OutgoingCaseWorkflow:
                         "received_fen": mismatch.received_fen,
                     },
                 )
+        return not returned
 
 
 def outgoing_residual_workflow_id(remittance_id: str) -> str:
