@@ -91,7 +91,7 @@ class CaseActivities:
 
     @activity.defn(name="load_case_context")
     async def load_case_context(self, request: LoadContextInput) -> CaseContext:
-        return self._context.load(request.region, request.start)
+        return self._context.load(request)
 
 
 class OutgoingActivities:

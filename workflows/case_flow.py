@@ -8,8 +8,9 @@ reads time only through ``workflow.now()``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,12 +21,23 @@ with workflow.unsafe.imports_passed_through():
     from contracts.documents import Escalation
     from contracts.envelope import Envelope
     from domain.calendar import Deadline, WorkingDayCalendar
+    from domain.continuity import Decision, deadline_decision
     from domain.limits import CaseDeadlines, CaseLimits, compute_transfer_out_deadlines
     from workflows.activities import REGION_NOT_CONNECTED, CaseActivities
     from workflows.clock import china_date, end_of_day, seconds_until
-    from workflows.types import AuditValue, Awaiting, CaseContext, CaseEvent, CaseView, Side
+    from workflows.types import (
+        AuditValue,
+        Awaiting,
+        CaseContext,
+        CaseEvent,
+        CaseView,
+        LoadContextInput,
+        Side,
+    )
 
 NOTICE_TYPES = ("Reminder", "Escalation")
+# Patch id: cases started before decisions were recorded replay without those steps.
+RECORD_DECISIONS = "record-decisions"
 QUICK = timedelta(seconds=30)
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
@@ -112,12 +124,14 @@ class CaseFlow:
             )
 
     # --- calendar --------------------------------------------------------------------
-    async def load_context(self, start: date) -> CaseContext:
-        from workflows.types import LoadContextInput
-
+    async def load_context(self, start: date, counterpart: str | None = None) -> CaseContext:
+        """The calendar and the policy versions in force at ``start``, fixed for the case:
+        a later policy version never rewrites it (replay stays valid too)."""
         self.context = await workflow.execute_activity_method(
             CaseActivities.load_case_context,
-            LoadContextInput(region=self.region, start=start),
+            LoadContextInput(
+                region=self.region, start=start, side=self.side, counterpart=counterpart
+            ),
             start_to_close_timeout=QUICK,
             retry_policy=QUICK_RETRY,
         )
@@ -136,6 +150,26 @@ class CaseFlow:
             transfer_out_due=plan.transfer_out_due.due, total_due=plan.total_due.due
         )
         return plan
+
+    def deadline_decisions(self, plan: CaseDeadlines) -> list[Decision]:
+        """R12 and R14 as decisions: which limit, from when, under which policy."""
+        version = self._context().policy_version
+        return [
+            deadline_decision(
+                rule="R12",
+                start=plan.accepted_on,
+                limit_days=self.limits.transfer_out_days,
+                deadline=plan.transfer_out_due,
+                policy_version=version,
+            ),
+            deadline_decision(
+                rule="R14",
+                start=plan.accepted_on,
+                limit_days=self.limits.total_days,
+                deadline=plan.total_due,
+                policy_version=version,
+            ),
+        ]
 
     def _note_fallback(self, deadline: Deadline) -> None:
         for year in deadline.fallback_years:
@@ -167,6 +201,7 @@ class CaseFlow:
         detail: dict[str, AuditValue] | None = None,
         awaiting: Awaiting | bool | None = False,
         terminal: bool = False,
+        facts: dict[str, Any] | None = None,
     ) -> None:
         """Append one event to the case's timeline and the audit topic.
 
@@ -193,10 +228,28 @@ class CaseFlow:
                 escalated=self.escalated,
                 warnings=list(self.warnings),
                 terminal=terminal,
+                facts=facts or {},
             ),
             start_to_close_timeout=QUICK,
             retry_policy=QUICK_RETRY,
         )
+
+    async def decide(self, decisions: Iterable[Decision]) -> None:
+        """Record each decision with its rule, policy version and bilingual reason, so the
+        case can say why."""
+        if not workflow.patched(RECORD_DECISIONS):
+            return  # histories recorded before decisions were kept replay as they ran
+        for decision in decisions:
+            await self.record(
+                "decision",
+                rule=decision.rule,
+                detail={
+                    "outcome": decision.outcome,
+                    "policy_version": decision.policy_version,
+                    "explanation_en": decision.explanation_en,
+                    "explanation_zh": decision.explanation_zh,
+                },
+            )
 
     async def escalate(
         self,

@@ -15,6 +15,7 @@ from workflows.types import (
     CaseEvent,
     CheckRequestInput,
     CreditInput,
+    LoadContextInput,
     ResidualInput,
     ReturnInput,
     TransferInInput,
@@ -45,7 +46,7 @@ class Connectivity(Protocol):
 
 
 class ContextSource(Protocol):
-    def load(self, region: str, start: date) -> CaseContext: ...
+    def load(self, request: LoadContextInput) -> CaseContext: ...
 
 
 class OutgoingRecords(Protocol):

@@ -47,6 +47,8 @@ class CaseEvent(_Payload):
     escalated: bool | None = None
     warnings: list[str] = Field(default_factory=list)
     terminal: bool = False
+    # Structured facts merged into the case (policy version, continuity assessment).
+    facts: dict[str, Any] = Field(default_factory=dict)
 
 
 class CaseContext(_Payload):
@@ -57,6 +59,8 @@ class CaseContext(_Payload):
     intra_province_balance: dict[str, str]
     employee_to_resident_balance: str
     policy_version: str
+    # The ResolvedPolicy (domain.policy) of this side's region, as data.
+    policy: dict[str, Any] = Field(default_factory=dict)
     delivery_retry_initial_seconds: float = 5.0
     delivery_retry_max_seconds: float = 600.0
 
@@ -64,12 +68,15 @@ class CaseContext(_Payload):
 class LoadContextInput(_Payload):
     region: str
     start: date
+    side: Side = "incoming"
+    counterpart: str | None = None  # the other agency's region: its limits apply too
 
 
 class IncomingCaseInput(_Payload):
     case_id: str
     request: TransferRequested
     accepted_on: date
+    incoming_enrolled_since: date | None = None  # for the continuity assessment (R24-R28)
 
 
 class OutgoingCaseInput(_Payload):

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from domain.calendar import WorkingDayCalendar
 from services.common.tables import CaseEventRow, CaseRow
@@ -88,6 +88,17 @@ class TimelineEntry(BaseModel):
     detail: dict[str, Any]
 
 
+class DecisionOut(BaseModel):
+    """Why: the rule, the policy version it was decided under, one sentence each language."""
+
+    rule: str | None
+    outcome: str
+    policy_version: str
+    explanation_en: str
+    explanation_zh: str
+    at: str
+
+
 class CaseOut(BaseModel):
     case_id: str
     status: str
@@ -103,6 +114,13 @@ class CaseOut(BaseModel):
     escalated: bool
     warnings: list[str]
     closed: bool
+    policy_version: str | None = None
+    decisions: list[DecisionOut] | None = None
+    continuity: dict[str, Any] | None = Field(
+        default=None,
+        description="R24-R28: contribution months, deemed years, interruption, "
+        "back-payment or waiting period, estimates in fen",
+    )
     timeline: list[TimelineEntry] | None = None
     workflow_url: str | None = None
 
@@ -134,6 +152,22 @@ def case_out(
         escalated=row.escalated,
         warnings=row.warnings,
         closed=row.terminal,
+        policy_version=(row.facts or {}).get("policy_version"),
+        continuity=(row.facts or {}).get("continuity"),
+        decisions=None
+        if events is None
+        else [
+            DecisionOut(
+                rule=e.rule,
+                outcome=str(e.detail.get("outcome", "")),
+                policy_version=str(e.detail.get("policy_version", "")),
+                explanation_en=str(e.detail.get("explanation_en", "")),
+                explanation_zh=str(e.detail.get("explanation_zh", "")),
+                at=e.occurred_at.isoformat(),
+            )
+            for e in events
+            if e.event == "decision"
+        ],
         timeline=None
         if events is None
         else [

@@ -45,6 +45,7 @@ class Service:
     repository: CaseRepository
     registry: RegionRegistry
     connectivity: RegionConnectivity
+    policy: PolicyContext
     served: set[str] = field(default_factory=set)
 
     def calendar(self, today: date) -> WorkingDayCalendar:
@@ -77,6 +78,8 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
         repository=CaseRepository(engine, side),
         registry=registry,
         connectivity=RegionConnectivity(engine, registry),
+        # Invalid policy data stops the service here, naming the file, line and rule.
+        policy=PolicyContext(settings, registry),
         served=served,
     )
 
@@ -93,7 +96,7 @@ async def run_worker(service: Service, workflows: list[type], side_activities: l
         publisher,
         RegionSigner(settings.keys_dir),
         service.connectivity,
-        PolicyContext(settings),
+        service.policy,
     )
     activities = [
         shared.record_case_event,

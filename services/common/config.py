@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     outgoing_database_url: str | None = None
     region_registry_file: Path = REPO_DIR / "data" / "regions.json"
     calendar_dir: Path = REPO_DIR / "data" / "calendar"
+    policy_file: Path = REPO_DIR / "data" / "policy" / "policies.jsonl"
     # Regions this deployment serves on each side; empty = every region in the registry.
     served_regions: list[str] = Field(default_factory=list)
     # agency API keys: "key=region[,region...];key2=..." (local demo keys by default).

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
@@ -44,11 +44,31 @@ def create_tables(engine: Engine, tables: list[type[SQLModel]]) -> None:
     for attempt in range(10):
         try:
             SQLModel.metadata.create_all(engine, tables=[t.__table__ for t in tables])  # type: ignore[attr-defined]
+            _add_missing_nullable_columns(engine, tables)
             return
         except OperationalError as exc:
-            if "already exists" not in str(exc) or attempt == 9:
+            racing = any(m in str(exc) for m in ("already exists", "duplicate column"))
+            if not racing or attempt == 9:
                 raise
             time.sleep(0.2)
+
+
+def _add_missing_nullable_columns(engine: Engine, tables: list[type[SQLModel]]) -> None:
+    """Bring a database made by an earlier version up to date with columns added since
+    (all nullable). Until schema migrations arrive this is the only schema change the
+    services make on their own; anything else needs a migration."""
+    inspector = inspect(engine)
+    for model in tables:
+        table = model.__table__  # type: ignore[attr-defined]
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                )
 
 
 @contextmanager

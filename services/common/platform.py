@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -25,12 +25,12 @@ from contracts.signing import (
     write_region_key,
 )
 from contracts.topics import Topics
-from domain.balance import BalancePolicy
 from domain.calendar import build_calendar
 from domain.limits import CaseLimits
+from domain.policy import PolicyDataError, PolicyTable, load_policy_table
 from domain.regions import RegionRegistry, load_region_registry
 from services.common.config import Settings, Side
-from workflows.types import CaseContext
+from workflows.types import CaseContext, LoadContextInput
 
 log = logging.getLogger("medtransfer.platform")
 
@@ -177,29 +177,63 @@ def receipt_for(envelope: Envelope, sent_at: datetime) -> Envelope:
 class PolicyContext:
     """Calendar, limits and balance policy for a case (the ContextSource port).
 
-    The calendar is rebuilt when the calendar data directory changes, so an operator can
-    load next year's official calendar without a redeploy.
+    The policy table is validated when the service starts (invalid data stops it) and
+    re-read when the file changes; a table that turns invalid at run time is refused with
+    an error log and the last valid one stays in force. The calendar is rebuilt when the
+    calendar directory changes, so next year's official calendar needs no redeploy.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registry: RegionRegistry) -> None:
         self._settings = settings
+        self._registry = registry
+        self._stamp = _file_stamp(settings.policy_file)
+        self._table = load_policy_table(settings.policy_file, registry)
 
-    def load(self, region: str, start: date) -> CaseContext:
+    def table(self) -> PolicyTable:
+        stamp = _file_stamp(self._settings.policy_file)
+        if stamp != self._stamp:
+            try:
+                self._table = load_policy_table(self._settings.policy_file, self._registry)
+                log.info("policy table reloaded: %d versions", len(self._table))
+            except PolicyDataError as exc:
+                log.error("policy table change refused, previous table stays in force: %s", exc)
+            self._stamp = stamp
+        return self._table
+
+    def load(self, request: LoadContextInput) -> CaseContext:
         calendar_dir = self._settings.calendar_dir
-        stamp = _dir_stamp(calendar_dir)
-        calendar_json = _calendar_json(start.year, str(calendar_dir), stamp)
-        limits = CaseLimits()
+        calendar_json = _calendar_json(
+            request.start.year, str(calendar_dir), _dir_stamp(calendar_dir)
+        )
+        table = self.table()
+        own = table.resolve(request.region, request.start)
+        other = table.resolve(request.counterpart, request.start) if request.counterpart else own
+        outgoing, incoming = (own, other) if request.side == "outgoing" else (other, own)
+        # R12/R14: the outgoing region's transfer-out limit and the incoming region's
+        # transfer-in limit, each never above the national maximum (checked on load).
+        limits = CaseLimits(
+            transfer_out_days=outgoing.transfer_out_days,
+            transfer_in_days=incoming.transfer_in_days,
+            reminder_before_days=min(own.reminder_before_days, outgoing.transfer_out_days - 1),
+            soft_refusal_window_days=outgoing.soft_refusal_window_days,
+            not_connected_escalation_days=own.not_connected_escalation_days,
+        )
         limits.validate()
-        policy = BalancePolicy()
+        balance = outgoing.balance_policy()  # R20, R22: the outgoing region's policy decides
         return CaseContext(
             calendar=calendar_json,
             limits={k: int(v) for k, v in vars(limits).items()},
-            intra_province_balance=dict(policy.intra_province),
-            employee_to_resident_balance=policy.employee_to_resident,
-            policy_version="national-2026.1",
+            intra_province_balance=dict(balance.intra_province),
+            employee_to_resident_balance=balance.employee_to_resident,
+            policy_version=f"out:{outgoing.version_label} in:{incoming.version_label}",
+            policy=own.to_json(),
             delivery_retry_initial_seconds=self._settings.delivery_retry_initial_seconds,
             delivery_retry_max_seconds=self._settings.delivery_retry_max_seconds,
         )
+
+
+def _file_stamp(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def _dir_stamp(path: Path) -> float:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import String, cast, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -94,6 +94,8 @@ class CaseRepository:
         if event.escalated is not None:
             row.escalated = event.escalated
         row.warnings = list(event.warnings)
+        if event.facts:
+            row.facts = {**(row.facts or {}), **event.facts}
         if event.terminal:
             row.terminal, row.open_key = True, None
         row.updated_at = event.occurred_at
@@ -148,6 +150,7 @@ class CaseRepository:
         status: str | None = None,
         region: str | None = None,
         escalated: bool | None = None,
+        warning: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Sequence[CaseRow]:
@@ -158,6 +161,9 @@ class CaseRepository:
             query = query.where((CaseRow.from_region == region) | (CaseRow.to_region == region))
         if escalated is not None:
             query = query.where(CaseRow.escalated == escalated)
+        if warning:
+            # e.g. calendar-fallback-2027: deadlines counted Monday-Friday for want of data
+            query = query.where(cast(CaseRow.warnings, String).contains(f'"{warning}"'))
         query = query.order_by(col(CaseRow.created_at).desc()).offset(offset).limit(limit)
         with session_scope(self.engine) as session:
             return session.exec(query).all()

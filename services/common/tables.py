@@ -34,6 +34,8 @@ class CaseRow(SQLModel, table=True):
     terminal: bool = False
     # The application as submitted (incoming side); it holds personal data, never logged.
     application: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    # Facts the workflow established: policy version, continuity assessment (R24-R28).
+    facts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime
     updated_at: datetime
 

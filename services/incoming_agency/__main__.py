@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 import uvicorn
 
+from domain.calendar import CalendarDataError
+from domain.policy import PolicyDataError
+from domain.regions import RegionDataError
 from services.common.bootstrap import build_service
 from services.incoming_agency.tables import INCOMING_TABLES
 
@@ -19,7 +23,11 @@ def main() -> None:
     api.add_argument("--port", type=int, default=8001)
     sub.add_parser("worker", help="Temporal worker")
     args = parser.parse_args()
-    service = build_service("incoming", INCOMING_TABLES)
+    try:
+        service = build_service("incoming", INCOMING_TABLES)
+    except (PolicyDataError, CalendarDataError, RegionDataError) as exc:
+        # Invalid reference data: refuse to start, say which file, line and rule.
+        sys.exit(f"error: {exc}")
     if args.command == "api":
         from services.incoming_agency.app import create_app
 

@@ -181,12 +181,20 @@ def create_app(service: Service | None = None) -> FastAPI:
     app.state.broker = broker
     install_error_handlers(app)
 
-    async def start_case(case_id: str, request: TransferRequested, accepted_on: date) -> None:
+    async def start_case(row: CaseRow) -> None:
+        request = TransferRequested.model_validate(row.application)
+        enrolled_since = (row.facts or {}).get("incoming_enrolled_since")
+        case = IncomingCaseInput(
+            case_id=row.case_id,
+            request=request,
+            accepted_on=request.applied_on,
+            incoming_enrolled_since=date.fromisoformat(enrolled_since) if enrolled_since else None,
+        )
         try:
             await state["temporal"].start_workflow(
                 IncomingCaseWorkflow.run,
-                IncomingCaseInput(case_id=case_id, request=request, accepted_on=accepted_on),
-                id=incoming_workflow_id(case_id),
+                case,
+                id=incoming_workflow_id(row.case_id),
                 task_queue=settings.task_queue("incoming"),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
@@ -278,6 +286,11 @@ def create_app(service: Service | None = None) -> FastAPI:
             id_masked=mask_id(id_number),
             open_key=f"{person_key}:{body.from_region}:{body.to_region}",
             application=request.model_dump(mode="json"),
+            facts={
+                "incoming_enrolled_since": body.incoming_enrolled_since.isoformat()
+                if body.incoming_enrolled_since
+                else None
+            },
             created_at=now,
             updated_at=now,
         )
@@ -285,9 +298,8 @@ def create_app(service: Service | None = None) -> FastAPI:
         duplicate = row.case_id != candidate.case_id
         # A duplicate resubmission also (re)starts the case, in case the first attempt's
         # start was lost: the workflow id makes this idempotent.
-        stored = TransferRequested.model_validate(row.application)
         try:
-            await start_case(row.case_id, stored, stored.applied_on)
+            await start_case(row)
         except Exception:
             log.exception("could not start the workflow of case %s", row.case_id)
             return problem(
@@ -328,13 +340,19 @@ def create_app(service: Service | None = None) -> FastAPI:
         status: str | None = None,
         region: str | None = None,
         escalated: bool | None = None,
+        warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> list[CaseOut]:
         today = service.today()
         calendar = service.calendar(today)
         rows = service.repository.list_cases(
-            status=status, region=region, escalated=escalated, limit=limit, offset=offset
+            status=status,
+            region=region,
+            escalated=escalated,
+            warning=warning,
+            limit=limit,
+            offset=offset,
         )
         return [case_out(r, calendar, today) for r in rows]
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 import uvicorn
 
+from domain.calendar import CalendarDataError
+from domain.policy import PolicyDataError
+from domain.regions import RegionDataError
 from services.common.bootstrap import build_service
 from services.outgoing_agency.tables import OUTGOING_TABLES
 
@@ -20,7 +24,11 @@ def main() -> None:
     sub.add_parser("worker", help="Temporal worker")
     sub.add_parser("load-demo", help="load the demo enrolment records")
     args = parser.parse_args()
-    service = build_service("outgoing", OUTGOING_TABLES)
+    try:
+        service = build_service("outgoing", OUTGOING_TABLES)
+    except (PolicyDataError, CalendarDataError, RegionDataError) as exc:
+        # Invalid reference data: refuse to start, say which file, line and rule.
+        sys.exit(f"error: {exc}")
     if args.command == "api":
         from services.outgoing_agency.app import create_app
 

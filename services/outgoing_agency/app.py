@@ -201,13 +201,19 @@ def create_app(service: Service | None = None) -> FastAPI:
         status: str | None = None,
         region: str | None = None,
         escalated: bool | None = None,
+        warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
     ) -> list[CaseOut]:
         today = service.today()
         calendar = service.calendar(today)
         rows = service.repository.list_cases(
-            status=status, region=region, escalated=escalated, limit=limit, offset=offset
+            status=status,
+            region=region,
+            escalated=escalated,
+            warning=warning,
+            limit=limit,
+            offset=offset,
         )
         return [case_out(r, calendar, today) for r in rows]
 

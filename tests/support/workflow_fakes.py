@@ -40,6 +40,7 @@ from contracts.envelope import Envelope
 from domain.calendar import WorkingDayCalendar
 from domain.eligibility import refusal
 from domain.limits import CaseLimits
+from domain.regions import load_region_registry
 from services.common.bootstrap import PASSTHROUGH_MODULES
 from services.common.config import Settings
 from services.common.platform import PolicyContext
@@ -64,6 +65,7 @@ from workflows.types import (
     CheckRequestInput,
     CreditInput,
     IncomingCaseInput,
+    LoadContextInput,
     OutgoingCaseInput,
     ResidualInput,
     ReturnInput,
@@ -158,7 +160,12 @@ class FakeCaseStore:
         return record
 
     def names(self) -> list[str]:
-        return [e.event for e in self.events]
+        """The case's path: every event but the "why" records (decisions, continuity),
+        which tests of those look at through ``decisions()`` and ``named()``."""
+        return [e.event for e in self.events if e.event not in WHY_EVENTS]
+
+    def decisions(self) -> dict[str, CaseEvent]:
+        return {e.rule or "": e for e in self.events if e.event == "decision"}
 
     def named(self, name: str) -> list[CaseEvent]:
         return [e for e in self.events if e.event == name]
@@ -167,6 +174,9 @@ class FakeCaseStore:
         found = self.named(name)
         assert len(found) == 1, f"expected one {name!r} event, got {self.names()}"
         return found[0]
+
+
+WHY_EVENTS = ("decision", "continuity_assessed")
 
 
 class PassThroughSigner:
@@ -199,18 +209,20 @@ class FakeContextSource:
             Settings(
                 delivery_retry_initial_seconds=retry_initial_seconds,
                 delivery_retry_max_seconds=retry_max_seconds,
-            )
+            ),
+            load_region_registry(),
         )
         self._limits = limits
 
-    def load(self, region: str, start: date) -> CaseContext:
-        context = self._policy.load(region, start)
+    def load(self, request: LoadContextInput) -> CaseContext:
+        context = self._policy.load(request)
         if self._limits is None:
             return context
         return context.model_copy(update={"limits": dict(vars(self._limits))})
 
     def calendar(self, start: date) -> WorkingDayCalendar:
-        return WorkingDayCalendar.from_json(self.load(INCOMING_REGION, start).calendar)
+        request = LoadContextInput(region=INCOMING_REGION, start=start)
+        return WorkingDayCalendar.from_json(self.load(request).calendar)
 
 
 @dataclass

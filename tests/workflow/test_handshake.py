@@ -55,8 +55,9 @@ async def test_r18_happy_path_cross_province_remits_and_credits_once(
         incoming, outgoing = platform.incoming_store, platform.outgoing_store
         assert incoming.names() == INCOMING_HAPPY_EVENTS
         assert outgoing.names() == OUTGOING_HAPPY_EVENTS
-        assert incoming.sequences == list(range(1, len(INCOMING_HAPPY_EVENTS) + 1))
-        assert [e.status for e in incoming.events] == [
+        assert incoming.sequences == list(range(1, len(incoming.events) + 1))
+        path = [e for e in incoming.events if e.event in INCOMING_HAPPY_EVENTS]
+        assert [e.status for e in path] == [
             "submitted",
             "awaiting_transfer_out",
             "transfer_in",
@@ -94,8 +95,21 @@ async def test_r18_happy_path_cross_province_remits_and_credits_once(
             OUTGOING_REGION
         ] * 3
         assert {d.to_region for d in platform.publishers["outgoing"].documents} == {INCOMING_REGION}
-        assert len(platform.publishers["incoming"].audit) == len(INCOMING_HAPPY_EVENTS)
+        assert len(platform.publishers["incoming"].audit) == len(incoming.events)
         assert platform.late == []  # nothing reached a closed workflow
+
+        # Why: every decision names its rule, the policy versions and a reason in both
+        # languages; the continuity assessment (R24-R28) is on the case.
+        assert {"R12", "R13", "R14", "R24"} <= set(incoming.decisions())
+        assert {"R12", "R14", "R18"} <= set(outgoing.decisions())
+        for decision in [*incoming.decisions().values(), *outgoing.decisions().values()]:
+            assert "national-" in str(decision.detail["policy_version"])
+            assert decision.detail["explanation_en"]
+            assert decision.detail["explanation_zh"]
+        continuity = incoming.one("continuity_assessed").facts["continuity"]
+        assert continuity["total_contribution_months"] == incoming.one(
+            "information_sheet_received"
+        ).detail["contribution_months"]
 
         # R17: the workflows answer "where does this case stand" themselves.
         view = await platform.view("incoming")

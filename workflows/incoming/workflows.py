@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         BalancePaidToBank,
         BalanceRemitted,
         BalanceReturned,
+        InformationSheet,
         Reminder,
         TransferInCompleted,
         TransferOutCompleted,
@@ -25,8 +26,15 @@ with workflow.unsafe.imports_passed_through():
         TransferRequested,
     )
     from contracts.envelope import Envelope
+    from domain.continuity import (
+        EnrolmentSpan,
+        assess_continuity,
+        continuity_decisions,
+        deadline_decision,
+    )
+    from domain.policy import ResolvedPolicy
     from workflows.activities import IncomingActivities
-    from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
+    from workflows.case_flow import QUICK, QUICK_RETRY, RECORD_DECISIONS, CaseFlow
     from workflows.clock import end_of_day, morning_of, seconds_until
     from workflows.types import (
         Awaiting,
@@ -87,7 +95,7 @@ class IncomingCaseWorkflow:
         flow = self.flow = CaseFlow(case.case_id, "incoming", request.to_region)
         for envelope in self._pending:
             flow.receive(envelope)
-        await flow.load_context(case.accepted_on)
+        context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None
         limits = flow.limits
         plan = flow.plan_transfer_out(case.accepted_on)
@@ -100,8 +108,11 @@ class IncomingCaseWorkflow:
                 "from_region": request.from_region,
                 "to_region": request.to_region,
                 "channel": request.channel,
+                "policy_version": context.policy_version,
             },
+            facts={"policy_version": context.policy_version},
         )
+        await flow.decide(flow.deadline_decisions(plan))
 
         attempt = 1
         while True:
@@ -142,6 +153,7 @@ class IncomingCaseWorkflow:
         sheet = completed.info_sheet
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
+        transfer_in_deadline = flow.calendar.add_working_days(received_on, limits.transfer_in_days)
         transfer_in_due = flow.working_days_after(received_on, limits.transfer_in_days)
         flow.deadlines["transfer_in_due"] = transfer_in_due
         await flow.record(
@@ -159,6 +171,18 @@ class IncomingCaseWorkflow:
                 what="transfer-in by this agency", from_party="incoming agency", by=transfer_in_due
             ),
         )
+        await flow.decide(
+            [
+                deadline_decision(
+                    rule="R13",
+                    start=received_on,
+                    limit_days=limits.transfer_in_days,
+                    deadline=transfer_in_deadline,
+                    policy_version=context.policy_version,
+                )
+            ]
+        )
+        await self._assess_continuity(flow, case, sheet, received_on)
         transfer_in = workflow.start_activity_method(
             IncomingActivities.complete_transfer_in,
             TransferInInput(case_id=case.case_id, sheet=sheet, completed_on=received_on),
@@ -218,6 +242,51 @@ class IncomingCaseWorkflow:
             return flow.status
         await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
         return flow.status
+
+    async def _assess_continuity(
+        self, flow: CaseFlow, case: IncomingCaseInput, sheet: InformationSheet, received_on: date
+    ) -> None:
+        """R24-R28 on the case: contribution months, deemed years, interruption,
+        back-payment or waiting period, estimates; each with its reason."""
+        if not workflow.patched(RECORD_DECISIONS):
+            return
+        assert flow.context is not None
+        request = case.request
+        spans = [
+            EnrolmentSpan(
+                region=p.region,
+                scheme=p.scheme,
+                start=p.start,
+                end=p.end,
+                contribution_months=p.contribution_months,
+            )
+            for p in sheet.enrolment_periods
+        ]
+        try:
+            assessment = assess_continuity(
+                spans,
+                transfer_on=case.incoming_enrolled_since or received_on,
+                from_scheme=request.from_scheme,
+                to_scheme=request.to_scheme,
+                policy=ResolvedPolicy.from_json(flow.context.policy),
+            )
+        except ValueError as exc:  # inconsistent history on the sheet: a clerk looks
+            await flow.record(
+                "continuity_not_assessed", rule="R24", detail={"reason": str(exc)[:200]}
+            )
+            return
+        await flow.record(
+            "continuity_assessed",
+            rule="R24",
+            detail={
+                "total_contribution_months": assessment.total_contribution_months,
+                "interruption_months": assessment.interruption_months,
+                "back_payment_allowed": assessment.back_payment_allowed,
+                "waiting_period_months": assessment.waiting_period_months,
+            },
+            facts={"continuity": assessment.to_json()},
+        )
+        await flow.decide(continuity_decisions(assessment))
 
     async def _await_reply(
         self, flow: CaseFlow, reminder_on: date, due: date, outgoing_region: str, attempt: int

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.envelope import Envelope
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
+    from domain.continuity import balance_decision
     from workflows.activities import OutgoingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
     from workflows.clock import end_of_day
@@ -83,7 +84,7 @@ class OutgoingCaseWorkflow:
         assert first is not None, "an outgoing case starts with a transfer request"
         request = first.document_as(TransferRequested)
         incoming_region = first.from_region
-        await flow.load_context(request.applied_on)
+        context = await flow.load_context(request.applied_on, counterpart=incoming_region)
         assert flow.calendar is not None
         # R12: 10 working days from acceptance, or from the day this agency's region went
         # live when the request had to wait for it (R23); the incoming agency says which.
@@ -92,13 +93,19 @@ class OutgoingCaseWorkflow:
             "transfer_request_received",
             "checking",
             rule="R12",
-            detail={"message_id": first.message_id, "incoming_region": incoming_region},
+            detail={
+                "message_id": first.message_id,
+                "incoming_region": incoming_region,
+                "policy_version": context.policy_version,
+            },
             awaiting=Awaiting(
                 what="transfer-out by this agency",
                 from_party="outgoing agency",
                 by=plan.transfer_out_due.due,
             ),
+            facts={"policy_version": context.policy_version},
         )
+        await flow.decide(flow.deadline_decisions(plan))
         attempt = 1
         while True:
             facts = await workflow.execute_activity_method(
@@ -118,6 +125,7 @@ class OutgoingCaseWorkflow:
         if flow.take(WITHDRAWAL) is not None:
             return await self._withdrawn(flow)
         decision = self._decide(flow, request, facts, incoming_region)
+        await flow.decide([balance_decision(decision, context.policy_version)])
         sheet = await workflow.execute_activity_method(
             OutgoingActivities.transfer_out,
             TransferOutInput(
