@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -91,6 +92,10 @@ class AgencyStack:
     @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
+
+    @property
+    def policy_file(self) -> Path:
+        return Path(self.env["MEDTRANSFER_POLICY_FILE"])
 
     @property
     def log_dir(self) -> Path:
@@ -259,6 +264,10 @@ def stack_env(
     root: Path, prefix: str, kafka_bootstrap: str, temporal_target: str
 ) -> dict[str, str]:
     served_by_outgoing = [r for r in ALL_REGIONS if r != PEER_REGION]
+    # A private copy of the policy table, so a test can publish a new version.
+    policy_file = root / "policy" / "policies.jsonl"
+    policy_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_DIR / "data" / "policy" / "policies.jsonl", policy_file)
     return {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -268,6 +277,7 @@ def stack_env(
         "MEDTRANSFER_TASK_QUEUE_PREFIX": prefix,
         "MEDTRANSFER_DATA_DIR": str(root / "data"),
         "MEDTRANSFER_KEYS_DIR": str(root / "keys"),
+        "MEDTRANSFER_POLICY_FILE": str(policy_file),
         "MEDTRANSFER_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
         "MEDTRANSFER_DELIVERY_RETRY_MAX_SECONDS": "1",
         # Outgoing serves every region but the peer's; incoming serves all (env per process

@@ -107,9 +107,10 @@ async def test_r18_happy_path_cross_province_remits_and_credits_once(
             assert decision.detail["explanation_en"]
             assert decision.detail["explanation_zh"]
         continuity = incoming.one("continuity_assessed").facts["continuity"]
-        assert continuity["total_contribution_months"] == incoming.one(
-            "information_sheet_received"
-        ).detail["contribution_months"]
+        assert (
+            continuity["total_contribution_months"]
+            == incoming.one("information_sheet_received").detail["contribution_months"]
+        )
 
         # R17: the workflows answer "where does this case stand" themselves.
         view = await platform.view("incoming")

@@ -43,7 +43,7 @@ from workflows.types import IncomingCaseInput
 pytestmark = pytest.mark.workflow
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("happy-path", "hard-refusal", "soft-refusal-corrected")
+PATHS = ("happy-path", "happy-path-with-decisions", "hard-refusal", "soft-refusal-corrected")
 EXPECTED = sorted(f"{side}-{path}" for path in PATHS for side in ("incoming", "outgoing"))
 
 
@@ -101,7 +101,8 @@ async def test_replay_records_happy_path(
     async with running_platform(time_skipping_env, client) as platform:
         await platform.start_case()
         assert await platform.results() == ("completed", "completed")
-        await record_histories(platform, "happy-path")
+        # "happy-path" was stored before the record-decisions patch; this one after it.
+        await record_histories(platform, "happy-path-with-decisions")
 
 
 async def test_replay_records_hard_refusal(
