@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install engines run up down status test test-unit test-workflow test-integration lint format bench lock schemas clean-state
+.PHONY: help install engines run up down status test test-unit test-workflow test-integration lint format bench lock schemas calendar-load clean-state
 
 help:
 	@echo "make run      the main job in the foreground: Kafka, Temporal, both services + workers, demo data"
@@ -61,6 +61,11 @@ test-workflow: engines
 
 test-integration: engines
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+# An operator loads next year's official calendar once it is published (no redeploy).
+calendar-load: $(STAMP)
+	@test -n "$(FILE)" || { echo "usage: make calendar-load FILE=path/to/<year>.json"; exit 2; }
+	$(PY) -m services.common.calendar_admin load $(FILE)
 
 schemas: $(STAMP)
 	$(PY) -m contracts.export
