@@ -8,12 +8,16 @@ reads time only through ``workflow.now()``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
@@ -31,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         CaseContext,
         CaseEvent,
         CaseView,
+        ClerkAction,
         LoadContextInput,
         Side,
     )
@@ -62,6 +67,9 @@ class CaseFlow:
         self.calendar: WorkingDayCalendar | None = None
         self.limits = CaseLimits()
         self.context: CaseContext | None = None
+        # Clerk actions (signals): re-check a region now, or take the case offline.
+        self.retry_requested: ClerkAction | None = None
+        self.offline: ClerkAction | None = None
 
     # --- documents -----------------------------------------------------------------
     def receive(self, envelope: Envelope) -> None:
@@ -293,8 +301,9 @@ class CaseFlow:
 
     async def await_region(self, region: str, document: str) -> bool:
         """R23: while ``region`` is not connected to the platform, wait and re-check with
-        backoff until it goes live, escalating after the configured working days. True
-        when it had to wait."""
+        backoff until it goes live, escalating after the configured working days. A clerk
+        may ask for a re-check now, or take the case to the offline channel (then
+        ``self.offline`` is set and the caller ends the case). True when it had to wait."""
         connected = await workflow.execute_activity_method(
             CaseActivities.region_connected,
             region,
@@ -314,19 +323,45 @@ class CaseFlow:
                 from_party=f"national platform / region {region}",
             ),
         )
-        handle = workflow.start_activity_method(
-            CaseActivities.require_region_connected,
-            region,
-            start_to_close_timeout=QUICK,
-            retry_policy=self._delivery_retry(),
-        )
         escalate_on = self.working_days_after(
             self.today(), self.limits.not_connected_escalation_days
         )
-        done, _ = await workflow.wait(
-            [handle], timeout=seconds_until(end_of_day(escalate_on), workflow.now())
-        )
-        if not done:
+        escalate_at = end_of_day(escalate_on)
+        escalated = False
+        while True:
+            # Temporal's retry backoff is the wait: the activity fails until the region is
+            # live, and retries add no history events however long it takes.
+            handle = workflow.start_activity_method(
+                CaseActivities.require_region_connected,
+                region,
+                start_to_close_timeout=QUICK,
+                retry_policy=self._delivery_retry(),
+                # A clerk's "check now" starts a fresh check at once; the one in backoff
+                # is simply dropped (it has no effect but an answer).
+                cancellation_type=ActivityCancellationType.ABANDON,
+            )
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    partial(self._woken, handle),
+                    timeout=None if escalated else seconds_until(escalate_at, workflow.now()),
+                )
+            if handle.done():
+                await handle
+                break
+            handle.cancel()
+            with contextlib.suppress(ActivityError, asyncio.CancelledError):
+                await handle
+            if self.offline is not None:
+                return True
+            if self.retry_requested is not None:
+                action, self.retry_requested = self.retry_requested, None
+                await self.record(
+                    "clerk_retry_delivery",
+                    rule="R23",
+                    detail={"region": region, "clerk": action.clerk},
+                )
+                continue
+            escalated = True
             await self.escalate(
                 "delivery",
                 "REGION_NOT_CONNECTED",
@@ -335,7 +370,6 @@ class CaseFlow:
                 f"地区{region}仍未接入平台，经办人员可改用线下渠道。",
                 rule="R23",
             )
-        await handle
         self.status, self.awaiting = previous
         await self.record(
             "region_connected", rule="R23", detail={"region": region, "document": document}
@@ -356,6 +390,9 @@ class CaseFlow:
             retry_policy=self._delivery_retry(),
         )
         return waited
+
+    def _woken(self, handle: asyncio.Future[None]) -> bool:
+        return handle.done() or self.retry_requested is not None or self.offline is not None
 
     def _delivery_retry(self) -> RetryPolicy:
         return RetryPolicy(

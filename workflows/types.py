@@ -145,6 +145,14 @@ class CreditInput(_Payload):
 
 class WithdrawSignal(_Payload):
     reason: str
+    clerk: str | None = None  # set when an agency clerk cancels the case
+
+
+class ClerkAction(_Payload):
+    """Who asked for a clerk action (authenticated by the API) and why."""
+
+    clerk: str
+    reason: str = ""
 
 
 class MismatchResolution(_Payload):

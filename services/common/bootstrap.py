@@ -17,6 +17,7 @@ from domain.regions import RegionRegistry
 from services.common.config import Settings, Side
 from services.common.db import create_tables, make_engine
 from services.common.logging import configure_logging
+from services.common.metrics import start_worker_metrics
 from services.common.platform import (
     KafkaDocumentPublisher,
     PolicyContext,
@@ -90,6 +91,7 @@ async def run_worker(service: Service, workflows: list[type], side_activities: l
     client: Client = await connect_temporal(settings)
     broker = make_broker(settings, f"{service.side}-worker")
     await broker.connect()
+    start_worker_metrics(service)  # only when MEDTRANSFER_WORKER_METRICS_PORT is set
     publisher = KafkaDocumentPublisher(broker, settings.topics, service.side)
     shared = CaseActivities(
         service.repository,

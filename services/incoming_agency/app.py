@@ -34,6 +34,7 @@ from services.common.api import (
 )
 from services.common.bootstrap import Service, build_service
 from services.common.inbound import InboundHandler, raw_body, signal
+from services.common.metrics import install_metrics
 from services.common.platform import (
     KafkaDocumentPublisher,
     RegionSigner,
@@ -180,6 +181,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     )
     app.state.broker = broker
     install_error_handlers(app)
+    install_metrics(app, service)
 
     async def start_case(row: CaseRow) -> None:
         request = TransferRequested.model_validate(row.application)

@@ -25,6 +25,7 @@ from services.common.api import CaseOut, ConnectivityIn, case_out, install_error
 from services.common.bootstrap import Service, build_service
 from services.common.db import session_scope
 from services.common.inbound import InboundHandler, raw_body, signal
+from services.common.metrics import install_metrics
 from services.common.platform import (
     KafkaDocumentPublisher,
     RegionSigner,
@@ -177,6 +178,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     )
     app.state.broker = broker
     install_error_handlers(app)
+    install_metrics(app, service)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         BalancePaidToBank,
         BalanceRemitted,
         BalanceReturned,
+        Escalation,
         InformationSheet,
         Reminder,
         TransferInCompleted,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         Awaiting,
         CaseView,
+        ClerkAction,
         CreditInput,
         IncomingCaseInput,
         IncomingResidualInput,
@@ -60,6 +62,7 @@ class IncomingCaseWorkflow:
     def __init__(self) -> None:
         self.flow: CaseFlow | None = None
         self._withdrawal: WithdrawSignal | None = None
+        self._offline: ClerkAction | None = None
         self._correction: TransferRequested | None = None
         self._resolution: MismatchResolution | None = None
         self._pending: list[Envelope] = []
@@ -75,6 +78,19 @@ class IncomingCaseWorkflow:
     @workflow.signal
     def withdraw(self, signal: WithdrawSignal) -> None:
         self._withdrawal = signal
+
+    @workflow.signal
+    def retry_delivery(self, action: ClerkAction) -> None:
+        """A clerk asks to re-check a region that was not connected now (R23)."""
+        if self.flow is not None:
+            self.flow.retry_requested = action
+
+    @workflow.signal
+    def switch_offline(self, action: ClerkAction) -> None:
+        """A clerk takes the case to the offline channel (R23, after an escalation)."""
+        self._offline = action
+        if self.flow is not None:
+            self.flow.offline = action
 
     @workflow.signal
     def correct(self, corrected: TransferRequested) -> None:
@@ -95,6 +111,7 @@ class IncomingCaseWorkflow:
         flow = self.flow = CaseFlow(case.case_id, "incoming", request.to_region)
         for envelope in self._pending:
             flow.receive(envelope)
+        flow.offline = self._offline
         context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None
         limits = flow.limits
@@ -117,6 +134,8 @@ class IncomingCaseWorkflow:
         attempt = 1
         while True:
             if await flow.await_region(request.from_region, "TransferRequested"):
+                if flow.offline is not None:
+                    return await self._go_offline(flow, None)
                 # R23: the outgoing agency's limit runs from when it can receive the request.
                 plan = flow.plan_transfer_out(flow.today())
             request = request.model_copy(update={"limit_starts_on": plan.accepted_on})
@@ -136,6 +155,8 @@ class IncomingCaseWorkflow:
             reply = await self._await_reply(
                 flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
             )
+            if reply is None and flow.offline is not None:
+                return await self._go_offline(flow, request.from_region)
             if reply is None:  # withdrawn while waiting
                 return await self._withdraw(flow, request.from_region)
             if reply.type == "TransferOutCompleted":
@@ -293,7 +314,7 @@ class IncomingCaseWorkflow:
     ) -> Envelope | None:
         """R12: wait for the sheet or a refusal; remind before the limit, escalate at it,
         and keep waiting after it (a late answer still completes the case)."""
-        withdrawn = lambda: self._withdrawal is not None  # noqa: E731
+        withdrawn = lambda: self._withdrawal is not None or flow.offline is not None  # noqa: E731
         reply = await flow.wait_for(REPLY_TYPES, morning_of(reminder_on), withdrawn)
         if reply is None and not withdrawn():
             reminder = Reminder(
@@ -384,10 +405,44 @@ class IncomingCaseWorkflow:
         return corrected
 
     async def _withdraw(self, flow: CaseFlow, outgoing_region: str) -> str:
-        assert self._withdrawal is not None
-        notice = ApplicationWithdrawn(reason=self._withdrawal.reason, withdrawn_on=flow.today())
+        withdrawal = self._withdrawal
+        assert withdrawal is not None
+        notice = ApplicationWithdrawn(reason=withdrawal.reason, withdrawn_on=flow.today())
         await flow.deliver(flow.envelope(notice, "withdrawal", outgoing_region))
-        await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
+        if withdrawal.clerk is None:
+            await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
+        else:
+            await flow.record(
+                "case_cancelled_by_clerk",
+                "cancelled",
+                awaiting=None,
+                terminal=True,
+                detail={"clerk": withdrawal.clerk, "reason": withdrawal.reason},
+            )
+        return flow.status
+
+    async def _go_offline(self, flow: CaseFlow, outgoing_region: str | None) -> str:
+        """R23: the clerk continues the case by the offline channel; the platform case ends
+        here, visibly (the outgoing agency is told when it can be reached)."""
+        action = flow.offline
+        assert action is not None
+        if outgoing_region is not None:
+            notice = Escalation(
+                stage="transfer_out",
+                reason_code="OFFLINE_CHANNEL",
+                due_on=None,
+                message_en="The incoming agency continues this case offline.",
+                message_zh="转入地经办机构已改为线下办理本案。",
+            )
+            await flow.deliver(flow.envelope(notice, "offline-channel", outgoing_region))
+        await flow.record(
+            "switched_to_offline_channel",
+            "offline_channel",
+            rule="R23",
+            awaiting=None,
+            terminal=True,
+            detail={"clerk": action.clerk, "reason": action.reason},
+        )
         return flow.status
 
     async def _settle_balance(

@@ -1,0 +1,1 @@
+"""Operator tools that read both agencies' records: the remittance reconciliation."""

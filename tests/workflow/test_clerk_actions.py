@@ -1,0 +1,84 @@
+"""Clerk actions on a case stuck on R23 or on the outgoing side: re-check a region now,
+continue offline, cancel. Each is recorded on the case with the clerk's identity."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tests.support.workflow_fakes import (
+    OUTGOING_REGION,
+    FakeContextSource,
+    GatedOutgoingActivities,
+    running_platform,
+    wait_until,
+)
+from workflows.incoming.workflows import IncomingCaseWorkflow
+from workflows.types import ClerkAction, WithdrawSignal
+
+pytestmark = pytest.mark.workflow
+
+
+async def test_r23_clerk_retry_rechecks_the_region_at_once(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    # A long backoff: without the clerk, the next check would be hours away.
+    context = FakeContextSource(retry_initial_seconds=6 * 3600.0, retry_max_seconds=6 * 3600.0)
+    async with running_platform(time_skipping_env, client, context=context) as platform:
+        platform.connectivity.disconnected.add(OUTGOING_REGION)
+        handle = await platform.start_case()
+        store = platform.incoming_store
+        await wait_until(lambda: "waiting_for_region_connection" in store.names())
+        platform.connectivity.disconnected.clear()  # live now, nobody has re-checked yet
+        await handle.signal(IncomingCaseWorkflow.retry_delivery, ClerkAction(clerk="clerk-3"))
+
+        await wait_until(lambda: "transfer_request_sent" in store.names())
+        retry = store.one("clerk_retry_delivery")
+        assert (retry.rule, retry.detail["clerk"]) == ("R23", "clerk-3")
+        assert await platform.results() == ("completed", "completed")
+
+
+async def test_r23_clerk_switches_to_the_offline_channel(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    async with running_platform(time_skipping_env, client) as platform:
+        platform.connectivity.disconnected.add(OUTGOING_REGION)
+        handle = await platform.start_case()
+        store = platform.incoming_store
+        await wait_until(lambda: "waiting_for_region_connection" in store.names())
+        await handle.signal(
+            IncomingCaseWorkflow.switch_offline, ClerkAction(clerk="clerk-3", reason="paper")
+        )
+        assert await handle.result() == "offline_channel"
+        final = store.events[-1]
+        assert (final.event, final.terminal, final.detail["clerk"]) == (
+            "switched_to_offline_channel",
+            True,
+            "clerk-3",
+        )
+        assert platform.sent("incoming", "TransferRequested") == []
+        # The check in backoff was abandoned, not cancelled; let its next attempt succeed so
+        # the test server (unlike a real one) has nothing left to retry after the test.
+        platform.connectivity.disconnected.clear()
+
+
+async def test_clerk_cancels_a_case_waiting_for_the_outgoing_agency(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    async with running_platform(time_skipping_env, client, gate_outgoing_checks=True) as platform:
+        checks = platform.outgoing_activities
+        assert isinstance(checks, GatedOutgoingActivities)
+        handle = await platform.start_case()
+        await checks.entered.wait()  # the outgoing agency is still checking its records
+        store = platform.incoming_store
+        await wait_until(lambda: "transfer_request_sent" in store.names())
+        await handle.signal(
+            IncomingCaseWorkflow.withdraw, WithdrawSignal(reason="duplicate file", clerk="clerk-9")
+        )
+        assert await handle.result() == "cancelled"
+        checks.gate.set()
+        assert await platform.results() == ("cancelled", "withdrawn")
+        cancelled = store.one("case_cancelled_by_clerk")
+        assert cancelled.detail == {"clerk": "clerk-9", "reason": "duplicate file"}
+        assert len(platform.sent("incoming", "ApplicationWithdrawn")) == 1
