@@ -8,6 +8,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APP_STATE="$STATE_DIR/apps"
+DEMO_API_KEYS='{"demo-integrator": {"agency": "demo-portal", "regions": ["*"], "roles": ["integrator"]},
+ "demo-clerk": {"agency": "demo-clerk", "regions": ["*"], "roles": ["integrator", "clerk"]},
+ "demo-operator": {"agency": "demo-operator", "regions": ["*"], "roles": ["integrator", "clerk", "operator"]}}'
 INCOMING_PORT="${INCOMING_PORT:-8001}"
 OUTGOING_PORT="${OUTGOING_PORT:-8002}"
 
@@ -18,6 +21,7 @@ outgoing-api|$VENV_PY -m services.outgoing_agency api --port $OUTGOING_PORT|http
 outgoing-worker|$VENV_PY -m services.outgoing_agency worker|-
 incoming-api|$VENV_PY -m services.incoming_agency api --port $INCOMING_PORT|http://127.0.0.1:$INCOMING_PORT/health
 incoming-worker|$VENV_PY -m services.incoming_agency worker|-
+audit|$VENV_PY -m services.audit run|-
 APPS
 }
 
@@ -27,6 +31,10 @@ app_env() {
   export MEDTRANSFER_DATA_DIR="${MEDTRANSFER_DATA_DIR:-$STATE_DIR/data}"
   export MEDTRANSFER_KEYS_DIR="${MEDTRANSFER_KEYS_DIR:-$STATE_DIR/keys}"
   export MEDTRANSFER_LOG_DIR="$APP_STATE"
+  export MEDTRANSFER_INCOMING_WORKER_METRICS_PORT="${MEDTRANSFER_INCOMING_WORKER_METRICS_PORT:-9101}"
+  export MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT="${MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT:-9102}"
+  # Local demo credentials (README); a real deployment sets its own keys.
+  export MEDTRANSFER_API_KEYS="${MEDTRANSFER_API_KEYS:-$DEMO_API_KEYS}"
 }
 
 app_healthy() {
@@ -95,9 +103,11 @@ banner() {
 
   Submit a sample application (a demo person enrolled in Pingliang, moving to Xi'an):
     curl -s -X POST http://127.0.0.1:$INCOMING_PORT/v1/applications \\
-      -H 'Content-Type: application/json' \\
+      -H 'Content-Type: application/json' -H 'X-Api-Key: demo-integrator' \\
       -d @$REPO_DIR/deploy/local/demo/sample-application.json
-  then follow it:  curl -s http://127.0.0.1:$INCOMING_PORT/v1/cases/<case_id>
+  then follow it:  curl -s -H 'X-Api-Key: demo-integrator' http://127.0.0.1:$INCOMING_PORT/v1/cases/<case_id>
+  Metrics: http://127.0.0.1:$INCOMING_PORT/metrics, :$OUTGOING_PORT/metrics, workers :9101 and :9102
+  Audit trail: .venv/bin/python -m services.audit verify; clerk CLI: .venv/bin/python -m services.cli --help
 
   Ctrl-C stops everything.
 TXT

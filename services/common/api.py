@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from domain.calendar import WorkingDayCalendar
+from services.common.auth import AuthError, Principal, check_regions
+from services.common.repository import CaseRepository
 from services.common.tables import CaseEventRow, CaseRow
 
 
@@ -44,6 +46,20 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ErrorBody(error="invalid request", reasons=reasons)
         return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
+        detail: dict[str, object] = exc.detail if isinstance(exc.detail, dict) else {}
+        body = ErrorBody(
+            error=str(detail.get("message_en", "not allowed")),
+            reasons=[
+                ErrorReason(
+                    code=str(detail.get("code", "FORBIDDEN")),
+                    message_en=str(detail.get("message_en", "")),
+                )
+            ],
+        )
+        return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True))
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         body = ErrorBody(
@@ -56,6 +72,19 @@ def install_error_handlers(app: FastAPI) -> None:
             ],
         )
         return JSONResponse(status_code=500, content=body.model_dump(exclude_none=True))
+
+
+class ApiProblem(AuthError):
+    """Raised by shared helpers; rendered like every other error body."""
+
+
+def owned_case(repository: CaseRepository, case_id: str, principal: Principal) -> CaseRow:
+    """The case, if it exists and belongs to one of the caller's regions (else 404/403)."""
+    row = repository.get_case(case_id)
+    if row is None:
+        raise ApiProblem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+    check_regions(principal, (row.from_region, row.to_region))
+    return row
 
 
 def problem(

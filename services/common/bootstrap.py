@@ -14,6 +14,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from domain.calendar import WorkingDayCalendar, build_calendar
 from domain.regions import RegionRegistry
+from services.common.auth import Authenticator, parse_api_keys
 from services.common.config import Settings, Side
 from services.common.db import create_tables, make_engine
 from services.common.logging import configure_logging
@@ -47,6 +48,7 @@ class Service:
     registry: RegionRegistry
     connectivity: RegionConnectivity
     policy: PolicyContext
+    auth: Authenticator
     served: set[str] = field(default_factory=set)
 
     def calendar(self, today: date) -> WorkingDayCalendar:
@@ -81,6 +83,7 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
         connectivity=RegionConnectivity(engine, registry),
         # Invalid policy data stops the service here, naming the file, line and rule.
         policy=PolicyContext(settings, registry),
+        auth=Authenticator(parse_api_keys(settings.api_keys)),
         served=served,
     )
 

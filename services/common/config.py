@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     policy_file: Path = REPO_DIR / "data" / "policy" / "policies.jsonl"
     # Regions this deployment serves on each side; empty = every region in the registry.
     served_regions: list[str] = Field(default_factory=list)
-    # agency API keys: "key=region[,region...];key2=..." (local demo keys by default).
+    # Agency API keys as JSON (services/common/auth.py); none = every /v1 call is refused.
     api_keys: str = ""
     # Retry of a delivery to a region that is not connected (R23): first wait and cap.
     delivery_retry_initial_seconds: float = 5.0

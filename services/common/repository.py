@@ -151,6 +151,7 @@ class CaseRepository:
         region: str | None = None,
         escalated: bool | None = None,
         warning: str | None = None,
+        visible_to: frozenset[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Sequence[CaseRow]:
@@ -161,6 +162,11 @@ class CaseRepository:
             query = query.where((CaseRow.from_region == region) | (CaseRow.to_region == region))
         if escalated is not None:
             query = query.where(CaseRow.escalated == escalated)
+        if visible_to is not None and "*" not in visible_to:
+            regions = list(visible_to)
+            query = query.where(
+                col(CaseRow.from_region).in_(regions) | col(CaseRow.to_region).in_(regions)
+            )
         if warning:
             # e.g. calendar-fallback-2027: deadlines counted Monday-Friday for want of data
             query = query.where(cast(CaseRow.warnings, String).contains(f'"{warning}"'))

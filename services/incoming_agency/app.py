@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Literal
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -30,8 +30,10 @@ from services.common.api import (
     ErrorReason,
     case_out,
     install_error_handlers,
+    owned_case,
     problem,
 )
+from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal, check_regions
 from services.common.bootstrap import Service, build_service
 from services.common.inbound import InboundHandler, raw_body, signal
 from services.common.metrics import install_metrics
@@ -51,6 +53,7 @@ from workflows.incoming.workflows import (
     incoming_workflow_id,
 )
 from workflows.types import (
+    ClerkAction,
     IncomingCaseInput,
     IncomingResidualInput,
     MismatchResolution,
@@ -102,6 +105,10 @@ class SubmitOut(BaseModel):
     status: str
     duplicate_of_open_case: bool
     case_url: str
+
+
+class ActionIn(BaseModel):
+    reason: str = Field(default="", max_length=200)
 
 
 class WithdrawIn(BaseModel):
@@ -180,6 +187,10 @@ def create_app(service: Service | None = None) -> FastAPI:
         description="Submit and follow transfers of basic medical insurance between regions.",
     )
     app.state.broker = broker
+    # Who may call what (services/common/auth.py): every /v1 route names one of these.
+    any_caller = Depends(service.auth.require(*ANY_ROLE))
+    a_clerk = Depends(service.auth.require(*CLERK_ROLES))
+    an_operator = Depends(service.auth.require("operator"))
     install_error_handlers(app)
     install_metrics(app, service)
 
@@ -221,9 +232,10 @@ def create_app(service: Service | None = None) -> FastAPI:
             503: {"model": ErrorBody},
         },
     )
-    async def submit(body: ApplicationIn) -> JSONResponse:
+    async def submit(body: ApplicationIn, principal: Principal = any_caller) -> JSONResponse:
         """Accept an application (R11) and start its case; refusals come back as 422 with
         reason codes and the rule (R1, R3, ...), in Chinese and English."""
+        check_regions(principal, (body.to_region,))
         applied_on = body.applied_on or service.today()
         refusals = check_application(
             ApplicationFacts(
@@ -322,12 +334,10 @@ def create_app(service: Service | None = None) -> FastAPI:
         return JSONResponse(status_code=200 if duplicate else 201, content=out.model_dump())
 
     @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ErrorBody}})
-    async def get_case(case_id: str) -> CaseOut | JSONResponse:
+    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
         """Where the case stands (R17): status, working days in status, what is awaited from
         whom by when, deadlines, escalations, and the timeline with rule ids."""
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        row = owned_case(service.repository, case_id, principal)
         today = service.today()
         return case_out(
             row,
@@ -345,6 +355,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
+        principal: Principal = any_caller,
     ) -> list[CaseOut]:
         today = service.today()
         calendar = service.calendar(today)
@@ -353,6 +364,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             region=region,
             escalated=escalated,
             warning=warning,
+            visible_to=principal.regions,
             limit=limit,
             offset=offset,
         )
@@ -361,10 +373,12 @@ def create_app(service: Service | None = None) -> FastAPI:
     @app.post(
         "/v1/cases/{case_id}/withdraw", status_code=202, responses={409: {"model": ErrorBody}}
     )
-    async def withdraw(case_id: str, body: WithdrawIn) -> JSONResponse:
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+    async def withdraw(
+        case_id: str,
+        body: WithdrawIn,
+        principal: Principal = any_caller,
+    ) -> JSONResponse:
+        row = owned_case(service.repository, case_id, principal)
         if row.status not in OPEN_FOR_WITHDRAWAL:
             return problem(
                 409,
@@ -383,11 +397,13 @@ def create_app(service: Service | None = None) -> FastAPI:
     @app.post(
         "/v1/cases/{case_id}/correction", status_code=202, responses={409: {"model": ErrorBody}}
     )
-    async def correct(case_id: str, body: ApplicationIn) -> JSONResponse:
+    async def correct(
+        case_id: str,
+        body: ApplicationIn,
+        principal: Principal = any_caller,
+    ) -> JSONResponse:
         """Correct a soft refusal on the same case (same person and regions)."""
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+        row = owned_case(service.repository, case_id, principal)
         if row.status != "refused_correctable":
             return problem(
                 409, "NOT_CORRECTABLE", f"a case in status {row.status} takes no correction"
@@ -427,11 +443,14 @@ def create_app(service: Service | None = None) -> FastAPI:
         status_code=202,
         responses={409: {"model": ErrorBody}},
     )
-    async def resolve_mismatch(case_id: str, body: MismatchResolution) -> JSONResponse:
-        """A clerk's decision on an amount mismatch (R15)."""
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+    async def resolve_mismatch(
+        case_id: str,
+        body: MismatchResolution,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        """A clerk's decision on an amount mismatch (R15); the clerk is the caller."""
+        body = body.model_copy(update={"clerk": principal.agency})
+        row = owned_case(service.repository, case_id, principal)
         if row.status != "balance_mismatch":
             return problem(
                 409, "NO_MISMATCH", f"case {case_id} has no open amount mismatch", rule="R15"
@@ -445,8 +464,83 @@ def create_app(service: Service | None = None) -> FastAPI:
             status_code=202, content={"case_id": case_id, "decision": body.decision}
         )
 
+    async def clerk_action(
+        case_id: str, principal: Principal, allowed: set[str], signal: str, payload: object
+    ) -> JSONResponse:
+        row = owned_case(service.repository, case_id, principal)
+        if row.status not in allowed:
+            return problem(
+                409, "NOT_APPLICABLE", f"a case in status {row.status} does not take this action"
+            )
+        await (
+            state["temporal"]
+            .get_workflow_handle(incoming_workflow_id(case_id))
+            .signal(signal, payload)
+        )
+        log.info("clerk action %s on case %s by %s", signal, case_id, principal.agency)
+        return JSONResponse(status_code=202, content={"case_id": case_id, "action": signal})
+
+    @app.post(
+        "/v1/cases/{case_id}/actions/retry-delivery",
+        status_code=202,
+        responses={409: {"model": ErrorBody}},
+    )
+    async def retry_delivery(
+        case_id: str,
+        body: ActionIn,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        """Re-check now whether a region that was not connected has gone live (R23)."""
+        return await clerk_action(
+            case_id,
+            principal,
+            {"waiting_region_connection"},
+            "retry_delivery",
+            ClerkAction(clerk=principal.agency, reason=body.reason),
+        )
+
+    @app.post(
+        "/v1/cases/{case_id}/actions/offline-channel",
+        status_code=202,
+        responses={409: {"model": ErrorBody}},
+    )
+    async def offline_channel(
+        case_id: str,
+        body: ActionIn,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        """Continue the case by the offline channel (R23, after an escalation)."""
+        return await clerk_action(
+            case_id,
+            principal,
+            {"waiting_region_connection", "awaiting_transfer_out"},
+            "switch_offline",
+            ClerkAction(clerk=principal.agency, reason=body.reason),
+        )
+
+    @app.post(
+        "/v1/cases/{case_id}/actions/cancel", status_code=202, responses={409: {"model": ErrorBody}}
+    )
+    async def cancel(
+        case_id: str,
+        body: ActionIn,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        """Cancel a case before transfer-out, with a reason; the outgoing agency is told."""
+        return await clerk_action(
+            case_id,
+            principal,
+            OPEN_FOR_WITHDRAWAL,
+            "withdraw",
+            WithdrawSignal(reason=body.reason or "cancelled", clerk=principal.agency),
+        )
+
     @app.put("/v1/admin/regions/{region}/connectivity")
-    async def set_connectivity(region: str, body: ConnectivityIn) -> JSONResponse:
+    async def set_connectivity(
+        region: str,
+        body: ConnectivityIn,
+        principal: Principal = an_operator,
+    ) -> JSONResponse:
         """Record that a region went live on the platform (or dropped off), R23."""
         if service.registry.get(region) is None:
             return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -21,7 +21,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from contracts.documents import TransferRequested
 from contracts.envelope import Envelope
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
-from services.common.api import CaseOut, ConnectivityIn, case_out, install_error_handlers, problem
+from services.common.api import (
+    CaseOut,
+    ConnectivityIn,
+    case_out,
+    install_error_handlers,
+    owned_case,
+    problem,
+)
+from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal, check_regions
 from services.common.bootstrap import Service, build_service
 from services.common.db import session_scope
 from services.common.inbound import InboundHandler, raw_body, signal
@@ -177,6 +185,10 @@ def create_app(service: Service | None = None) -> FastAPI:
         description="Enrolment records, transfer-out cases and their timelines.",
     )
     app.state.broker = broker
+    # Who may call what (services/common/auth.py): every /v1 route names one of these.
+    any_caller = Depends(service.auth.require(*ANY_ROLE))
+    a_clerk = Depends(service.auth.require(*CLERK_ROLES))
+    an_operator = Depends(service.auth.require("operator"))
     install_error_handlers(app)
     install_metrics(app, service)
 
@@ -185,10 +197,8 @@ def create_app(service: Service | None = None) -> FastAPI:
         return {"status": "ok", "side": "outgoing"}
 
     @app.get("/v1/cases/{case_id}", response_model=CaseOut)
-    async def get_case(case_id: str) -> CaseOut | JSONResponse:
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
+        row = owned_case(service.repository, case_id, principal)
         today = service.today()
         return case_out(
             row,
@@ -206,6 +216,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
+        principal: Principal = any_caller,
     ) -> list[CaseOut]:
         today = service.today()
         calendar = service.calendar(today)
@@ -220,7 +231,10 @@ def create_app(service: Service | None = None) -> FastAPI:
         return [case_out(r, calendar, today) for r in rows]
 
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
-    async def put_enrolment(body: EnrolmentIn) -> EnrolmentOut | JSONResponse:
+    async def put_enrolment(
+        body: EnrolmentIn, principal: Principal = a_clerk
+    ) -> EnrolmentOut | JSONResponse:
+        check_regions(principal, (body.region,))
         if not is_valid_resident_id(body.id_number):
             return problem(
                 422, "INVALID_ID_NUMBER", "the ID number's check digit is wrong", rule="R9"
@@ -238,10 +252,12 @@ def create_app(service: Service | None = None) -> FastAPI:
         )
 
     @app.post("/v1/cases/{case_id}/late-contributions", status_code=202)
-    async def late_contribution(case_id: str, body: LateContributionIn) -> JSONResponse:
-        row = service.repository.get_case(case_id)
-        if row is None:
-            return problem(404, "CASE_NOT_FOUND", f"no case {case_id}")
+    async def late_contribution(
+        case_id: str,
+        body: LateContributionIn,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        row = owned_case(service.repository, case_id, principal)
         if row.status not in ("awaiting_confirmation", "completed", "balance_mismatch"):
             return problem(
                 409, "NOT_TRANSFERRED_OUT", "the case has not been transferred out yet", rule="R16"
@@ -266,7 +282,11 @@ def create_app(service: Service | None = None) -> FastAPI:
         return JSONResponse(status_code=202, content={"remittance_id": remittance_id})
 
     @app.put("/v1/admin/regions/{region}/connectivity")
-    async def set_connectivity(region: str, body: ConnectivityIn) -> JSONResponse:
+    async def set_connectivity(
+        region: str,
+        body: ConnectivityIn,
+        principal: Principal = an_operator,
+    ) -> JSONResponse:
         if service.registry.get(region) is None:
             return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
         service.connectivity.set_connected(region, body.connected)

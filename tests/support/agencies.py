@@ -52,6 +52,17 @@ ALL_REGIONS = [
 ]
 
 
+TEST_API_KEYS = {
+    "demo-operator": {
+        "agency": "operator",
+        "regions": ["*"],
+        "roles": ["integrator", "clerk", "operator"],
+    },
+    "demo-clerk": {"agency": "clerk-7", "regions": ["*"], "roles": ["integrator", "clerk"]},
+    "xian-portal-key": {"agency": "xian-portal", "regions": ["610100"], "roles": ["integrator"]},
+}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,6 +105,11 @@ class AgencyStack:
         return self.root / "keys"
 
     @property
+    def auth(self) -> dict[str, str]:
+        """The operator's credentials: every role, every region."""
+        return {"X-Api-Key": "demo-operator"}
+
+    @property
     def policy_file(self) -> Path:
         return Path(self.env["MEDTRANSFER_POLICY_FILE"])
 
@@ -126,7 +142,9 @@ class AgencyStack:
             "balance_fen": 523_400,
             "contribution_months": 120,
         } | overrides
-        async with httpx.AsyncClient(base_url=self.outgoing_url, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=self.outgoing_url, timeout=30, headers=self.auth
+        ) as http:
             response = await http.put("/v1/enrolments", json=body)
         assert response.status_code == 200, response.text
 
@@ -143,7 +161,9 @@ class AgencyStack:
         } | overrides
 
     async def submit(self, application: dict[str, Any]) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.incoming_url, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=self.incoming_url, timeout=30, headers=self.auth
+        ) as http:
             return await http.post("/v1/applications", json=application)
 
     async def submit_ok(self, application: dict[str, Any]) -> str:
@@ -153,7 +173,7 @@ class AgencyStack:
 
     async def case(self, side: str, case_id: str) -> dict[str, Any]:
         url = self.incoming_url if side == "incoming" else self.outgoing_url
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=self.auth) as http:
             response = await http.get(f"/v1/cases/{case_id}")
         assert response.status_code == 200, response.text
         return dict(response.json())
@@ -185,7 +205,7 @@ class AgencyStack:
         self, side: str, path: str, body: dict[str, Any] | None = None, method: str = "POST"
     ) -> httpx.Response:
         url = self.incoming_url if side == "incoming" else self.outgoing_url
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=self.auth) as http:
             return await http.request(method, path, json=body)
 
     # --- processes ---------------------------------------------------------------------
@@ -278,6 +298,7 @@ def stack_env(
         "MEDTRANSFER_DATA_DIR": str(root / "data"),
         "MEDTRANSFER_KEYS_DIR": str(root / "keys"),
         "MEDTRANSFER_POLICY_FILE": str(policy_file),
+        "MEDTRANSFER_API_KEYS": json.dumps(TEST_API_KEYS),
         "MEDTRANSFER_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
         "MEDTRANSFER_DELIVERY_RETRY_MAX_SECONDS": "1",
         # Outgoing serves every region but the peer's; incoming serves all (env per process
