@@ -56,10 +56,26 @@ WRAP
   log "temporal test server: $TEST_SERVER_BIN"
 }
 
+install_browser() {
+  # Debian's Chromium and its driver, for the operations page's browser test.
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 \
+     && fc-list 2>/dev/null | grep -qi wenquanyi; then
+    log "chromium: $(chromium --version 2>/dev/null | head -n 1)"; return
+  fi
+  need apt-get "the browser test needs Debian's chromium and chromium-driver packages"
+  log "chromium: installing Debian's chromium and chromium-driver (first run only)..."
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null \
+    || die "apt-get could not install chromium and chromium-driver"
+  log "chromium: $(chromium --version 2>/dev/null | head -n 1)"
+}
+
 case "${1:-all}" in
   kafka) install_kafka ;;
   temporal) install_temporal ;;
   test-server) install_test_server ;;
-  all) install_kafka; install_test_server; install_temporal ;;
-  *) die "usage: install.sh kafka|temporal|test-server|all" ;;
+  browser) install_browser ;;
+  all) install_kafka; install_test_server; install_temporal; install_browser ;;
+  *) die "usage: install.sh kafka|temporal|test-server|browser|all" ;;
 esac

@@ -216,7 +216,7 @@ def escalations(
             failed = True
             continue
         found.extend({**c, "_side": one.value} for c in cases)
-    out.print(cases_table(found, side="mixed" if side is None else None))
+    out.print(cases_table(found, with_side=side is None))
     if failed:
         raise typer.Exit(1)
 

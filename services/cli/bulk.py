@@ -179,7 +179,7 @@ def _header(path: Path, values: list[str]) -> tuple[list[str], tuple[str, ...]]:
             f"{path}: required column(s) missing: {', '.join(missing)} "
             f"(expected: {', '.join(COLUMNS)})"
         )
-    return header, tuple(c for c in header if c not in COLUMNS)
+    return header, tuple(c for c in header if c and c not in COLUMNS)
 
 
 def _row(number: int, header: list[str], values: list[str], channel: str) -> CsvRow:

@@ -87,10 +87,11 @@ def _regions(case: Mapping[str, Any]) -> str:
     return f"{case.get('from_region', '?')} → {case.get('to_region', '?')}"
 
 
-def cases_table(cases: Sequence[Mapping[str, Any]], *, side: str | None = None) -> Table:
-    """One line per case; ``side`` adds a column when cases of both sides are mixed."""
+def cases_table(cases: Sequence[Mapping[str, Any]], *, with_side: bool = False) -> Table:
+    """One line per case; ``with_side`` adds the side's column (from each case's
+    ``_side``) when cases of both agencies are listed together."""
     table = Table(title=f"{len(cases)} case(s)", title_justify="left")
-    if side is not None:
+    if with_side:
         table.add_column("side")
     table.add_column("case", no_wrap=True)
     table.add_column("status")
@@ -114,7 +115,7 @@ def cases_table(cases: Sequence[Mapping[str, Any]], *, side: str | None = None) 
             _yes(case.get("escalated")),
             _text(case.get("working_days_in_status")),
         ]
-        table.add_row(*([_text(case.get("_side"))] if side is not None else []), *cells)
+        table.add_row(*([_text(case.get("_side"))] if with_side else []), *cells)
     return table
 
 

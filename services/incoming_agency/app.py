@@ -46,6 +46,7 @@ from services.common.platform import (
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.incoming_agency.tables import INCOMING_TABLES
+from services.ops.dashboard import create_ops_router
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,
@@ -105,6 +106,69 @@ class SubmitOut(BaseModel):
     status: str
     duplicate_of_open_case: bool
     case_url: str
+
+
+class ProgressOut(BaseModel):
+    """Where my transfer is (R17), for the person and the employer: Chinese first."""
+
+    case_id: str
+    status: str
+    holder_zh: str
+    holder_en: str
+    awaiting_zh: str
+    awaiting_en: str
+    awaiting_by: date | None
+    predicted_completion: date | None
+    you_can_zh: list[str]
+    you_can_en: list[str]
+
+
+OUTGOING_HOLDS = {"submitted", "waiting_region_connection", "awaiting_transfer_out"}
+INCOMING_HOLDS = {"transfer_in", "awaiting_balance", "balance_mismatch"}
+
+
+def progress_of(row: CaseRow) -> ProgressOut:
+    if row.status in OUTGOING_HOLDS:
+        holder = (
+            f"转出地经办机构（{row.from_region}）",
+            f"the outgoing agency ({row.from_region})",
+        )
+    elif row.status in INCOMING_HOLDS:
+        holder = (f"转入地经办机构（{row.to_region}）", f"the incoming agency ({row.to_region})")
+    elif row.status == "refused_correctable":
+        holder = ("申请人（需补正）", "you: the application needs a correction")
+    else:
+        holder = ("已办结", "nobody: the case is closed")
+    can_zh: list[str] = []
+    can_en: list[str] = []
+    if row.status == "refused_correctable":
+        can_zh.append(f"在{row.awaiting_by}前按不予办理原因补正申请（如补缴欠费）")
+        can_en.append(f"correct the application by {row.awaiting_by} (e.g. pay the arrears)")
+    if row.status in OUTGOING_HOLDS and not (row.application or {}).get("bank_account"):
+        can_zh.append("提供本人银行账户，余额无法直接划转时可支付至该账户（R19）")
+        can_en.append(
+            "give your own bank account, so the balance can be paid there if it cannot be remitted (R19)"
+        )
+    if row.status in OPEN_FOR_WITHDRAWAL:
+        can_zh.append("在转出前撤回申请")
+        can_en.append("withdraw the application before transfer-out")
+    due = (row.deadlines or {}).get("total_due")
+    return ProgressOut(
+        case_id=row.case_id,
+        status=row.status,
+        holder_zh=holder[0],
+        holder_en=holder[1],
+        awaiting_zh=(row.awaiting_what and f"等待：{row.awaiting_what}（{row.awaiting_from}）")
+        or "无",
+        awaiting_en=(
+            row.awaiting_what and f"waiting for {row.awaiting_what} from {row.awaiting_from}"
+        )
+        or "nothing",
+        awaiting_by=row.awaiting_by,
+        predicted_completion=None if row.terminal or not due else date.fromisoformat(due),
+        you_can_zh=can_zh,
+        you_can_en=can_en,
+    )
 
 
 class ActionIn(BaseModel):
@@ -347,6 +411,12 @@ def create_app(service: Service | None = None) -> FastAPI:
             service.workflow_url(incoming_workflow_id(case_id)),
         )
 
+    @app.get("/v1/cases/{case_id}/progress", response_model=ProgressOut)
+    async def progress(case_id: str, principal: Principal = any_caller) -> ProgressOut:
+        """For the person and the employer (R17): who holds the case, what is awaited from
+        whom by when, the predicted completion date, and what they can do."""
+        return progress_of(owned_case(service.repository, case_id, principal))
+
     @app.get("/v1/cases", response_model=list[CaseOut])
     async def list_cases(
         status: str | None = None,
@@ -464,21 +534,57 @@ def create_app(service: Service | None = None) -> FastAPI:
             status_code=202, content={"case_id": case_id, "decision": body.decision}
         )
 
-    async def clerk_action(
-        case_id: str, principal: Principal, allowed: set[str], signal: str, payload: object
-    ) -> JSONResponse:
+    async def perform_action(
+        case_id: str, principal: Principal, action: str, reason: str
+    ) -> tuple[int, str]:
+        """A clerk action by name, shared by the API and the operations page: checked
+        against the case's state, signalled to its workflow, which records who and why."""
         row = owned_case(service.repository, case_id, principal)
+        clerk_action = ClerkAction(clerk=principal.agency, reason=reason)
+        allowed, signal, payload = {
+            "retry-delivery": ({"waiting_region_connection"}, "retry_delivery", clerk_action),
+            "offline-channel": (
+                {"waiting_region_connection", "awaiting_transfer_out"},
+                "switch_offline",
+                clerk_action,
+            ),
+            "cancel": (
+                OPEN_FOR_WITHDRAWAL,
+                "withdraw",
+                WithdrawSignal(reason=reason or "cancelled", clerk=principal.agency),
+            ),
+            "credit-received": (
+                {"balance_mismatch"},
+                "resolve_mismatch",
+                MismatchResolution(decision="credit_received", clerk=principal.agency, note=reason),
+            ),
+            "return-to-sender": (
+                {"balance_mismatch"},
+                "resolve_mismatch",
+                MismatchResolution(
+                    decision="return_to_sender", clerk=principal.agency, note=reason
+                ),
+            ),
+        }[action]
         if row.status not in allowed:
-            return problem(
-                409, "NOT_APPLICABLE", f"a case in status {row.status} does not take this action"
-            )
+            return 409, f"a case in status {row.status} does not take the action {action}"
         await (
             state["temporal"]
             .get_workflow_handle(incoming_workflow_id(case_id))
             .signal(signal, payload)
         )
-        log.info("clerk action %s on case %s by %s", signal, case_id, principal.agency)
-        return JSONResponse(status_code=202, content={"case_id": case_id, "action": signal})
+        log.info("clerk action %s on case %s by %s", action, case_id, principal.agency)
+        return 202, f"{action} requested"
+
+    async def clerk_action(
+        case_id: str, principal: Principal, action: str, reason: str
+    ) -> JSONResponse:
+        status, message = await perform_action(case_id, principal, action, reason)
+        if status != 202:
+            return problem(status, "NOT_APPLICABLE", message)
+        return JSONResponse(status_code=202, content={"case_id": case_id, "action": action})
+
+    app.include_router(create_ops_router(service, perform_action))
 
     @app.post(
         "/v1/cases/{case_id}/actions/retry-delivery",
@@ -491,13 +597,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Re-check now whether a region that was not connected has gone live (R23)."""
-        return await clerk_action(
-            case_id,
-            principal,
-            {"waiting_region_connection"},
-            "retry_delivery",
-            ClerkAction(clerk=principal.agency, reason=body.reason),
-        )
+        return await clerk_action(case_id, principal, "retry-delivery", body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/offline-channel",
@@ -510,13 +610,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Continue the case by the offline channel (R23, after an escalation)."""
-        return await clerk_action(
-            case_id,
-            principal,
-            {"waiting_region_connection", "awaiting_transfer_out"},
-            "switch_offline",
-            ClerkAction(clerk=principal.agency, reason=body.reason),
-        )
+        return await clerk_action(case_id, principal, "offline-channel", body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/cancel", status_code=202, responses={409: {"model": ErrorBody}}
@@ -527,13 +621,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Cancel a case before transfer-out, with a reason; the outgoing agency is told."""
-        return await clerk_action(
-            case_id,
-            principal,
-            OPEN_FOR_WITHDRAWAL,
-            "withdraw",
-            WithdrawSignal(reason=body.reason or "cancelled", clerk=principal.agency),
-        )
+        return await clerk_action(case_id, principal, "cancel", body.reason)
 
     @app.put("/v1/admin/regions/{region}/connectivity")
     async def set_connectivity(

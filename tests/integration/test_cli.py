@@ -137,3 +137,11 @@ async def test_an_agency_that_is_not_there(agencies: AgencyStack) -> None:
     assert result.returncode == 1
     assert "cannot reach the incoming agency" in result.stderr
     assert "Traceback" not in result.output
+
+
+async def test_a_key_the_agency_does_not_know(agencies: AgencyStack) -> None:
+    result = await cli(agencies, "--api-key", "not-a-key", "cases", "list")
+    assert result.returncode == 1
+    assert "answered 401" in result.stderr, result.output
+    assert "MEDTRANSFER_API_KEY" in result.stderr
+    assert "not-a-key" not in result.output

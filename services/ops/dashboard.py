@@ -1,0 +1,308 @@
+"""The operations page of the incoming agency, server-side HTML: where every case stands,
+what is at risk or overdue, the escalation queue with clerk actions, region connectivity,
+per-region service figures, and one page per case. Clerks sign in with their API key
+(kept in an HttpOnly cookie); every action goes through the same authenticated, audited
+path as the HTTP API."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import date
+from html import escape
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from domain.calendar import WorkingDayCalendar
+from services.common.auth import AuthError, Principal
+from services.common.bootstrap import Service
+from services.common.tables import CaseRow
+
+COOKIE = "mt_key"
+AT_RISK_WORKING_DAYS = 2
+# action name in the page -> (label, API action)
+ACTIONS = {
+    "retry-delivery": "Re-check region now 立即重试",
+    "offline-channel": "Continue offline 转线下办理",
+    "cancel": "Cancel case 撤销",
+    "credit-received": "Credit what arrived 按到账金额入账",
+    "return-to-sender": "Return to sender 退回转出地",
+}
+ClerkAct = Callable[[str, Principal, str, str], Awaitable[tuple[int, str]]]
+
+STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;
+margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+th{background:#f3f3f3}.overdue{color:#b00}.risk{color:#a60}form{display:inline}
+.flash{background:#eef;padding:.5em;border:1px solid #99c}"""
+
+
+def page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        f"<!doctype html><html lang='zh'><head><meta charset='utf-8'>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], table_id: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table id='{table_id}'><tr>{head}</tr>{body}</table>"
+
+
+def case_link(row: CaseRow) -> str:
+    return f"<a class='case' href='/ops/cases/{quote(row.case_id)}'>{escape(row.case_id)}</a>"
+
+
+def earliest_due(row: CaseRow) -> date | None:
+    dues = [date.fromisoformat(v) for v in (row.deadlines or {}).values() if isinstance(v, str)]
+    if row.awaiting_by:
+        dues.append(row.awaiting_by)
+    return min(dues) if dues else None
+
+
+def classify(row: CaseRow, today: date, calendar: WorkingDayCalendar) -> str:
+    """'overdue' (a limit passed or escalated), 'at_risk' (due within 2 working days)."""
+    if row.terminal:
+        return "closed"
+    due = row.awaiting_by or earliest_due(row)
+    if row.escalated or (due is not None and due < today):
+        return "overdue"
+    if due is not None and calendar.working_days_between(today, due) <= AT_RISK_WORKING_DAYS:
+        return "at_risk"
+    return "on_time"
+
+
+def service_figures(rows: Sequence[CaseRow], calendar: WorkingDayCalendar) -> list[list[str]]:
+    """Per incoming region, like a public transfer index: working days from acceptance to
+    completion (median, 90th percentile) and the share within the 15-day limit (R14)."""
+    days: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        if row.status == "completed":
+            days[row.to_region].append(
+                calendar.working_days_between(row.created_at.date(), row.updated_at.date())
+            )
+    figures = []
+    for region, values in sorted(days.items()):
+        values.sort()
+        p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
+        within = sum(v <= 15 for v in values) / len(values)
+        figures.append(
+            [
+                escape(region),
+                str(len(values)),
+                f"{statistics.median(values):g}",
+                str(p90),
+                f"{within:.0%}",
+            ]
+        )
+    return figures
+
+
+def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def clerk(request: Request) -> Principal | None:
+        try:
+            principal = service.auth.principal(request.cookies.get(COOKIE))
+        except AuthError:
+            return None
+        return principal if principal.roles & {"clerk", "operator"} else None
+
+    @router.get("/ops/login")
+    async def login_form(error: str = "") -> HTMLResponse:
+        note = f"<p class='flash'>{escape(error)}</p>" if error else ""
+        return page(
+            "Sign in 登录",
+            note + "<form method='post' action='/ops/login'>"
+            "<label>API key <input id='key' name='key' type='password'></label> "
+            "<button id='sign-in' type='submit'>Sign in</button></form>",
+        )
+
+    @router.post("/ops/login")
+    async def login(key: str = Form(...)) -> Response:
+        try:
+            principal = service.auth.principal(key)
+        except AuthError:
+            return RedirectResponse("/ops/login?error=unknown+key", status_code=303)
+        if not principal.roles & {"clerk", "operator"}:
+            return RedirectResponse("/ops/login?error=a+clerk+role+is+needed", status_code=303)
+        response = RedirectResponse("/ops", status_code=303)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        return response
+
+    @router.get("/ops")
+    async def overview(request: Request) -> Response:
+        principal = clerk(request)
+        if principal is None:
+            return RedirectResponse("/ops/login", status_code=303)
+        today = service.today()
+        calendar = service.calendar(today)
+        rows = service.repository.list_cases(limit=2000, visible_to=principal.regions)
+        by_status = Counter(r.status for r in rows)
+        by_region = Counter(r.to_region for r in rows if not r.terminal)
+        classes = {r.case_id: classify(r, today, calendar) for r in rows}
+
+        def listing(kind: str) -> list[list[str]]:
+            return [
+                [
+                    case_link(r),
+                    escape(r.status),
+                    f"{escape(r.from_region)} → {escape(r.to_region)}",
+                    escape(r.awaiting_what or ""),
+                    escape(str(r.awaiting_by or earliest_due(r) or "")),
+                ]
+                for r in rows
+                if classes[r.case_id] == kind
+            ]
+
+        escalations = [
+            [
+                case_link(r),
+                escape(r.status),
+                escape(r.awaiting_what or ""),
+                f"<a href='/ops/cases/{quote(r.case_id)}'>act 处理</a>",
+            ]
+            for r in rows
+            if r.escalated and not r.terminal
+        ]
+        regions = [
+            [
+                escape(g.code),
+                escape(g.name),
+                "connected 已接入"
+                if service.connectivity.is_connected(g.code, today)
+                else "<b class='overdue'>not connected 未接入</b>",
+            ]
+            for g in service.registry.regions()
+        ]
+        body = (
+            f"<p>Signed in as {escape(principal.agency)} · {today.isoformat()}</p>"
+            "<h2>Overdue 已超期</h2>"
+            + table(["case", "status", "regions", "awaiting", "due"], listing("overdue"), "overdue")
+            + "<h2>At risk (due within 2 working days) 临期</h2>"
+            + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
+            + "<h2>Escalation queue 待处理</h2>"
+            + table(["case", "status", "awaiting", ""], escalations, "escalations")
+            + "<h2>Cases by status 按状态</h2>"
+            + table(
+                ["status", "cases"],
+                [[escape(s), str(n)] for s, n in sorted(by_status.items())],
+                "by-status",
+            )
+            + "<h2>Open cases by incoming region 按转入地</h2>"
+            + table(
+                ["region", "open"],
+                [[escape(g), str(n)] for g, n in sorted(by_region.items())],
+                "by-region",
+            )
+            + "<h2>Service figures 办理时效</h2>"
+            + table(
+                ["incoming region", "completed", "median working days", "p90", "within 15 days"],
+                service_figures(rows, calendar),
+                "figures",
+            )
+            + "<h2>Region connectivity 平台接入</h2>"
+            + table(["region", "name", "platform"], regions, "regions")
+        )
+        return page("Transfers — operations 转移接续运行监控", body)
+
+    @router.get("/ops/cases/{case_id}")
+    async def case_page(case_id: str, request: Request, flash: str = "") -> Response:
+        principal = clerk(request)
+        if principal is None:
+            return RedirectResponse("/ops/login", status_code=303)
+        row = service.repository.get_case(case_id)
+        if row is None or not principal.may_see(row.from_region, row.to_region):
+            return page("Not found", f"<p>No case {escape(case_id)} for you.</p>")
+        today = service.today()
+        calendar = service.calendar(today)
+        events = service.repository.events(case_id)
+        facts = [
+            ["status 状态", f"<span id='status'>{escape(row.status)}</span>"],
+            [
+                "working days in status 本状态工作日",
+                str(calendar.working_days_between(row.status_since.date(), today)),
+            ],
+            [
+                "awaiting 等待",
+                escape(
+                    f"{row.awaiting_what or '-'} ({row.awaiting_from or '-'}) by {row.awaiting_by or '-'}"
+                ),
+            ],
+            [
+                "deadlines 时限",
+                escape(", ".join(f"{k} {v}" for k, v in (row.deadlines or {}).items())),
+            ],
+            ["escalated 已升级", "yes 是" if row.escalated else "no 否"],
+            ["person 参保人", escape(row.id_masked)],
+            [
+                "workflow",
+                f"<a href='{escape(service.workflow_url('incoming-' + row.case_id))}'>Temporal UI</a>",
+            ],
+        ]
+        decisions = [
+            [
+                escape(e.rule or ""),
+                escape(str(e.detail.get("explanation_zh", ""))),
+                escape(str(e.detail.get("explanation_en", ""))),
+                escape(str(e.detail.get("policy_version", ""))),
+            ]
+            for e in events
+            if e.event == "decision"
+        ]
+        timeline = [
+            [
+                str(e.sequence),
+                escape(e.occurred_at.isoformat(timespec="seconds")),
+                escape(e.event),
+                escape(e.status),
+                escape(e.rule or ""),
+            ]
+            for e in events
+            if e.event != "decision"
+        ]
+        forms = (
+            ""
+            if row.terminal
+            else "".join(
+                f"<form method='post' action='/ops/cases/{quote(case_id)}/actions/{name}'>"
+                f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
+                f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
+                for name, label in ACTIONS.items()
+            )
+        )
+        note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
+        body = (
+            note
+            + "<p><a href='/ops'>← all cases</a></p>"
+            + table(["", ""], facts, "facts")
+            + "<h2>Actions 操作</h2>"
+            + forms
+            + "<h2>Decisions 决定及依据</h2>"
+            + table(["rule", "中文", "English", "policy"], decisions, "decisions")
+            + "<h2>Timeline 办理记录</h2>"
+            + table(["#", "at", "event", "status", "rule"], timeline, "timeline")
+        )
+        return page(f"Case {case_id}", body)
+
+    @router.post("/ops/cases/{case_id}/actions/{action}")
+    async def case_action(
+        case_id: str, action: str, request: Request, reason: str = Form("")
+    ) -> Response:
+        principal = clerk(request)
+        if principal is None:
+            return RedirectResponse("/ops/login", status_code=303)
+        if action not in ACTIONS:
+            return RedirectResponse(
+                f"/ops/cases/{quote(case_id)}?flash=unknown+action", status_code=303
+            )
+        _status, message = await act(case_id, principal, action, reason)
+        return RedirectResponse(
+            f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
+        )
+
+    return router

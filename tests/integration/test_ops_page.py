@@ -1,0 +1,116 @@
+"""The operations page in a real headless Chromium: a clerk signs in, finds an overdue
+case, cancels it, and sees the result; the person's progress view (R17)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from datetime import timedelta
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+
+from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
+
+pytestmark = pytest.mark.integration
+
+
+def chromium() -> webdriver.Chrome:
+    chrome, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chrome or not driver:
+        raise RuntimeError("chromium and chromedriver are missing: deploy/local/install.sh browser")
+    options = Options()
+    options.binary_location = chrome
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,2000",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+
+
+async def overdue_case(agencies: AgencyStack, peer: PeerAgency) -> str:
+    """A case accepted 40 days ago whose outgoing agency (the test) never answered."""
+    person = agencies.person(PEER_REGION)
+    applied_on = today() - timedelta(days=40)
+    case_id = await agencies.submit_ok(
+        agencies.application(
+            person,
+            "610100",
+            applied_on=applied_on.isoformat(),
+            incoming_enrolled_since=(applied_on - timedelta(days=30)).isoformat(),
+        )
+    )
+    await peer.expect(case_id, "TransferRequested")
+    await agencies.wait_case("incoming", case_id, lambda c: c["escalated"])
+    return case_id
+
+
+async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
+    agencies: AgencyStack,
+    peer: PeerAgency,
+) -> None:
+    case_id = await overdue_case(agencies, peer)
+    screenshot = agencies.root / "ops-case.png"
+
+    def clerk_session() -> str:
+        browser = chromium()
+        try:
+            browser.get(f"{agencies.incoming_url}/ops")  # not signed in: to the login form
+            browser.find_element(By.ID, "key").send_keys("demo-clerk")
+            browser.find_element(By.ID, "sign-in").click()
+            overdue = browser.find_element(By.ID, "overdue")
+            overdue.find_element(By.LINK_TEXT, case_id).click()
+            assert (
+                "TRANSFER_OUT_OVERDUE" in browser.page_source or "escalated" in browser.page_source
+            )
+            browser.find_element(By.ID, "reason-cancel").send_keys("duplicate paper file")
+            browser.find_element(By.ID, "action-cancel").click()
+            assert "cancel requested" in browser.find_element(By.ID, "flash").text
+            deadline = time.monotonic() + 30
+            while browser.find_element(By.ID, "status").text != "cancelled":
+                assert time.monotonic() < deadline, "the case page never showed the cancellation"
+                time.sleep(0.5)
+                browser.refresh()
+            browser.save_screenshot(str(screenshot))
+            return browser.find_element(By.ID, "timeline").text
+        finally:
+            browser.quit()
+
+    timeline = await asyncio.to_thread(clerk_session)
+    assert "case_cancelled_by_clerk" in timeline
+    case = await agencies.case("incoming", case_id)
+    cancelled = case["timeline"][-1]
+    assert cancelled["detail"] == {"clerk": "clerk-7", "reason": "duplicate paper file"}
+    assert screenshot.exists()
+
+
+async def test_r17_progress_view_says_who_holds_the_case_and_what_to_do(
+    agencies: AgencyStack,
+    peer: PeerAgency,
+) -> None:
+    person = agencies.person(PEER_REGION)
+    case_id = await agencies.submit_ok(agencies.application(person, "610100"))
+    await peer.expect(case_id, "TransferRequested")
+    await agencies.wait_status("incoming", case_id, "awaiting_transfer_out")
+    response = await agencies.post("incoming", f"/v1/cases/{case_id}/progress", method="GET")
+    assert response.status_code == 200
+    progress = response.json()
+    assert progress["holder_zh"].startswith("转出地经办机构")
+    assert PEER_REGION in progress["holder_en"]
+    assert progress["awaiting_by"]
+    assert progress["predicted_completion"]
+    assert any("R19" in item for item in progress["you_can_en"])
+    assert person.name not in response.text
+    assert person.id_number not in response.text
