@@ -62,11 +62,12 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
             "incoming-worker",
             "outgoing-api",
             "outgoing-worker",
+            "audit",
         ):
             assert f"{part}" in status.stdout
         assert "DOWN" not in status.stdout
         started = pids(state)
-        assert len(started) == 6
+        assert len(started) == 7  # Kafka, Temporal, two APIs, two workers, the audit consumer
         assert all(alive(pid) for pid in started)
     finally:
         down = stack("down", env)
