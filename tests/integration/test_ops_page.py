@@ -37,7 +37,9 @@ def chromium() -> webdriver.Chrome:
         "--window-size=1280,2000",
     ):
         options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+    browser = webdriver.Chrome(options=options, service=DriverService(executable_path=driver))
+    browser.implicitly_wait(15)  # each click loads a new page; wait for its elements
+    return browser
 
 
 async def overdue_case(agencies: AgencyStack, peer: PeerAgency) -> str:
@@ -77,6 +79,7 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
             )
             browser.find_element(By.ID, "reason-cancel").send_keys("duplicate paper file")
             browser.find_element(By.ID, "action-cancel").click()
+            browser.find_element(By.ID, "timeline")  # the case page is back
             assert "cancel requested" in browser.find_element(By.ID, "flash").text
             deadline = time.monotonic() + 30
             while browser.find_element(By.ID, "status").text != "cancelled":
