@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
 from typing import Literal
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, Field
-from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -24,25 +19,16 @@ from contracts.envelope import Envelope
 from domain.eligibility import ApplicationFacts, check_application
 from domain.identity import fingerprint, mask_id, normalize_resident_id
 from services.common.api import (
-    CaseOut,
     ConnectivityIn,
     ErrorBody,
     ErrorReason,
-    case_out,
-    install_error_handlers,
     owned_case,
     problem,
 )
-from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal, check_regions
+from services.common.app_factory import build_agency_app
+from services.common.auth import Principal, check_regions
 from services.common.bootstrap import Service, build_service
-from services.common.inbound import InboundHandler, raw_body, signal
-from services.common.metrics import install_metrics
-from services.common.platform import (
-    KafkaDocumentPublisher,
-    RegionSigner,
-    connect_temporal,
-    make_broker,
-)
+from services.common.inbound import signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.incoming_agency.tables import INCOMING_TABLES
@@ -182,12 +168,11 @@ class WithdrawIn(BaseModel):
 def create_app(service: Service | None = None) -> FastAPI:
     service = service or build_service("incoming", INCOMING_TABLES)
     settings = service.settings
-    broker = make_broker(settings, "incoming-api")
-    publisher = KafkaDocumentPublisher(broker, settings.topics, "incoming")
-    state: dict[str, Client] = {}
 
     async def route(envelope: Envelope) -> str:
-        client = state["temporal"]
+        """Hand a verified platform document to its case workflow (the Kafka entry point
+        in services/common/app_factory.py calls this)."""
+        client = temporal()
         if envelope.type == "Receipt":
             return "receipt"
         if envelope.type == "BalanceRemitted" and envelope.document_as(BalanceRemitted).residual:
@@ -207,56 +192,15 @@ def create_app(service: Service | None = None) -> FastAPI:
             client.get_workflow_handle(incoming_workflow_id(envelope.case_id)), envelope
         )
 
-    handler = InboundHandler(
-        repository=service.repository,
-        registry=service.registry,
-        served=service.served,
-        broker=broker,
-        topics=settings.topics,
-        signer=RegionSigner(settings.keys_dir),
-        route=route,
-        publisher=publisher,
-    )
-
-    @broker.subscriber(
-        settings.topics.to_incoming,
-        group_id=f"{settings.topic_prefix}-incoming-agency",
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-        title="incoming-agency platform inbox",
-        description="Platform documents addressed to the incoming agency.",
-    )
-    async def on_platform_document(body: bytes, message: KafkaMessage) -> None:
-        record = message.raw_message
-        await handler.handle(
-            body,
-            topic=settings.topics.to_incoming,
-            partition=getattr(record, "partition", None),
-            offset=getattr(record, "offset", None),
-        )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["temporal"] = await connect_temporal(settings)
-        await broker.start()
-        log.info("incoming agency API up; serving regions %s", ",".join(sorted(service.served)))
-        yield
-        await broker.stop()
-
-    app = FastAPI(
+    agency = build_agency_app(
+        service,
         title="Incoming agency (转入地经办机构) API",
-        version="1.0.0",
-        lifespan=lifespan,
         description="Submit and follow transfers of basic medical insurance between regions.",
+        route=route,
+        workflow_id=incoming_workflow_id,
     )
-    app.state.broker = broker
-    # Who may call what (services/common/auth.py): every /v1 route names one of these.
-    any_caller = Depends(service.auth.require(*ANY_ROLE))
-    a_clerk = Depends(service.auth.require(*CLERK_ROLES))
-    an_operator = Depends(service.auth.require("operator"))
-    install_error_handlers(app)
-    install_metrics(app, service)
+    app, temporal = agency.app, agency.temporal
+    any_caller, a_clerk, an_operator = agency.any_caller, agency.a_clerk, agency.an_operator
 
     async def start_case(row: CaseRow) -> None:
         request = TransferRequested.model_validate(row.application)
@@ -268,7 +212,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             incoming_enrolled_since=date.fromisoformat(enrolled_since) if enrolled_since else None,
         )
         try:
-            await state["temporal"].start_workflow(
+            await temporal().start_workflow(
                 IncomingCaseWorkflow.run,
                 case,
                 id=incoming_workflow_id(row.case_id),
@@ -277,10 +221,6 @@ def create_app(service: Service | None = None) -> FastAPI:
             )
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier attempt of this same submission
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "side": "incoming"}
 
     @app.post(
         "/v1/applications",
@@ -397,48 +337,11 @@ def create_app(service: Service | None = None) -> FastAPI:
         )
         return JSONResponse(status_code=200 if duplicate else 201, content=out.model_dump())
 
-    @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ErrorBody}})
-    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
-        """Where the case stands (R17): status, working days in status, what is awaited from
-        whom by when, deadlines, escalations, and the timeline with rule ids."""
-        row = owned_case(service.repository, case_id, principal)
-        today = service.today()
-        return case_out(
-            row,
-            service.calendar(today),
-            today,
-            list(service.repository.events(case_id)),
-            service.workflow_url(incoming_workflow_id(case_id)),
-        )
-
     @app.get("/v1/cases/{case_id}/progress", response_model=ProgressOut)
     async def progress(case_id: str, principal: Principal = any_caller) -> ProgressOut:
         """For the person and the employer (R17): who holds the case, what is awaited from
         whom by when, the predicted completion date, and what they can do."""
         return progress_of(owned_case(service.repository, case_id, principal))
-
-    @app.get("/v1/cases", response_model=list[CaseOut])
-    async def list_cases(
-        status: str | None = None,
-        region: str | None = None,
-        escalated: bool | None = None,
-        warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
-        limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
-        principal: Principal = any_caller,
-    ) -> list[CaseOut]:
-        today = service.today()
-        calendar = service.calendar(today)
-        rows = service.repository.list_cases(
-            status=status,
-            region=region,
-            escalated=escalated,
-            warning=warning,
-            visible_to=principal.regions,
-            limit=limit,
-            offset=offset,
-        )
-        return [case_out(r, calendar, today) for r in rows]
 
     @app.post(
         "/v1/cases/{case_id}/withdraw", status_code=202, responses={409: {"model": ErrorBody}}
@@ -456,7 +359,7 @@ def create_app(service: Service | None = None) -> FastAPI:
                 f"a case in status {row.status} can no longer be withdrawn",
             )
         await (
-            state["temporal"]
+            temporal()
             .get_workflow_handle(incoming_workflow_id(case_id))
             .signal(IncomingCaseWorkflow.withdraw, WithdrawSignal(reason=body.reason))
         )
@@ -502,7 +405,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             }
         )
         await (
-            state["temporal"]
+            temporal()
             .get_workflow_handle(incoming_workflow_id(case_id))
             .signal(IncomingCaseWorkflow.correct, corrected)
         )
@@ -526,7 +429,7 @@ def create_app(service: Service | None = None) -> FastAPI:
                 409, "NO_MISMATCH", f"case {case_id} has no open amount mismatch", rule="R15"
             )
         await (
-            state["temporal"]
+            temporal()
             .get_workflow_handle(incoming_workflow_id(case_id))
             .signal(IncomingCaseWorkflow.resolve_mismatch, body)
         )
@@ -568,11 +471,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         }[action]
         if row.status not in allowed:
             return 409, f"a case in status {row.status} does not take the action {action}"
-        await (
-            state["temporal"]
-            .get_workflow_handle(incoming_workflow_id(case_id))
-            .signal(signal, payload)
-        )
+        await temporal().get_workflow_handle(incoming_workflow_id(case_id)).signal(signal, payload)
         log.info("clerk action %s on case %s by %s", action, case_id, principal.agency)
         return 202, f"{action} requested"
 

@@ -4,17 +4,12 @@ entry point for platform documents addressed to the regions it serves."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from faststream import AckPolicy
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, Field
 from sqlmodel import select
-from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -22,24 +17,15 @@ from contracts.documents import TransferRequested
 from contracts.envelope import Envelope
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import (
-    CaseOut,
     ConnectivityIn,
-    case_out,
-    install_error_handlers,
     owned_case,
     problem,
 )
-from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal, check_regions
+from services.common.app_factory import build_agency_app
+from services.common.auth import Principal, check_regions
 from services.common.bootstrap import Service, build_service
 from services.common.db import session_scope
-from services.common.inbound import InboundHandler, raw_body, signal
-from services.common.metrics import install_metrics
-from services.common.platform import (
-    KafkaDocumentPublisher,
-    RegionSigner,
-    connect_temporal,
-    make_broker,
-)
+from services.common.inbound import signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.outgoing_agency.tables import OUTGOING_TABLES, EnrolmentRow
@@ -109,12 +95,11 @@ def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
 def create_app(service: Service | None = None) -> FastAPI:
     service = service or build_service("outgoing", OUTGOING_TABLES)
     settings = service.settings
-    broker = make_broker(settings, "outgoing-api")
-    publisher = KafkaDocumentPublisher(broker, settings.topics, "outgoing")
-    state: dict[str, Client] = {}
 
     async def route(envelope: Envelope) -> str:
-        client = state["temporal"]
+        """Hand a verified platform document to its case workflow (the Kafka entry point
+        in services/common/app_factory.py calls this)."""
+        client = temporal()
         if envelope.type == "Receipt":
             return "receipt"
         if envelope.type == "TransferRequested":
@@ -141,94 +126,15 @@ def create_app(service: Service | None = None) -> FastAPI:
             client.get_workflow_handle(outgoing_workflow_id(envelope.case_id)), envelope
         )
 
-    handler = InboundHandler(
-        repository=service.repository,
-        registry=service.registry,
-        served=service.served,
-        broker=broker,
-        topics=settings.topics,
-        signer=RegionSigner(settings.keys_dir),
-        route=route,
-        publisher=publisher,
-    )
-
-    @broker.subscriber(
-        settings.topics.to_outgoing,
-        group_id=f"{settings.topic_prefix}-outgoing-agency",
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=raw_body,
-        title="outgoing-agency platform inbox",
-        description="Platform documents addressed to the outgoing agency.",
-    )
-    async def on_platform_document(body: bytes, message: KafkaMessage) -> None:
-        record = message.raw_message
-        await handler.handle(
-            body,
-            topic=settings.topics.to_outgoing,
-            partition=getattr(record, "partition", None),
-            offset=getattr(record, "offset", None),
-        )
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        state["temporal"] = await connect_temporal(settings)
-        await broker.start()
-        log.info("outgoing agency API up; serving regions %s", ",".join(sorted(service.served)))
-        yield
-        await broker.stop()
-
-    app = FastAPI(
+    agency = build_agency_app(
+        service,
         title="Outgoing agency (转出地经办机构) API",
-        version="1.0.0",
-        lifespan=lifespan,
         description="Enrolment records, transfer-out cases and their timelines.",
+        route=route,
+        workflow_id=outgoing_workflow_id,
     )
-    app.state.broker = broker
-    # Who may call what (services/common/auth.py): every /v1 route names one of these.
-    any_caller = Depends(service.auth.require(*ANY_ROLE))
-    a_clerk = Depends(service.auth.require(*CLERK_ROLES))
-    an_operator = Depends(service.auth.require("operator"))
-    install_error_handlers(app)
-    install_metrics(app, service)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "side": "outgoing"}
-
-    @app.get("/v1/cases/{case_id}", response_model=CaseOut)
-    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
-        row = owned_case(service.repository, case_id, principal)
-        today = service.today()
-        return case_out(
-            row,
-            service.calendar(today),
-            today,
-            list(service.repository.events(case_id)),
-            service.workflow_url(outgoing_workflow_id(case_id)),
-        )
-
-    @app.get("/v1/cases", response_model=list[CaseOut])
-    async def list_cases(
-        status: str | None = None,
-        region: str | None = None,
-        escalated: bool | None = None,
-        warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
-        limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
-        principal: Principal = any_caller,
-    ) -> list[CaseOut]:
-        today = service.today()
-        calendar = service.calendar(today)
-        rows = service.repository.list_cases(
-            status=status,
-            region=region,
-            escalated=escalated,
-            warning=warning,
-            limit=limit,
-            offset=offset,
-        )
-        return [case_out(r, calendar, today) for r in rows]
+    app, temporal = agency.app, agency.temporal
+    a_clerk, an_operator = agency.a_clerk, agency.an_operator
 
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
     async def put_enrolment(
@@ -264,7 +170,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             )
         remittance_id = residual_remittance_id(case_id, body.contribution_id)
         try:
-            await state["temporal"].start_workflow(
+            await temporal().start_workflow(
                 OutgoingResidualWorkflow.run,
                 ResidualInput(
                     case_id=case_id,

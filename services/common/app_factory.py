@@ -1,0 +1,152 @@
+"""The skeleton both agency APIs share: the Kafka entry point for platform documents, the
+Temporal client, error handling, metrics, credentials, health, and the case read routes.
+Each side adds its own routes and its routing of documents to workflows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka.annotations import KafkaMessage
+from temporalio.client import Client
+
+from services.common.api import CaseOut, ErrorBody, case_out, install_error_handlers, owned_case
+from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal
+from services.common.bootstrap import Service
+from services.common.inbound import InboundHandler, Route, raw_body
+from services.common.metrics import install_metrics
+from services.common.platform import (
+    KafkaDocumentPublisher,
+    RegionSigner,
+    connect_temporal,
+    make_broker,
+)
+
+
+@dataclass
+class AgencyApp:
+    app: FastAPI
+    temporal: Callable[[], Client]  # the connected client, once the app has started
+    # Who may call what (services/common/auth.py): every /v1 route names one of these.
+    any_caller: Any
+    a_clerk: Any
+    an_operator: Any
+
+
+def build_agency_app(
+    service: Service,
+    *,
+    title: str,
+    description: str,
+    route: Route,
+    workflow_id: Callable[[str], str],
+) -> AgencyApp:
+    settings = service.settings
+    side = service.side
+    log = logging.getLogger(f"medtransfer.{side}")
+    broker = make_broker(settings, f"{side}-api")
+    publisher = KafkaDocumentPublisher(broker, settings.topics, side)
+    clients: dict[str, Client] = {}
+
+    def temporal() -> Client:
+        return clients["temporal"]
+
+    inbox_topic = settings.topics.to_outgoing if side == "outgoing" else settings.topics.to_incoming
+    handler = InboundHandler(
+        repository=service.repository,
+        registry=service.registry,
+        served=service.served,
+        broker=broker,
+        topics=settings.topics,
+        signer=RegionSigner(settings.keys_dir),
+        route=route,
+        publisher=publisher,
+    )
+
+    @broker.subscriber(
+        inbox_topic,
+        group_id=f"{settings.topic_prefix}-{side}-agency",
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=raw_body,
+        title=f"{side}-agency platform inbox",
+        description=f"Platform documents addressed to the {side} agency.",
+    )
+    async def on_platform_document(body: bytes, message: KafkaMessage) -> None:
+        record = message.raw_message
+        await handler.handle(
+            body,
+            topic=inbox_topic,
+            partition=getattr(record, "partition", None),
+            offset=getattr(record, "offset", None),
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        clients["temporal"] = await connect_temporal(settings)
+        await broker.start()
+        log.info("%s agency API up; serving regions %s", side, ",".join(sorted(service.served)))
+        yield
+        await broker.stop()
+
+    app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
+    app.state.broker = broker
+    install_error_handlers(app)
+    install_metrics(app, service)
+    built = AgencyApp(
+        app=app,
+        temporal=temporal,
+        any_caller=Depends(service.auth.require(*ANY_ROLE)),
+        a_clerk=Depends(service.auth.require(*CLERK_ROLES)),
+        an_operator=Depends(service.auth.require("operator")),
+    )
+    any_caller = built.any_caller
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "side": side}
+
+    @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ErrorBody}})
+    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
+        """Where the case stands (R17): status, working days in status, what is awaited from
+        whom by when, deadlines, escalations, decisions with their rules, and the timeline."""
+        row = owned_case(service.repository, case_id, principal)
+        today = service.today()
+        return case_out(
+            row,
+            service.calendar(today),
+            today,
+            list(service.repository.events(case_id)),
+            service.workflow_url(workflow_id(case_id)),
+        )
+
+    @app.get("/v1/cases", response_model=list[CaseOut])
+    async def list_cases(
+        status: str | None = None,
+        region: str | None = None,
+        escalated: bool | None = None,
+        warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+        principal: Principal = any_caller,
+    ) -> list[CaseOut]:
+        today = service.today()
+        calendar = service.calendar(today)
+        rows = service.repository.list_cases(
+            status=status,
+            region=region,
+            escalated=escalated,
+            warning=warning,
+            visible_to=principal.regions,
+            limit=limit,
+            offset=offset,
+        )
+        return [case_out(r, calendar, today) for r in rows]
+
+    return built
