@@ -16,7 +16,15 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from temporalio.client import Client
 
-from services.common.api import CaseOut, ErrorBody, case_out, install_error_handlers, owned_case
+from services.common.api import (
+    CaseOut,
+    ConnectivityIn,
+    ErrorBody,
+    case_out,
+    install_error_handlers,
+    owned_case,
+    problem,
+)
 from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal
 from services.common.bootstrap import Service
 from services.common.inbound import InboundHandler, Route, raw_body
@@ -148,5 +156,15 @@ def build_agency_app(
             offset=offset,
         )
         return [case_out(r, calendar, today) for r in rows]
+
+    @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
+    async def set_connectivity(
+        region: str, body: ConnectivityIn, principal: Principal = built.an_operator
+    ) -> JSONResponse:
+        """Record that a region went live on the platform (or dropped off), R23."""
+        if service.registry.get(region) is None:
+            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
+        service.connectivity.set_connected(region, body.connected)
+        return JSONResponse({"region": region, "connected": body.connected})
 
     return built

@@ -19,7 +19,6 @@ from contracts.envelope import Envelope
 from domain.eligibility import ApplicationFacts, check_application
 from domain.identity import fingerprint, mask_id, normalize_resident_id
 from services.common.api import (
-    ConnectivityIn,
     ErrorBody,
     ErrorReason,
     owned_case,
@@ -200,7 +199,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         workflow_id=incoming_workflow_id,
     )
     app, temporal = agency.app, agency.temporal
-    any_caller, a_clerk, an_operator = agency.any_caller, agency.a_clerk, agency.an_operator
+    any_caller, a_clerk = agency.any_caller, agency.a_clerk
 
     async def start_case(row: CaseRow) -> None:
         request = TransferRequested.model_validate(row.application)
@@ -521,17 +520,5 @@ def create_app(service: Service | None = None) -> FastAPI:
     ) -> JSONResponse:
         """Cancel a case before transfer-out, with a reason; the outgoing agency is told."""
         return await clerk_action(case_id, principal, "cancel", body.reason)
-
-    @app.put("/v1/admin/regions/{region}/connectivity")
-    async def set_connectivity(
-        region: str,
-        body: ConnectivityIn,
-        principal: Principal = an_operator,
-    ) -> JSONResponse:
-        """Record that a region went live on the platform (or dropped off), R23."""
-        if service.registry.get(region) is None:
-            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
-        service.connectivity.set_connected(region, body.connected)
-        return JSONResponse({"region": region, "connected": body.connected})
 
     return app

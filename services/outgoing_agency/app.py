@@ -17,7 +17,6 @@ from contracts.documents import TransferRequested
 from contracts.envelope import Envelope
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import (
-    ConnectivityIn,
     owned_case,
     problem,
 )
@@ -134,7 +133,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         workflow_id=outgoing_workflow_id,
     )
     app, temporal = agency.app, agency.temporal
-    a_clerk, an_operator = agency.a_clerk, agency.an_operator
+    a_clerk = agency.a_clerk
 
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
     async def put_enrolment(
@@ -186,17 +185,6 @@ def create_app(service: Service | None = None) -> FastAPI:
         except WorkflowAlreadyStartedError:
             pass  # the same contribution posted twice: one residual remittance
         return JSONResponse(status_code=202, content={"remittance_id": remittance_id})
-
-    @app.put("/v1/admin/regions/{region}/connectivity")
-    async def set_connectivity(
-        region: str,
-        body: ConnectivityIn,
-        principal: Principal = an_operator,
-    ) -> JSONResponse:
-        if service.registry.get(region) is None:
-            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
-        service.connectivity.set_connected(region, body.connected)
-        return JSONResponse({"region": region, "connected": body.connected})
 
     return app
 

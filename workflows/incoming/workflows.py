@@ -536,35 +536,45 @@ class IncomingCaseWorkflow:
                     )
                 )
                 return False
-        await workflow.execute_activity_method(
-            IncomingActivities.credit_balance,
-            CreditInput(
-                case_id=flow.case_id,
-                remittance_id=remitted.remittance_id,
-                amount_fen=remitted.amount_fen,
-                credited_on=flow.today(),
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=QUICK_RETRY,
-        )
-        await flow.deliver(
-            flow.envelope(
-                BalanceCredited(
-                    remittance_id=remitted.remittance_id,
-                    amount_fen=remitted.amount_fen,
-                    credited_on=flow.today(),
-                ),
-                f"credit-{remitted.remittance_id}",
-                outgoing_region,
-                notice.message_id,
-            )
-        )
+        await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
         await flow.record(
             "balance_credited",
             rule="R15",
             detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )
         return True
+
+
+async def credit_and_confirm(
+    flow: CaseFlow,
+    remitted: BalanceRemitted,
+    outgoing_region: str,
+    cause: str,
+    *,
+    residual: bool = False,
+) -> None:
+    """Credit the new personal account once per remittance id (R15), then confirm it to
+    the outgoing agency."""
+    await workflow.execute_activity_method(
+        IncomingActivities.credit_balance,
+        CreditInput(
+            case_id=flow.case_id,
+            remittance_id=remitted.remittance_id,
+            amount_fen=remitted.amount_fen,
+            credited_on=flow.today(),
+            residual=residual,
+        ),
+        start_to_close_timeout=QUICK,
+        retry_policy=QUICK_RETRY,
+    )
+    confirmation = BalanceCredited(
+        remittance_id=remitted.remittance_id,
+        amount_fen=remitted.amount_fen,
+        credited_on=flow.today(),
+    )
+    await flow.deliver(
+        flow.envelope(confirmation, f"credit-{remitted.remittance_id}", outgoing_region, cause)
+    )
 
 
 def incoming_residual_workflow_id(remittance_id: str) -> str:
@@ -583,29 +593,8 @@ class IncomingResidualWorkflow:
         flow = CaseFlow(envelope.case_id, "incoming", envelope.to_region)
         await flow.load_context(flow.today())
         flow.status = "completed"
-        await workflow.execute_activity_method(
-            IncomingActivities.credit_balance,
-            CreditInput(
-                case_id=envelope.case_id,
-                remittance_id=remitted.remittance_id,
-                amount_fen=remitted.amount_fen,
-                credited_on=flow.today(),
-                residual=True,
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=QUICK_RETRY,
-        )
-        await flow.deliver(
-            flow.envelope(
-                BalanceCredited(
-                    remittance_id=remitted.remittance_id,
-                    amount_fen=remitted.amount_fen,
-                    credited_on=flow.today(),
-                ),
-                f"credit-{remitted.remittance_id}",
-                envelope.from_region,
-                envelope.message_id,
-            )
+        await credit_and_confirm(
+            flow, remitted, envelope.from_region, envelope.message_id, residual=True
         )
         await flow.record(
             "residual_balance_credited",
