@@ -412,4 +412,32 @@ class CaseFlow:
         )
 
 
-__all__ = ["QUICK", "QUICK_RETRY", "REGION_NOT_CONNECTED", "CaseFlow"]
+class CaseWorkflowBase:
+    """What every case workflow has: platform documents arrive by the ``document`` signal
+    (kept until the case's flow exists), and ``view`` answers where the case stands."""
+
+    def __init__(self) -> None:
+        self.flow: CaseFlow | None = None
+        self._pending: list[Envelope] = []
+
+    @workflow.signal
+    def document(self, envelope: Envelope) -> None:
+        if self.flow is None:
+            self._pending.append(envelope)
+        else:
+            self.flow.receive(envelope)
+
+    @workflow.query
+    def view(self) -> CaseView | None:
+        return None if self.flow is None else self.flow.view()
+
+    def adopt(self, flow: CaseFlow) -> CaseFlow:
+        """Make ``flow`` the case's flow and hand it the documents that came first."""
+        self.flow = flow
+        for envelope in self._pending:
+            flow.receive(envelope)
+        self._pending.clear()
+        return flow
+
+
+__all__ = ["QUICK", "QUICK_RETRY", "REGION_NOT_CONNECTED", "CaseFlow", "CaseWorkflowBase"]

@@ -35,11 +35,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import ResolvedPolicy
     from workflows.activities import IncomingActivities
-    from workflows.case_flow import QUICK, QUICK_RETRY, RECORD_DECISIONS, CaseFlow
+    from workflows.case_flow import (
+        QUICK,
+        QUICK_RETRY,
+        RECORD_DECISIONS,
+        CaseFlow,
+        CaseWorkflowBase,
+    )
     from workflows.clock import end_of_day, morning_of, seconds_until
     from workflows.types import (
         Awaiting,
-        CaseView,
         ClerkAction,
         CreditInput,
         IncomingCaseInput,
@@ -58,22 +63,15 @@ def incoming_workflow_id(case_id: str) -> str:
 
 
 @workflow.defn
-class IncomingCaseWorkflow:
+class IncomingCaseWorkflow(CaseWorkflowBase):
     def __init__(self) -> None:
-        self.flow: CaseFlow | None = None
+        super().__init__()
         self._withdrawal: WithdrawSignal | None = None
         self._offline: ClerkAction | None = None
         self._correction: TransferRequested | None = None
         self._resolution: MismatchResolution | None = None
-        self._pending: list[Envelope] = []
 
-    # --- signals and queries ------------------------------------------------------------
-    @workflow.signal
-    def document(self, envelope: Envelope) -> None:
-        if self.flow is None:
-            self._pending.append(envelope)
-        else:
-            self.flow.receive(envelope)
+    # --- signals (documents and the view query: CaseWorkflowBase) ---------------------------
 
     @workflow.signal
     def withdraw(self, signal: WithdrawSignal) -> None:
@@ -100,17 +98,11 @@ class IncomingCaseWorkflow:
     def resolve_mismatch(self, resolution: MismatchResolution) -> None:
         self._resolution = resolution
 
-    @workflow.query
-    def view(self) -> CaseView | None:
-        return None if self.flow is None else self.flow.view()
-
     # --- the case ------------------------------------------------------------------------
     @workflow.run
     async def run(self, case: IncomingCaseInput) -> str:
         request = case.request
-        flow = self.flow = CaseFlow(case.case_id, "incoming", request.to_region)
-        for envelope in self._pending:
-            flow.receive(envelope)
+        flow = self.adopt(CaseFlow(case.case_id, "incoming", request.to_region))
         flow.offline = self._offline
         context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None

@@ -24,12 +24,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
     from workflows.activities import OutgoingActivities
-    from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow
+    from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
     from workflows.types import (
         Awaiting,
         BankPayoutInput,
-        CaseView,
         CheckRequestInput,
         OutgoingCaseInput,
         ResidualInput,
@@ -55,31 +54,15 @@ def main_remittance_id(case_id: str) -> str:
 
 
 @workflow.defn
-class OutgoingCaseWorkflow:
+class OutgoingCaseWorkflow(CaseWorkflowBase):
     """Started by the first TransferRequested (signal-with-start from the Kafka handler)."""
-
-    def __init__(self) -> None:
-        self.flow: CaseFlow | None = None
-        self._pending: list[Envelope] = []
-
-    @workflow.signal
-    def document(self, envelope: Envelope) -> None:
-        if self.flow is None:
-            self._pending.append(envelope)
-        else:
-            self.flow.receive(envelope)
-
-    @workflow.query
-    def view(self) -> CaseView | None:
-        return None if self.flow is None else self.flow.view()
 
     @workflow.run
     async def run(self, case: OutgoingCaseInput) -> str:
-        flow = self.flow = CaseFlow(case.case_id, "outgoing", case.region)
+        flow = self.adopt(CaseFlow(case.case_id, "outgoing", case.region))
         flow.listen_for_notices()
-        await workflow.wait_condition(lambda: bool(self._pending))
-        for envelope in self._pending:
-            flow.receive(envelope)
+        # The request comes with the start (signal-with-start); wait for it all the same.
+        await workflow.wait_condition(lambda: any(e.type in REQUEST for e in flow.inbox))
         first = flow.take(REQUEST)
         assert first is not None, "an outgoing case starts with a transfer request"
         request = first.document_as(TransferRequested)
@@ -393,26 +376,13 @@ def residual_remittance_id(case_id: str, contribution_id: str) -> str:
 
 
 @workflow.defn
-class OutgoingResidualWorkflow:
+class OutgoingResidualWorkflow(CaseWorkflowBase):
     """A late contribution reaching the old account after transfer-out is forwarded as a
     residual remittance on the same case (R16: nothing is cleared or lost)."""
 
-    def __init__(self) -> None:
-        self.flow: CaseFlow | None = None
-        self._pending: list[Envelope] = []
-
-    @workflow.signal
-    def document(self, envelope: Envelope) -> None:
-        if self.flow is None:
-            self._pending.append(envelope)
-        else:
-            self.flow.receive(envelope)
-
     @workflow.run
     async def run(self, residual: ResidualInput) -> str:
-        flow = self.flow = CaseFlow(residual.case_id, "outgoing", residual.region)
-        for envelope in self._pending:
-            flow.receive(envelope)
+        flow = self.adopt(CaseFlow(residual.case_id, "outgoing", residual.region))
         await flow.load_context(flow.today())
         flow.status = "completed"
         remittance_id = await workflow.execute_activity_method(
