@@ -159,7 +159,7 @@ class MismatchResolution(_Payload):
     """A clerk's decision on an amount mismatch (R15): credit what arrived, or return it."""
 
     decision: Literal["credit_received", "return_to_sender"]
-    clerk: str
+    clerk: str = ""  # set by the API from the caller's key
     note: str = ""
 
 

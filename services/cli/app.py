@@ -259,25 +259,10 @@ def resolve_mismatch(
     case_id: CaseArgument,
     decision: Annotated[Decision, typer.Option("--decision", help="What to do with the money.")],
     note: Annotated[str, typer.Option("--note", help="The clerk's note.")],
-    clerk: Annotated[
-        str | None,
-        typer.Option(
-            "--clerk", envvar="MEDTRANSFER_CLERK", help="Who decides (default: the OS user)."
-        ),
-    ] = None,
 ) -> None:
-    """A clerk's decision on an amount mismatch (R15): credit what arrived, or return it."""
-    body = {"decision": decision.value, "clerk": clerk or _os_user(), "note": note}
-    _act(ctx, case_id, "mismatch-resolution", body)
-
-
-def _os_user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    """A clerk's decision on an amount mismatch (R15): credit what arrived, or return it.
+    The agency records the clerk from the API key, not from anything the CLI says."""
+    _act(ctx, case_id, "mismatch-resolution", {"decision": decision.value, "note": note})
 
 
 # --- operator: reconciliation and audit -------------------------------------------------

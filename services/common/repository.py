@@ -174,6 +174,17 @@ class CaseRepository:
         with session_scope(self.engine) as session:
             return session.exec(query).all()
 
+    def milestones(self, case_ids: Sequence[str], names: Sequence[str]) -> Sequence[CaseEventRow]:
+        """The named events of many cases in one query (for service figures)."""
+        if not case_ids:
+            return []
+        with session_scope(self.engine) as session:
+            return session.exec(
+                select(CaseEventRow)
+                .where(col(CaseEventRow.case_id).in_(list(case_ids)))
+                .where(col(CaseEventRow.event).in_(list(names)))
+            ).all()
+
     # --- inbox ----------------------------------------------------------------------------
     def seen(self, message_id: str) -> bool:
         with session_scope(self.engine) as session:

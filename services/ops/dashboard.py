@@ -76,27 +76,46 @@ def classify(row: CaseRow, today: date, calendar: WorkingDayCalendar) -> str:
     return "on_time"
 
 
-def service_figures(rows: Sequence[CaseRow], calendar: WorkingDayCalendar) -> list[list[str]]:
-    """Per incoming region, like a public transfer index: working days from acceptance to
-    completion (median, 90th percentile) and the share within the 15-day limit (R14)."""
-    days: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        if row.status == "completed":
-            days[row.to_region].append(
-                calendar.working_days_between(row.created_at.date(), row.updated_at.date())
-            )
+# stage: (from event, to event, limit in working days or None)
+STAGES = {
+    "transfer-out (R12)": ("application_accepted", "information_sheet_received", 10),
+    "transfer-in (R13)": ("information_sheet_received", "transfer_in_completed", 5),
+    "balance": ("transfer_in_completed", "case_completed", None),
+    "whole case (R14)": ("application_accepted", "case_completed", 15),
+}
+
+
+def service_figures(
+    service: Service, rows: Sequence[CaseRow], calendar: WorkingDayCalendar
+) -> list[list[str]]:
+    """Per incoming region and stage, like a public transfer index: working days per stage
+    of completed cases (median, 90th percentile) and the share within the stage's limit."""
+    completed = {r.case_id: r for r in rows if r.status == "completed"}
+    names = sorted({name for pair in STAGES.values() for name in pair[:2]})
+    when: dict[tuple[str, str], date] = {}
+    for event in service.repository.milestones(list(completed), names):
+        when.setdefault((event.case_id, event.event), event.occurred_at.date())
+    days: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for case_id, row in completed.items():
+        for stage, (start, end, _limit) in STAGES.items():
+            if (case_id, start) in when and (case_id, end) in when:
+                days[(row.to_region, stage)].append(
+                    calendar.working_days_between(when[(case_id, start)], when[(case_id, end)])
+                )
     figures = []
-    for region, values in sorted(days.items()):
+    for (region, stage), values in sorted(days.items()):
         values.sort()
         p90 = values[min(len(values) - 1, int(0.9 * len(values)))]
-        within = sum(v <= 15 for v in values) / len(values)
+        limit = STAGES[stage][2]
+        within = "-" if limit is None else f"{sum(v <= limit for v in values) / len(values):.0%}"
         figures.append(
             [
                 escape(region),
+                escape(stage),
                 str(len(values)),
                 f"{statistics.median(values):g}",
                 str(p90),
-                f"{within:.0%}",
+                within,
             ]
         )
     return figures
@@ -201,8 +220,8 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             )
             + "<h2>Service figures 办理时效</h2>"
             + table(
-                ["incoming region", "completed", "median working days", "p90", "within 15 days"],
-                service_figures(rows, calendar),
+                ["incoming region", "stage", "cases", "median working days", "p90", "within limit"],
+                service_figures(service, rows, calendar),
                 "figures",
             )
             + "<h2>Region connectivity 平台接入</h2>"

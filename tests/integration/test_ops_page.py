@@ -65,6 +65,12 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
 ) -> None:
     case_id = await overdue_case(agencies, peer)
     screenshot = agencies.root / "ops-case.png"
+    # One completed case, so the service figures have something to show.
+    done = agencies.person("620800")
+    await agencies.enrol(done)
+    await agencies.wait_status(
+        "incoming", await agencies.submit_ok(agencies.application(done, "610100")), "completed"
+    )
 
     def clerk_session() -> str:
         browser = chromium()
@@ -72,6 +78,9 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
             browser.get(f"{agencies.incoming_url}/ops")  # not signed in: to the login form
             browser.find_element(By.ID, "key").send_keys("demo-clerk")
             browser.find_element(By.ID, "sign-in").click()
+            figures = browser.find_element(By.ID, "figures").text
+            assert "transfer-out (R12)" in figures
+            assert "whole case (R14)" in figures
             overdue = browser.find_element(By.ID, "overdue")
             overdue.find_element(By.LINK_TEXT, case_id).click()
             assert (

@@ -574,13 +574,13 @@ def test_an_action_refused_with_409_prints_its_code(agencies: FakeAgencies) -> N
     )
     result = run(
         "actions", "resolve-mismatch", "TR1", "--decision", "return_to_sender",
-        "--note", "amount differs", "--clerk", "clerk-7",
+        "--note", "amount differs",
     )  # fmt: skip
     assert result.exit_code == 1
     assert "409" in result.output
     assert "NO_MISMATCH (R15)" in result.output
     body = json.loads(agencies.requests[0].content)
-    assert body == {"decision": "return_to_sender", "clerk": "clerk-7", "note": "amount differs"}
+    assert body == {"decision": "return_to_sender", "note": "amount differs"}
 
 
 @pytest.mark.parametrize(
