@@ -13,12 +13,13 @@ help:
 	@echo "make up|down|status   the same stack in the background"
 	@echo "make lint     ruff + mypy;  make bench  benchmarks;  make schemas  regenerate contract documents"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
 	@echo "[venv] creating $(VENV) and installing pinned dependencies..."
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@# requirements.lock pins every transitive version too (make lock refreshes it).
+	@$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
