@@ -12,7 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from domain.calendar import WorkingDayCalendar, build_calendar
+from domain.calendar import WorkingDayCalendar
 from domain.regions import RegionRegistry
 from services.common.auth import Authenticator, parse_api_keys
 from services.common.config import Settings, Side
@@ -24,9 +24,9 @@ from services.common.platform import (
     PolicyContext,
     RegionSigner,
     connect_temporal,
-    ensure_region_keys,
     load_registry,
     make_broker,
+    working_day_calendar,
 )
 from services.common.repository import CaseRepository, RegionConnectivity
 from workflows.activities import CaseActivities
@@ -52,8 +52,8 @@ class Service:
     served: set[str] = field(default_factory=set)
 
     def calendar(self, today: date) -> WorkingDayCalendar:
-        return build_calendar(
-            [today.year - 1, today.year, today.year + 1], self.settings.calendar_dir
+        return working_day_calendar(
+            (today.year - 1, today.year, today.year + 1), self.settings.calendar_dir
         )
 
     def today(self) -> date:
@@ -71,7 +71,6 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     configure_logging(f"{side}-agency", json_output=settings.log_json)
     engine = make_engine(settings.database_url(side))
     create_tables(engine, tables)
-    ensure_region_keys(settings.keys_dir, load_registry(settings))
     registry = load_registry(settings)
     served = set(settings.served_regions) or set(registry.codes())
     return Service(

@@ -9,6 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from temporalio.client import Client
@@ -25,7 +26,7 @@ from contracts.signing import (
     write_region_key,
 )
 from contracts.topics import Topics
-from domain.calendar import build_calendar
+from domain.calendar import WorkingDayCalendar, build_calendar
 from domain.limits import CaseLimits
 from domain.policy import PolicyDataError, PolicyTable, load_policy_table
 from domain.regions import RegionRegistry, load_region_registry
@@ -36,8 +37,10 @@ log = logging.getLogger("medtransfer.platform")
 
 
 def load_registry(settings: Settings) -> RegionRegistry:
-    """The region registry with the public keys found in the keys directory merged in."""
+    """The region registry with the public keys found in the keys directory merged in
+    (local deployments create a missing key per region first)."""
     registry = load_region_registry(settings.region_registry_file)
+    ensure_region_keys(settings.keys_dir, registry)
     keys = load_region_keys(settings.keys_dir) if settings.keys_dir.exists() else {}
     return registry.with_public_keys({k: v for k, v in keys.items() if registry.get(k)})
 
@@ -54,10 +57,13 @@ class RegionSigner:
 
     def __init__(self, keys_dir: Path) -> None:
         self._keys_dir = keys_dir
+        self._keys: dict[str, Ed25519PrivateKey] = {}  # read once per region, not per document
 
     def sign(self, envelope: Envelope) -> Envelope:
-        key = load_region_private_key(self._keys_dir, envelope.from_region)
-        return sign_envelope(envelope, key, key_id=f"region-{envelope.from_region}")
+        region = envelope.from_region
+        if region not in self._keys:
+            self._keys[region] = load_region_private_key(self._keys_dir, region)
+        return sign_envelope(envelope, self._keys[region], key_id=f"region-{region}")
 
 
 class KafkaDocumentPublisher:
@@ -236,6 +242,16 @@ def _file_stamp(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 
 
+def working_day_calendar(years: tuple[int, ...], calendar_dir: Path) -> WorkingDayCalendar:
+    """The calendar for ``years``, rebuilt only when the calendar directory changes."""
+    return _calendar(years, str(calendar_dir), _dir_stamp(calendar_dir))
+
+
+@lru_cache(maxsize=16)
+def _calendar(years: tuple[int, ...], calendar_dir: str, _stamp: float) -> WorkingDayCalendar:
+    return build_calendar(years, Path(calendar_dir))
+
+
 def _dir_stamp(path: Path) -> float:
     if not path.exists():
         return 0.0
@@ -245,4 +261,4 @@ def _dir_stamp(path: Path) -> float:
 @lru_cache(maxsize=16)
 def _calendar_json(year: int, calendar_dir: str, _stamp: float) -> dict:
     # Two years cover every limit that starts this year (at most 15 working days).
-    return build_calendar([year, year + 1], Path(calendar_dir)).to_json()
+    return _calendar((year, year + 1), calendar_dir, _stamp).to_json()
