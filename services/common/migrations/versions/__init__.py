@@ -1,0 +1,1 @@
+"""Migration histories, one folder per database."""

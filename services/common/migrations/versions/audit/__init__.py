@@ -1,0 +1,1 @@
+"""The audit database's migration history (see services/common/migrate.py)."""

@@ -1,0 +1,1 @@
+"""The incoming database's migration history (see services/common/migrate.py)."""

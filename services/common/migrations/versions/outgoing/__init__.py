@@ -1,0 +1,1 @@
+"""The outgoing database's migration history (see services/common/migrate.py)."""

@@ -1,0 +1,404 @@
+"""PostgreSQL as the services' database, and the migrations that SQLite shares with it.
+
+A throwaway cluster is started once per session through deploy/local/postgres.sh (which
+installs Debian's postgresql package when missing) on POSTGRES_PORT, and stopped at the
+end when this session started it. Every test uses fresh databases.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+
+from contracts.documents import AuditRecord
+from services.audit.store import AuditStore
+from services.common import migrate
+from services.common.db import create_tables, make_engine
+from services.common.migrate import DATABASES, Database, MigrationError
+from services.common.tables import LedgerEntry
+from services.ops.reconciliation import reconcile
+from tests.support.agencies import AgencyStack, free_port, stack_env
+from tests.support.stack import DEPLOY, REPO_DIR, ScriptServer
+
+pytestmark = pytest.mark.integration
+
+TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
+POSTGRES_PORT = int(os.environ.get("POSTGRES_PORT", "5433"))
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@dataclass
+class Postgres:
+    """The session's cluster; databases made through it are dropped at the end."""
+
+    env: dict[str, str]
+    started_here: bool = False
+    created: list[str] = field(default_factory=list)
+
+    def script(self, *args: str) -> str:
+        result = subprocess.run(
+            [str(DEPLOY / "postgres.sh"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"postgres.sh {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result.stdout.strip()
+
+    def new_database(self, label: str) -> str:
+        name = f"t_{label}_{uuid.uuid4().hex[:10]}"
+        self.script("createdb", name)
+        self.created.append(name)
+        return self.script("url", name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """PostgreSQL on POSTGRES_PORT; fails (never skips) when it cannot be had."""
+    pg = Postgres(
+        env={
+            **os.environ,
+            "MEDTRANSFER_STATE": str(TEST_STATE_DIR),
+            "POSTGRES_PORT": str(POSTGRES_PORT),
+        }
+    )
+    try:
+        pg.script("status")
+    except RuntimeError:
+        pg.script("start")
+        pg.started_here = True
+    yield pg
+    if pg.created:
+        pg.script("dropdb", *pg.created)
+    if pg.started_here:
+        pg.script("stop")
+
+
+@pytest.fixture(params=BACKENDS)
+def new_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """Makes fresh, empty databases of one backend: ``new_url(label) -> URL``."""
+    if request.param == "sqlite":
+        yield lambda label: f"sqlite:///{tmp_path / uuid.uuid4().hex[:8]}-{label}.db"
+    else:
+        pg: Postgres = request.getfixturevalue("postgres")
+        yield pg.new_database
+
+
+@pytest.fixture
+def engines() -> Iterator[Callable[[str], Engine]]:
+    made: list[Engine] = []
+
+    def make(url: str) -> Engine:
+        made.append(make_engine(url))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+def table_names(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names())
+
+
+# --- (a) an empty database upgraded to head is the models ------------------------------------
+@pytest.mark.parametrize("database", DATABASES)
+def test_empty_database_upgraded_to_head_matches_the_models(
+    database: Database, new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    engine = engines(new_url(database))
+    assert migrate.upgrade(engine, database) == "created"
+    # compare_metadata (Alembic's autogenerate comparison, types included): no difference.
+    assert migrate.check(engine, database) == []
+    assert migrate.upgrade(engine, database) == "current"
+
+
+@pytest.mark.parametrize("database", DATABASES)
+def test_head_creates_exactly_what_create_all_of_the_models_makes(
+    database: Database, new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    """Same columns, type families, nullability, keys, unique constraints and indexes as
+    the services' create_all (the first revision was made from it, and was this test's
+    subject until a second revision came)."""
+    legacy = engines(new_url(f"{database}_create_all"))
+    create_tables(legacy, migrate.database_models(database))
+    migrated = engines(new_url(f"{database}_migrated"))
+    migrate.upgrade(migrated, database)
+    names = sorted(table_names(legacy))
+    with legacy.connect() as a, migrated.connect() as b:
+        assert migrate._shape(a, names) == migrate._shape(b, names)
+    assert table_names(migrated) - table_names(legacy) == {"alembic_version"}
+
+
+# --- (b) a database made before migrations is adopted ---------------------------------------
+def test_database_made_by_create_tables_is_stamped_and_upgraded(
+    new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    engine = engines(new_url("outgoing_old"))
+    create_tables(engine, migrate.database_models("outgoing"))
+    with Session(engine) as session:
+        session.add(
+            LedgerEntry(
+                case_id="c-1",
+                remittance_id="r-1",
+                leg="debit_outgoing",
+                amount_fen=523_400,
+                created_at=datetime.now(UTC),
+            )
+        )
+        session.commit()
+
+    assert migrate.upgrade(engine, "outgoing") == "adopted"
+    with engine.connect() as connection:
+        assert migrate.current_revision(connection) == migrate.head_revision("outgoing")
+    assert migrate.check(engine, "outgoing") == []
+    with Session(engine) as session:
+        kept = session.exec(select(LedgerEntry.amount_fen)).all()
+    assert kept == [523_400]
+    assert migrate.upgrade(engine, "outgoing") == "current"
+
+
+def test_database_at_the_baseline_without_history_is_stamped_there_and_upgraded(
+    new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    """A database made by the services' create_all when the first revision was written
+    (that revision's exact tables, no history) gets every later migration."""
+    engine = engines(new_url("incoming_baseline"))
+    migrate.upgrade(engine, "incoming", migrate.BASELINE["incoming"])
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
+
+    assert migrate.upgrade(engine, "incoming") == "adopted"
+    with engine.connect() as connection:
+        assert migrate.current_revision(connection) == migrate.head_revision("incoming")
+    assert migrate.check(engine, "incoming") == []
+
+
+def test_old_database_that_differs_from_the_baseline_is_not_stamped(
+    new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    engine = engines(new_url("outgoing_odd"))
+    create_tables(engine, migrate.database_models("outgoing"))
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE ledger DROP COLUMN created_at"))
+
+    with pytest.raises(MigrationError, match=r"ledger\.created_at is missing"):
+        migrate.upgrade(engine, "outgoing")
+    assert "alembic_version" not in table_names(engine)
+
+
+def test_replica_of_an_older_release_starts_on_a_newer_schema(
+    new_url: Callable[[str], str], engines: Callable[[str], Engine]
+) -> None:
+    """Rolling upgrade: a revision this code does not know is left alone, not an error."""
+    engine = engines(new_url("incoming_newer"))
+    migrate.upgrade(engine, "incoming")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'incoming_9999'"))
+
+    assert migrate.upgrade(engine, "incoming") == "newer"
+    with engine.connect() as connection:
+        assert migrate.current_revision(connection) == "incoming_9999"
+
+
+# --- (c) replicas starting at once ----------------------------------------------------------
+CHILD = """
+import sys, time
+from pathlib import Path
+from services.common.db import make_engine
+from services.common.migrate import upgrade
+engine = make_engine(sys.argv[1])
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.01)
+print(upgrade(engine, "outgoing"), flush=True)
+"""
+
+
+def test_concurrent_upgrade_from_several_processes_is_safe(
+    new_url: Callable[[str], str], engines: Callable[[str], Engine], tmp_path: Path
+) -> None:
+    url = new_url("outgoing_race")
+    engine = engines(url)
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, url, str(go)],
+            cwd=REPO_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready", child.stderr
+        if engine.dialect.name == "postgresql":
+            # Hold the migration lock until every child is inside upgrade() waiting for
+            # it, so all of them contend the moment it is released.
+            with engine.connect() as holder:
+                key = migrate._lock_key("outgoing")
+                holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+                go.touch()
+                wait_for_connections(engine, len(children) + 1)
+                holder.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                holder.commit()
+        else:
+            go.touch()
+        outcomes = []
+        for child in children:
+            out, err = child.communicate(timeout=180)
+            assert child.returncode == 0, err
+            outcomes.append(out.strip())
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    assert sorted(outcomes) == ["created", "current", "current"]
+    assert migrate.check(engine, "outgoing") == []
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def wait_for_connections(engine: Engine, count: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    query = text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if (connection.execute(query).scalar() or 0) >= count:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {count} connections to the database")
+
+
+# --- the audit store's SQL on PostgreSQL ----------------------------------------------------
+def test_audit_store_on_postgres_links_records_that_arrive_out_of_order(
+    postgres: Postgres,
+) -> None:
+    store = AuditStore.open(postgres.new_database("audit"))
+    try:
+        case_id = f"case-{uuid.uuid4().hex[:8]}"
+        t0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+        def record(sequence: int, note: str = "转入") -> AuditRecord:
+            return AuditRecord.model_validate(
+                {
+                    "case_id": case_id,
+                    "side": "incoming",
+                    "sequence": sequence,
+                    "event": f"event_{sequence}",
+                    "status": "submitted",
+                    "occurred_at": t0 + timedelta(minutes=sequence),
+                    "detail": {"note": note},
+                    "rule": "R12",
+                }
+            )
+
+        assert [store.append(record(n)) for n in (2, 3, 1)] == ["appended"] * 3
+        assert store.append(record(2)) == "duplicate"
+        assert store.append(record(2, note="altered")) == "conflict"
+        entries = store.entries(case_id)
+        assert [e.sequence for e in entries] == [1, 2, 3]
+        assert all(e.hash for e in entries)
+        assert all(e.received_at is not None and e.received_at.tzinfo for e in entries)
+        assert [p.kind for p in store.verify(case_id)] == ["duplicate_conflict"]
+    finally:
+        store.engine.dispose()
+
+
+# --- (d) the handshake with both services on PostgreSQL --------------------------------------
+@pytest.fixture
+async def pg_agencies(
+    tmp_path: Path,
+    postgres: Postgres,
+    kafka: ScriptServer,
+    temporal: ScriptServer,
+    temporal_client: Client,
+) -> AsyncIterator[AgencyStack]:
+    root = tmp_path / "agencies"
+    prefix = f"pg{uuid.uuid4().hex[:10]}"
+    urls = {side: postgres.new_database(side) for side in ("incoming", "outgoing")}
+    stack = AgencyStack(
+        root=root,
+        prefix=prefix,
+        kafka_bootstrap=kafka.target,
+        temporal=temporal_client,
+        incoming_url=f"http://127.0.0.1:{free_port()}",
+        outgoing_url=f"http://127.0.0.1:{free_port()}",
+        env=stack_env(root, prefix, kafka.target, temporal.target, database_urls=urls),
+    )
+    stack.start()  # API and worker of a side migrate the same database at once
+    try:
+        await stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def test_r16_r18_handshake_on_postgres_completes_with_money_conserved(
+    pg_agencies: AgencyStack,
+) -> None:
+    stack = pg_agencies
+    person = stack.person("620800")
+    await stack.enrol(person, balance_fen=523_400)
+    case_id = await stack.submit_ok(stack.application(person, "610100"))
+
+    await stack.wait_status("incoming", case_id, "completed", timeout=120)
+    await stack.wait_status("outgoing", case_id, "completed", timeout=120)
+
+    # R16: the debit at the outgoing account has exactly one matching credit.
+    debit = stack.query(
+        "outgoing",
+        "select amount_fen from ledger where case_id=? and leg='debit_outgoing'",
+        case_id,
+    )
+    credit = stack.query(
+        "incoming",
+        "select amount_fen from ledger where case_id=? and leg='credit_incoming'",
+        case_id,
+    )
+    assert debit == credit == [(523_400,)]
+    assert stack.query(
+        "outgoing", "select balance_fen, status from enrolment where id_number=?", person.id_number
+    ) == [(0, "transferred_out")]
+    # Reconciliation reads both PostgreSQL databases and finds nothing unmatched.
+    outgoing = make_engine(stack.env["MEDTRANSFER_OUTGOING_DATABASE_URL"])
+    incoming = make_engine(stack.env["MEDTRANSFER_INCOMING_DATABASE_URL"])
+    try:
+        report = reconcile(outgoing, incoming, datetime.now(UTC), case_ids=[case_id])
+    finally:
+        outgoing.dispose()
+        incoming.dispose()
+    assert report.unmatched == []
+    assert report.totals["outstanding_fen"] == 0
+    # The metrics queries (JSON field access, counts) and case listings work there too.
+    for url, side in ((stack.incoming_url, "incoming"), (stack.outgoing_url, "outgoing")):
+        async with httpx.AsyncClient(base_url=url, timeout=30, headers=stack.auth) as http:
+            metrics = (await http.get("/metrics")).text
+            listed = await http.get(
+                "/v1/cases", params={"status": "completed", "warning": "calendar-fallback-2099"}
+            )
+        assert f'medtransfer_db_up{{side="{side}"}} 1.0' in metrics
+        assert listed.status_code == 200, listed.text
