@@ -1,0 +1,84 @@
+"""The case timeline written by the record_case_event activity: idempotent per event key
+(Temporal runs an activity at least once), sequential per case, projected onto the case."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlmodel import SQLModel, select
+
+from services.common.db import create_tables, make_engine, session_scope
+from services.common.repository import CaseRepository
+from services.common.tables import COMMON_TABLES, CaseEventRow, CaseRow
+from workflows.types import CaseEvent
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)
+
+
+def event(step: int, status: str = "submitted", *, terminal: bool = False) -> CaseEvent:
+    return CaseEvent(
+        case_id="TR1",
+        side="incoming",
+        event_key=f"incoming-TR1:{step}",
+        event=f"step_{step}",
+        status=status,
+        occurred_at=T0 + timedelta(seconds=step),
+        terminal=terminal,
+    )
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> CaseRepository:
+    engine = make_engine(f"sqlite:///{tmp_path / 'incoming.db'}")
+    create_tables(engine, cast(list[type[SQLModel]], COMMON_TABLES))
+    repo = CaseRepository(engine, "incoming")
+    repo.insert_case(
+        CaseRow(
+            case_id="TR1",
+            status="submitted",
+            status_since=T0,
+            from_region="620800",
+            to_region="610100",
+            from_scheme="employee",
+            to_scheme="employee",
+            person_key="k",
+            id_masked="6208************39",
+            open_key="k:620800:610100",
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+    return repo
+
+
+def test_a_retried_record_writes_the_event_once_with_its_first_sequence(
+    repository: CaseRepository,
+) -> None:
+    first = repository.append_event(event(1))
+    again = repository.append_event(event(1))
+    assert first is not None
+    assert again is not None
+    assert again.sequence == first.sequence == 1
+    with session_scope(repository.engine) as session:
+        rows = session.exec(select(CaseEventRow)).all()
+    assert [(r.event_key, r.sequence) for r in rows] == [("incoming-TR1:1", 1)]
+
+
+def test_events_are_numbered_in_order_and_projected_onto_the_case(
+    repository: CaseRepository,
+) -> None:
+    repository.append_event(event(1))
+    repository.append_event(event(2, "awaiting_transfer_out"))
+    second = repository.append_event(event(3, "completed", terminal=True))
+    repository.append_event(event(2, "awaiting_transfer_out"))  # a late retry changes nothing
+    assert second is not None
+    assert second.sequence == 3
+    case = repository.get_case("TR1")
+    assert case is not None
+    assert (case.status, case.terminal, case.open_key) == ("completed", True, None)
+    assert [e.sequence for e in repository.events("TR1")] == [1, 2, 3]
