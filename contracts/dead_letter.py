@@ -20,3 +20,8 @@ class DeadLetter(BaseModel):
     partition: int | None = None
     offset: int | None = None
     raw_base64: str = Field(repr=False, description="The message bytes as received.")
+    raw_truncated: bool = Field(
+        default=False,
+        description="True when the message was over the size limit and raw_base64 holds "
+        "only its first bytes.",
+    )

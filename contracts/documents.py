@@ -30,8 +30,11 @@ RuleId = Annotated[str, StringConstraints(pattern=r"^R\d{1,3}$")]
 """A rule id of the domain document, e.g. ``R18``."""
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Fen = Annotated[int, Field(ge=0)]
-PositiveFen = Annotated[int, Field(gt=0)]
+# Money is whole fen: strict, so 12.5, 12.0 or "12" is refused rather than coerced, and
+# at most the largest whole number every JSON reader (and a BIGINT column) keeps exact.
+MAX_FEN = 2**53 - 1
+Fen = Annotated[int, Field(ge=0, le=MAX_FEN, strict=True)]
+PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
 
 
 class _Contract(BaseModel):
@@ -51,6 +54,15 @@ class PersonIdentity(_Contract):
     @classmethod
     def _upper_check_character(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("id_number")
+    @classmethod
+    def _check_character_fits(cls, value: str) -> str:
+        # GB 11643: the 18th character is the ISO 7064 MOD 11-2 check of the first 17.
+        total = sum(int(d) * w for d, w in zip(value[:17], _ID_WEIGHTS, strict=True))
+        if _ID_CHECK[total % 11] != value[17]:
+            raise ValueError("the check character does not fit the ID number")
+        return value
 
 
 class BankAccount(_Contract):
@@ -290,6 +302,7 @@ _PERSONAL_KEYS = frozenset(
 )
 _ID_TOKEN = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
 
 
 def looks_like_id_number(text: str) -> bool:
@@ -301,7 +314,7 @@ def looks_like_id_number(text: str) -> bool:
     for match in _ID_TOKEN.finditer(text):
         token = match.group().upper()
         total = sum(int(d) * w for d, w in zip(token[:17], _ID_WEIGHTS, strict=True))
-        if "10X98765432"[total % 11] != token[17]:
+        if _ID_CHECK[total % 11] != token[17]:
             continue
         try:
             born = date(int(token[6:10]), int(token[10:12]), int(token[12:14]))

@@ -86,7 +86,13 @@ class CaseActivities:
                 f"region {envelope.to_region} is not connected to the platform",
                 type=REGION_NOT_CONNECTED,
             )
-        await self._publisher.publish_document(self._signer.sign(envelope))
+        # Signed with the time it is sent, not the time the workflow wrote it: a document
+        # may wait for its region for weeks (R23), and receivers refuse one signed outside
+        # their replay window. The time comes from Temporal, so it is workflow time in tests.
+        sent = envelope.model_copy(
+            update={"sent_at": activity.info().current_attempt_scheduled_time}
+        )
+        await self._publisher.publish_document(self._signer.sign(sent))
         return envelope.message_id
 
     @activity.defn(name="load_case_context")

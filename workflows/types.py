@@ -155,6 +155,15 @@ class ClerkAction(_Payload):
     reason: str = ""
 
 
+class CorrectionSignal(_Payload):
+    """A corrected application after a soft refusal, with who submitted it (the API
+    caller: an integrator's system or a clerk on the operations page) and why."""
+
+    request: TransferRequested
+    submitted_by: str
+    reason: str = ""
+
+
 class MismatchResolution(_Payload):
     """A clerk's decision on an amount mismatch (R15): credit what arrived, or return it."""
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the local engines into the cache, reusing what is already there.
-#   install.sh kafka | temporal | test-server | all
+#   install.sh kafka | temporal | test-server | browser | postgres | kustomize | all
 # A component is complete only when its stamp file exists; a partial install (no stamp)
 # is removed and done again, so an interrupted download never leaves a corrupt cache.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -71,11 +71,46 @@ install_browser() {
   log "chromium: $(chromium --version 2>/dev/null | head -n 1)"
 }
 
+install_kustomize() {
+  if [ -f "$KUSTOMIZE_HOME/.complete" ] && [ -x "$KUSTOMIZE_BIN" ]; then
+    log "kustomize $KUSTOMIZE_VERSION: cached in $KUSTOMIZE_HOME"; return
+  fi
+  need go "install Go 1.24+ (kustomize is built from its Go module)"
+  rm -rf "$KUSTOMIZE_HOME"; mkdir -p "$KUSTOMIZE_HOME"
+  log "kustomize $KUSTOMIZE_VERSION: building with 'go install' (first run only, 1-3 minutes)..."
+  GOBIN="$KUSTOMIZE_HOME" GOFLAGS="-trimpath" \
+    go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" 2>&1 \
+    | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done
+  [ -x "$KUSTOMIZE_BIN" ] || die "go install finished but $KUSTOMIZE_BIN is missing"
+  "$KUSTOMIZE_BIN" version >/dev/null || die "$KUSTOMIZE_BIN does not run"
+  touch "$KUSTOMIZE_HOME/.complete"
+  log "kustomize: $("$KUSTOMIZE_BIN" version)"
+}
+
+install_postgres() {
+  # Debian's PostgreSQL server, for the tests on PostgreSQL and deploy/local/postgres.sh.
+  local bin; bin="$(postgres_bin_dir)"
+  if [ -n "$bin" ]; then log "postgres: $("$bin/postgres" --version) in $bin"; return; fi
+  need apt-get "the PostgreSQL tests need Debian's postgresql package"
+  log "postgres: installing Debian's postgresql package (first run only)..."
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q 2>&1 | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done \
+    || log "postgres: apt-get update failed; trying the package lists already here"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q postgresql 2>&1 \
+    | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done \
+    || die "apt-get could not install postgresql (see the lines above)"
+  bin="$(postgres_bin_dir)"
+  [ -n "$bin" ] || die "postgresql installed but no pg_ctl/initdb under /usr/lib/postgresql/*/bin"
+  log "postgres: $("$bin/postgres" --version) in $bin"
+}
+
 case "${1:-all}" in
   kafka) install_kafka ;;
   temporal) install_temporal ;;
   test-server) install_test_server ;;
   browser) install_browser ;;
-  all) install_kafka; install_test_server; install_temporal; install_browser ;;
-  *) die "usage: install.sh kafka|temporal|test-server|browser|all" ;;
+  postgres) install_postgres ;;
+  kustomize) install_kustomize ;;
+  all) install_kafka; install_test_server; install_temporal; install_browser; install_postgres; install_kustomize ;;
+  *) die "usage: install.sh kafka|temporal|test-server|browser|postgres|kustomize|all" ;;
 esac

@@ -8,9 +8,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APP_STATE="$STATE_DIR/apps"
-DEMO_API_KEYS='{"demo-integrator": {"agency": "demo-portal", "regions": ["*"], "roles": ["integrator"]},
- "demo-clerk": {"agency": "demo-clerk", "regions": ["*"], "roles": ["integrator", "clerk"]},
- "demo-operator": {"agency": "demo-operator", "regions": ["*"], "roles": ["integrator", "clerk", "operator"]}}'
 INCOMING_PORT="${INCOMING_PORT:-8001}"
 OUTGOING_PORT="${OUTGOING_PORT:-8002}"
 
@@ -33,60 +30,33 @@ app_env() {
   export MEDTRANSFER_LOG_DIR="$APP_STATE"
   export MEDTRANSFER_INCOMING_WORKER_METRICS_PORT="${MEDTRANSFER_INCOMING_WORKER_METRICS_PORT:-9101}"
   export MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT="${MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT:-9102}"
+  # Traces of every process as JSON lines, one file per process (README: Traces).
+  export MEDTRANSFER_TRACING_EXPORTER="${MEDTRANSFER_TRACING_EXPORTER:-file}"
+  export MEDTRANSFER_TRACING_DIR="${MEDTRANSFER_TRACING_DIR:-$STATE_DIR/traces}"
   # Local demo credentials (README); a real deployment sets its own keys.
   export MEDTRANSFER_API_KEYS="${MEDTRANSFER_API_KEYS:-$DEMO_API_KEYS}"
 }
 
-app_healthy() {
-  local name="$1" url="$2"
-  pid_alive "$APP_STATE/$name.pid" || return 1
-  [ "$url" = "-" ] || "$VENV_PY" "$REPO_DIR/deploy/local/probe.py" http "$url" 2>/dev/null
-}
-
-start_apps() {
-  mkdir -p "$APP_STATE"
-  app_env
-  mkdir -p "$MEDTRANSFER_DATA_DIR" "$MEDTRANSFER_KEYS_DIR"
-  local name cmd url
-  while IFS='|' read -r name cmd url; do
-    if app_healthy "$name" "$url"; then log "$name already running"; continue; fi
-    log "$name: starting"
-    (cd "$REPO_DIR" && exec setsid $cmd >>"$APP_STATE/$name.log" 2>&1 </dev/null) &
-    echo $! >"$APP_STATE/$name.pid"
-  done < <(apps)
-  while IFS='|' read -r name cmd url; do
-    wait_ready 60 "$name" "$APP_STATE/$name.log" "$APP_STATE/$name.pid" app_healthy "$name" "$url"
-  done < <(apps)
-  log "services: ready (logs in $APP_STATE)"
-}
-
-stop_apps() {
-  local name cmd url
-  while IFS='|' read -r name cmd url; do
-    stop_pidfile "$APP_STATE/$name.pid" "$name"
-  done < <(apps | tac)
-}
-
 status() {
-  local rc=0 name cmd url
+  local rc=0
   "$REPO_DIR/deploy/local/kafka.sh" status || rc=1
   "$REPO_DIR/deploy/local/temporal.sh" status || rc=1
-  while IFS='|' read -r name cmd url; do
-    if app_healthy "$name" "$url"; then
-      printf '%-16s ok    pid %s %s\n' "$name" "$(cat "$APP_STATE/$name.pid")" "${url/#-/}"
-    else printf '%-16s DOWN\n' "$name"; rc=1; fi
-  done < <(apps)
+  app_env
+  apps_status apps || rc=1
   return $rc
 }
 
 up() {
   "$REPO_DIR/deploy/local/kafka.sh" start
   "$REPO_DIR/deploy/local/temporal.sh" start
-  start_apps
+  app_env
+  mkdir -p "$MEDTRANSFER_DATA_DIR" "$MEDTRANSFER_KEYS_DIR"
+  start_apps apps
+  log "services: ready (logs in $APP_STATE)"
 }
 
 down() {
-  stop_apps
+  stop_apps apps
   "$REPO_DIR/deploy/local/temporal.sh" stop
   "$REPO_DIR/deploy/local/kafka.sh" stop
 }

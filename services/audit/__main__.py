@@ -44,10 +44,12 @@ def run() -> None:
     """Consume the audit topic into the audit store (foreground, until SIGTERM/SIGINT)."""
     from services.audit.consumer import create_app
     from services.common.logging import configure_logging
+    from services.common.tracing import configure_tracing
 
     settings = AuditSettings()
     configure_logging("audit", json_output=settings.log_json)
-    asyncio.run(create_app(settings).run())
+    tracer_provider = configure_tracing(settings, "audit-consumer")
+    asyncio.run(create_app(settings, tracer_provider=tracer_provider).run())
 
 
 @cli.command()

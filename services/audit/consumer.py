@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from contracts.documents import AuditRecord
 from services.audit.config import AuditSettings
 from services.audit.store import AuditStore
 from services.common.inbound import raw_body
+from services.common.kafka_topics import ensure_topics
 from services.common.platform import make_broker
 
 log = logging.getLogger("medtransfer.audit")
@@ -72,12 +75,14 @@ async def receive(
 
 
 def create_app(
-    settings: AuditSettings | None = None, store: AuditStore | None = None
+    settings: AuditSettings | None = None,
+    store: AuditStore | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastStream:
     """The FastStream application of the audit process (``python -m services.audit run``)."""
     settings = settings or AuditSettings()
     store = store or AuditStore.open(settings.audit_url)
-    broker = make_broker(settings, "audit")
+    broker = make_broker(settings, "audit", tracer_provider)
     topic = settings.topics.audit
 
     @broker.subscriber(
@@ -100,4 +105,4 @@ def create_app(
             key=getattr(record, "key", None),
         )
 
-    return FastStream(broker, logger=log)
+    return FastStream(broker, logger=log, on_startup=[partial(ensure_topics, settings)])

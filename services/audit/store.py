@@ -38,8 +38,9 @@ from services.audit.chain import (
     link_hash,
     verify_chain,
 )
-from services.common.db import create_tables, make_engine, session_scope
+from services.common.db import make_engine, session_scope
 from services.common.logging import scrub
+from services.common.migrate import upgrade as migrate_database
 
 AppendOutcome = Literal["appended", "duplicate", "conflict"]
 
@@ -109,7 +110,7 @@ class AuditStore:
     @classmethod
     def open(cls, url: str) -> AuditStore:
         engine = make_engine(url)
-        create_tables(engine, AUDIT_TABLES)
+        migrate_database(engine, "audit")  # its own history: services/common/migrate.py
         return cls(engine)
 
     # --- writing --------------------------------------------------------------------------

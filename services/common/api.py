@@ -10,6 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain.calendar import WorkingDayCalendar
 from services.common.auth import AuthError, Principal, check_regions
@@ -48,17 +50,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
-        detail: dict[str, object] = exc.detail if isinstance(exc.detail, dict) else {}
+        return auth_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's own errors (an unknown path, a body that is not UTF-8 JSON) get the
+        # same body as ours instead of {"detail": ...}.
+        code = HTTP_ERROR_CODES.get(exc.status_code, "HTTP_ERROR")
         body = ErrorBody(
-            error=str(detail.get("message_en", "not allowed")),
-            reasons=[
-                ErrorReason(
-                    code=str(detail.get("code", "FORBIDDEN")),
-                    message_en=str(detail.get("message_en", "")),
-                )
-            ],
+            error=code.lower().replace("_", " "),
+            reasons=[ErrorReason(code=code, message_en=str(exc.detail))],
         )
-        return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True))
+        return JSONResponse(
+            status_code=exc.status_code,
+            content=body.model_dump(exclude_none=True),
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(RPCError)
+    async def _workflow_unreachable(_: Request, exc: RPCError) -> JSONResponse:
+        # A signal or start the workflow service refused: nothing was applied.
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return problem(409, "CASE_CLOSED", "the case's workflow has ended; nothing was applied")
+        return problem(
+            503,
+            "WORKFLOW_UNAVAILABLE",
+            "the workflow service did not answer; nothing was applied, try again",
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -72,6 +90,82 @@ def install_error_handlers(app: FastAPI) -> None:
             ],
         )
         return JSONResponse(status_code=500, content=body.model_dump(exclude_none=True))
+
+    declare_error_responses(app)
+
+
+HTTP_ERROR_CODES = {
+    400: "MALFORMED_BODY",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+
+
+def auth_error_response(exc: AuthError) -> JSONResponse:
+    detail: dict[str, object] = exc.detail if isinstance(exc.detail, dict) else {}
+    body = ErrorBody(
+        error=str(detail.get("message_en", "not allowed")),
+        reasons=[
+            ErrorReason(
+                code=str(detail.get("code", "FORBIDDEN")),
+                message_en=str(detail.get("message_en", "")),
+            )
+        ],
+    )
+    return JSONResponse(status_code=exc.status_code, content=body.model_dump(exclude_none=True))
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_ERROR_DESCRIPTIONS = {
+    "400": "The body is not UTF-8 JSON (MALFORMED_BODY)",
+    "401": "No API key, or an unknown one (CREDENTIALS_REQUIRED, CREDENTIALS_INVALID)",
+    "403": "The key lacks the role, or the case is another agency's (ROLE_REQUIRED, NOT_YOUR_REGION)",
+    "404": "No such case or region",
+    "409": "Not possible in the case's current state (or its workflow has ended)",
+    "413": "The body is over 256 KiB (TOO_LARGE)",
+    "422": "Invalid request: the fields and problems, never the submitted values",
+    "503": "The workflow service did not answer; nothing was applied, try again",
+}
+
+
+def declare_error_responses(app: FastAPI) -> None:
+    """Make the OpenAPI document say what every ``/v1`` operation answers when it fails,
+    all in the one ErrorBody shape the handlers above render (FastAPI would otherwise
+    document its own 422 body, which this API never sends)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        for path, item in document.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for method, operation in item.items():
+                statuses = ["401", "403", "422"]
+                if "{" in path:
+                    statuses.append("404")
+                if "requestBody" in operation:
+                    statuses += ["400", "413"]
+                if method == "post":
+                    statuses += ["409", "503"] if "{case_id}" in path else ["503"]
+                responses = operation.setdefault("responses", {})
+                for status in statuses:
+                    declared = responses.get(status)
+                    if declared is None or "HTTPValidationError" in str(declared):
+                        responses[status] = {
+                            "description": _ERROR_DESCRIPTIONS[status],
+                            "content": {"application/json": {"schema": _ERROR_REF}},
+                        }
+        schemas = document.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in str(document.get("paths")):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class ApiProblem(AuthError):

@@ -5,12 +5,13 @@ Each side adds its own routes and its routing of documents to workflows."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
@@ -20,21 +21,30 @@ from services.common.api import (
     CaseOut,
     ConnectivityIn,
     ErrorBody,
+    auth_error_response,
     case_out,
     install_error_handlers,
     owned_case,
     problem,
 )
-from services.common.auth import ANY_ROLE, CLERK_ROLES, Principal
+from services.common.auth import ANY_ROLE, CLERK_ROLES, AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.inbound import InboundHandler, Route, raw_body
-from services.common.metrics import install_metrics
+from services.common.kafka_topics import ensure_topics
+from services.common.metrics import InboundCounters, install_metrics
 from services.common.platform import (
+    MAX_DOCUMENT_BYTES,
     KafkaDocumentPublisher,
     RegionSigner,
     connect_temporal,
     make_broker,
 )
+from services.common.tracing import configure_tracing, instrument_app
+
+# Consumers of the platform inbox per API process, each owning some of the topic's
+# partitions: one case's documents stay in order (key = case_id), different cases are
+# handled concurrently, and each offset is still committed only after its processing.
+INBOX_SUBSCRIBER_WORKERS = 3
 
 
 @dataclass
@@ -58,7 +68,8 @@ def build_agency_app(
     settings = service.settings
     side = service.side
     log = logging.getLogger(f"medtransfer.{side}")
-    broker = make_broker(settings, f"{side}-api")
+    tracer_provider = configure_tracing(settings, f"{side}-agency-api")
+    broker = make_broker(settings, f"{side}-api", tracer_provider)
     publisher = KafkaDocumentPublisher(broker, settings.topics, side)
     clients: dict[str, Client] = {}
 
@@ -66,6 +77,7 @@ def build_agency_app(
         return clients["temporal"]
 
     inbox_topic = settings.topics.to_outgoing if side == "outgoing" else settings.topics.to_incoming
+    inbound_counters = InboundCounters()
     handler = InboundHandler(
         repository=service.repository,
         registry=service.registry,
@@ -75,6 +87,8 @@ def build_agency_app(
         signer=RegionSigner(settings.keys_dir),
         route=route,
         publisher=publisher,
+        replay_window=timedelta(hours=settings.replay_window_hours),
+        counters=inbound_counters,
     )
 
     @broker.subscriber(
@@ -83,6 +97,7 @@ def build_agency_app(
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
+        max_workers=INBOX_SUBSCRIBER_WORKERS,
         title=f"{side}-agency platform inbox",
         description=f"Platform documents addressed to the {side} agency.",
     )
@@ -97,16 +112,38 @@ def build_agency_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        clients["temporal"] = await connect_temporal(settings)
+        clients["temporal"] = await connect_temporal(settings, tracer_provider)
+        await ensure_topics(settings)
         await broker.start()
         log.info("%s agency API up; serving regions %s", side, ",".join(sorted(service.served)))
         yield
         await broker.stop()
 
     app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
+    instrument_app(app, tracer_provider)
     app.state.broker = broker
     install_error_handlers(app)
-    install_metrics(app, service)
+
+    @app.middleware("http")
+    async def credentials_first(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # A caller without a valid key learns nothing about its request, not even that
+        # the body is malformed: the key is checked before the body is read.
+        if request.url.path.startswith("/v1/"):
+            try:
+                service.auth.principal(request.headers.get("x-api-key"))
+            except AuthError as exc:
+                return auth_error_response(exc)
+            length = request.headers.get("content-length", "0")
+            if not length.isdigit() or int(length) > MAX_DOCUMENT_BYTES:
+                return problem(
+                    413, "TOO_LARGE", f"a request body is at most {MAX_DOCUMENT_BYTES} bytes"
+                )
+        return await call_next(request)
+
+    install_metrics(app, service, inbound_counters)
+    app.state.inbound = handler  # in-process tests feed it records directly
     built = AgencyApp(
         app=app,
         temporal=temporal,
@@ -141,7 +178,7 @@ def build_agency_app(
         escalated: bool | None = None,
         warning: str | None = Query(None, description="e.g. calendar-fallback-2027"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**31 - 1),
         principal: Principal = any_caller,
     ) -> list[CaseOut]:
         today = service.today()

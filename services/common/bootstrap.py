@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+import sys
+import tempfile
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -16,9 +21,11 @@ from domain.calendar import WorkingDayCalendar
 from domain.regions import RegionRegistry
 from services.common.auth import Authenticator, parse_api_keys
 from services.common.config import Settings, Side
-from services.common.db import create_tables, make_engine
+from services.common.db import make_engine
+from services.common.kafka_topics import ensure_topics
 from services.common.logging import configure_logging
 from services.common.metrics import start_worker_metrics
+from services.common.migrate import upgrade as migrate_database
 from services.common.platform import (
     KafkaDocumentPublisher,
     PolicyContext,
@@ -29,6 +36,7 @@ from services.common.platform import (
     working_day_calendar,
 )
 from services.common.repository import CaseRepository, RegionConnectivity
+from services.common.tracing import configure_tracing
 from workflows.activities import CaseActivities
 from workflows.clock import CHINA_TZ
 
@@ -36,7 +44,14 @@ log = logging.getLogger("medtransfer.bootstrap")
 
 # Deterministic modules the workflow sandbox may share with the worker instead of
 # re-importing them for every workflow run (the first activation would be slow).
-PASSTHROUGH_MODULES = ("pydantic", "pydantic_core", "contracts", "domain", "chinese_calendar")
+PASSTHROUGH_MODULES = (
+    "pydantic",
+    "pydantic_core",
+    "contracts",
+    "domain",
+    "chinese_calendar",
+    "opentelemetry",  # the tracing interceptor's workflow side
+)
 
 
 @dataclass
@@ -70,7 +85,7 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     settings = settings or Settings()
     configure_logging(f"{side}-agency", json_output=settings.log_json)
     engine = make_engine(settings.database_url(side))
-    create_tables(engine, tables)
+    migrate_database(engine, side)  # create, adopt or upgrade: services/common/migrate.py
     registry = load_registry(settings)
     served = set(settings.served_regions) or set(registry.codes())
     return Service(
@@ -87,11 +102,46 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     )
 
 
+def keep_bytecode() -> None:
+    """The sandbox imports a workflow's module afresh for every new workflow. Where
+    PYTHONDONTWRITEBYTECODE is set that is a compile of the source each time (13% of the
+    incoming worker's CPU while cases start, make bench --profile); the bytecode goes to
+    a cache outside the source tree instead."""
+    if sys.dont_write_bytecode:
+        sys.pycache_prefix = sys.pycache_prefix or str(
+            Path(tempfile.gettempdir()) / "medtransfer-pycache"
+        )
+        sys.dont_write_bytecode = False
+
+
+def case_worker(
+    client: Client, task_queue: str, workflows: list[type], activities: list[Any]
+) -> Worker:
+    """The worker settings every case worker runs with (the benchmark's same-shape
+    workflow uses them too, so its ceiling is measured on equal terms)."""
+    keep_bytecode()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=workflows,
+        activities=activities,
+        # A stopping worker (SIGTERM) lets running activities finish for this long.
+        graceful_shutdown_timeout=timedelta(seconds=20),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+        ),
+    )
+
+
 async def run_worker(service: Service, workflows: list[type], side_activities: list[Any]) -> None:
     """A Temporal worker for one side: its workflows, the shared and the side's activities."""
     settings = service.settings
-    client: Client = await connect_temporal(settings)
-    broker = make_broker(settings, f"{service.side}-worker")
+    # The client's tracing interceptor also serves the worker built on it: workflow and
+    # activity spans continue the trace of whoever started or signalled the workflow.
+    tracer_provider = configure_tracing(settings, f"{service.side}-agency-worker")
+    client: Client = await connect_temporal(settings, tracer_provider)
+    broker = make_broker(settings, f"{service.side}-worker", tracer_provider)
+    await ensure_topics(settings)
     await broker.connect()
     start_worker_metrics(service)  # only when MEDTRANSFER_WORKER_METRICS_PORT is set
     publisher = KafkaDocumentPublisher(broker, settings.topics, service.side)
@@ -110,17 +160,30 @@ async def run_worker(service: Service, workflows: list[type], side_activities: l
         shared.load_case_context,
         *side_activities,
     ]
-    worker = Worker(
-        client,
-        task_queue=settings.task_queue(service.side),
-        workflows=workflows,
-        activities=activities,
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-        ),
-    )
+    worker = case_worker(client, settings.task_queue(service.side), workflows, activities)
     log.info("worker for %s side on task queue %s", service.side, settings.task_queue(service.side))
     try:
-        await worker.run()
+        await _run_until_stopped(worker)
     finally:
         await broker.stop()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flush the last batch of spans
+
+
+async def _run_until_stopped(worker: Worker) -> None:
+    """Run the worker until SIGTERM/SIGINT, then shut it down gracefully: no new tasks are
+    polled and running activities get the graceful timeout to finish (those cut off are
+    retried by Temporal elsewhere; every activity is idempotent)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(worker.run())
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if stopping in done:
+        log.info("stop signal: finishing running activities, then exiting")
+        await worker.shutdown()
+    else:
+        stopping.cancel()
+    await running  # a fatal worker error propagates

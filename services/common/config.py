@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDTRANSFER_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # The platform topics are created with these when missing (services/common/platform.py
+    # ensure_topics); a cluster sets replication 3 and min.insync.replicas 2.
+    kafka_topic_partitions: int = Field(6, ge=1)
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_min_insync_replicas: int = Field(1, ge=1)
     temporal_target: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
@@ -42,7 +47,21 @@ class Settings(BaseSettings):
     # Retry of a delivery to a region that is not connected (R23): first wait and cap.
     delivery_retry_initial_seconds: float = 5.0
     delivery_retry_max_seconds: float = 600.0
+    # A signed document older than this on arrival is refused as STALE (README "Hostile
+    # input"); documents are signed when sent, so only a backlog this old is refused.
+    replay_window_hours: float = Field(168.0, gt=0)
     log_json: bool = True
+    # OpenTelemetry traces (services/common/tracing.py): off, JSON lines per process in
+    # tracing_dir, or OTLP over HTTP (endpoint unset = the exporter's OTEL_* defaults).
+    tracing_exporter: Literal["off", "file", "otlp"] = "off"
+    tracing_dir: Path = REPO_DIR / "var" / "local" / "traces"
+    tracing_otlp_endpoint: str | None = None
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap servers as a list: FastStream takes a comma-separated string for
+        a single host."""
+        return [server.strip() for server in self.kafka_bootstrap.split(",") if server.strip()]
 
     @property
     def topics(self) -> Topics:

@@ -36,7 +36,9 @@ def make_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, tables: list[type[SQLModel]]) -> None:
-    """Create this side's tables only (both sides' models share one metadata).
+    """Create the given tables only (both sides' models share one metadata): for tests
+    and tools that need a few tables. The services' schema comes from their migrations
+    (services/common/migrate.py), which also adopt databases this function made.
 
     The API and the worker of a side start together on a fresh database; when the other
     process creates a table between our check and our CREATE, check again.
@@ -55,8 +57,7 @@ def create_tables(engine: Engine, tables: list[type[SQLModel]]) -> None:
 
 def _add_missing_nullable_columns(engine: Engine, tables: list[type[SQLModel]]) -> None:
     """Bring a database made by an earlier version up to date with columns added since
-    (all nullable). Until schema migrations arrive this is the only schema change the
-    services make on their own; anything else needs a migration."""
+    (all nullable), as the services did before migrations (kept for create_tables' users)."""
     inspector = inspect(engine)
     for model in tables:
         table = model.__table__  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from faststream.kafka import KafkaBroker
 from temporalio.client import WorkflowHandle
@@ -22,13 +22,22 @@ from contracts.dead_letter import DeadLetter
 from contracts.envelope import Envelope
 from contracts.topics import Topics
 from domain.regions import RegionRegistry
+from services.common.faults import crash_point
+from services.common.metrics import InboundCounters
 from services.common.platform import (
+    DEFAULT_REPLAY_WINDOW,
+    MAX_DOCUMENT_BYTES,
+    SECURITY_REASONS,
     InboundProblem,
     KafkaDocumentPublisher,
     NotAddressedToUs,
     RegionSigner,
+    content_digest,
+    misaddressed_problem,
     parse_and_verify,
+    reason_code,
     receipt_for,
+    stale_problem,
 )
 from services.common.repository import CaseRepository
 
@@ -50,8 +59,12 @@ class InboundHandler:
         signer: RegionSigner,
         route: Route,
         publisher: KafkaDocumentPublisher,
+        replay_window: timedelta = DEFAULT_REPLAY_WINDOW,
+        counters: InboundCounters | None = None,
     ) -> None:
         self._repository = repository
+        self._replay_window = replay_window
+        self._counters = counters or InboundCounters()
         self._registry = registry
         self._served = served
         self._signer = signer
@@ -74,22 +87,56 @@ class InboundHandler:
         except InboundProblem as problem:
             await self._dead_letter(problem, raw, topic, partition, offset)
             return "dead_letter"
-        if self._repository.seen(envelope.message_id):
+        digest = content_digest(envelope)
+        earlier = self._repository.received(envelope.message_id)
+        if earlier is not None and earlier.digest in (None, digest):
+            # Kafka delivers at least once: the same message again is a silent no-op.
+            self._counters.redeliveries.labels(self._repository.side, envelope.type).inc()
             log.info("duplicate %s %s ignored", envelope.type, envelope.message_id)
+            # The first delivery may have died between its inbox commit and its receipt:
+            # send the receipt again (same message id, so the sender records it once).
+            await self._send_receipt(envelope, earlier.outcome)
             return "duplicate"
+        refusal = self._refusal(envelope, replayed=earlier is not None)
+        if refusal is not None:
+            await self._dead_letter(refusal, raw, topic, partition, offset)
+            return "dead_letter"
         try:
             outcome = await self._route(envelope)
         except InboundProblem as problem:
             await self._dead_letter(problem, raw, topic, partition, offset)
             return "dead_letter"
         self._repository.remember(
-            envelope.message_id, envelope.case_id, envelope.type, envelope.from_region, outcome
+            envelope.message_id,
+            envelope.case_id,
+            envelope.type,
+            envelope.from_region,
+            outcome,
+            digest=digest,
         )
+        crash_point("after-inbox-commit", envelope.type)  # test-only hook (faults.py)
         log.info("received %s %s: %s", envelope.type, envelope.message_id, outcome)
+        await self._send_receipt(envelope, outcome)
+        return outcome
+
+    def _refusal(self, envelope: Envelope, *, replayed: bool) -> InboundProblem | None:
+        """Replay safety: a validly signed document that must still not be acted on."""
+        if replayed:
+            return InboundProblem(
+                "REPLAYED: this message_id was received before with other content",
+                message_id=envelope.message_id,
+                case_id=envelope.case_id,
+            )
+        return stale_problem(envelope, datetime.now(UTC), self._replay_window) or (
+            misaddressed_problem(
+                envelope, self._repository.side, self._repository.case_regions(envelope.case_id)
+            )
+        )
+
+    async def _send_receipt(self, envelope: Envelope, outcome: str) -> None:
         if envelope.type != "Receipt" and outcome in ACCEPTED_OUTCOMES:
             receipt = self._signer.sign(receipt_for(envelope, datetime.now(UTC)))
             await self._publisher.publish_document(receipt)
-        return outcome
 
     async def _dead_letter(
         self,
@@ -101,6 +148,13 @@ class InboundHandler:
     ) -> None:
         # The reason names fields and codes only; never the payload's values.
         log.warning("dead letter from %s[%s]@%s: %s", topic, partition, offset, problem.reason)
+        code = reason_code(problem.reason)
+        if code in SECURITY_REASONS:
+            # The alert: a forged, replayed or misaddressed document (counted in
+            # medtransfer_security_refusals_total from the dead_letter table).
+            log.warning(
+                "security refusal %s on %s[%s]@%s: not acted on", code, topic, partition, offset
+            )
         self._repository.dead_letter(
             reason=problem.reason,
             topic=topic,
@@ -116,7 +170,10 @@ class InboundHandler:
             topic=topic,
             partition=partition,
             offset=offset,
-            raw_base64=base64.b64encode(raw).decode("ascii"),
+            # An oversized record keeps only its head, so the dead letter itself always
+            # fits the topic's max.message.bytes.
+            raw_base64=base64.b64encode(raw[:MAX_DOCUMENT_BYTES]).decode("ascii"),
+            raw_truncated=len(raw) > MAX_DOCUMENT_BYTES,
         )
         await self._dead_letters.publish(
             record.model_dump_json().encode("utf-8"),

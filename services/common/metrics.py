@@ -30,6 +30,7 @@ from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     generate_latest,
     start_http_server,
 )
@@ -48,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
+from services.common.platform import SECURITY_REASONS, reason_code
 from services.common.tables import CaseEventRow, CaseRow, DeadLetterRow, InboxRow
 
 if TYPE_CHECKING:
@@ -61,6 +63,20 @@ STAGE_WINDOW = 5000
 # Seconds: from a test run's second-long stages up to the 15 working days of R14 and past.
 STAGE_BUCKETS = (1, 10, 60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 21 * 86400)
 _POSITION_TIMEOUT = 0.5
+
+
+class InboundCounters:
+    """What one API process's Kafka entry point counted since it started (per process:
+    sum them over the replicas of a side)."""
+
+    def __init__(self) -> None:
+        self.redeliveries = Counter(
+            "medtransfer_redeliveries",
+            "Identical redeliveries of a platform message already received (Kafka delivers "
+            "at least once); ignored without effect.",
+            ["side", "type"],
+            registry=None,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +171,9 @@ class CaseMetricsCollector(Collector):
                 .where(CaseEventRow.event == "waiting_for_region_connection")
             ).one()
             dead = session.exec(select(func.count()).select_from(DeadLetterRow)).one()
+            reasons = session.exec(
+                select(DeadLetterRow.reason, func.count()).group_by(col(DeadLetterRow.reason))
+            ).all()
             inbox = session.exec(
                 select(InboxRow.type, func.count()).group_by(col(InboxRow.type))
             ).all()
@@ -199,6 +218,19 @@ class CaseMetricsCollector(Collector):
             labels=["side"],
         )
         dead_letters.add_metric([side], float(dead))
+        refusals = CounterMetricFamily(
+            "medtransfer_security_refusals",
+            "Platform documents refused as forged, replayed, stale or misaddressed "
+            "(dead letters by reason code); alert on any increase.",
+            labels=["side", "reason"],
+        )
+        by_code = dict.fromkeys(sorted(SECURITY_REASONS), 0)
+        for reason, count in reasons:
+            code = reason_code(reason)
+            if code in by_code:
+                by_code[code] += count
+        for code, count in by_code.items():
+            refusals.add_metric([side, code], float(count))
         inbox_total = CounterMetricFamily(
             "medtransfer_inbox_messages",
             "Platform messages received (once per message id), by document type.",
@@ -220,9 +252,22 @@ class CaseMetricsCollector(Collector):
             breach_total,
             region_waits,
             dead_letters,
+            refusals,
             inbox_total,
             durations,
         ]
+
+
+def _assigned_partitions(subscriber: Any) -> Iterator[tuple[Any, Any]]:
+    """Each (consumer, partition) a subscriber holds: a subscriber with several workers
+    (max_workers) keeps one consumer per worker in `consumer_subgroup`."""
+    consumers = getattr(subscriber, "consumer_subgroup", None) or [
+        getattr(subscriber, "consumer", None)
+    ]
+    for consumer in consumers:
+        if consumer is not None:
+            for partition in list(consumer.assignment()):
+                yield consumer, partition
 
 
 class ConsumerLagCollector(Collector):
@@ -244,10 +289,7 @@ class ConsumerLagCollector(Collector):
     async def refresh(self, broker: Any) -> None:
         lag: dict[str, int] = {}
         for subscriber in getattr(broker, "subscribers", []) if broker is not None else []:
-            consumer = getattr(subscriber, "consumer", None)
-            if consumer is None:
-                continue
-            for partition in list(consumer.assignment()):
+            for consumer, partition in _assigned_partitions(subscriber):
                 try:
                     highwater = consumer.highwater(partition)
                     if highwater is None:
@@ -281,7 +323,9 @@ def build_registry(engine: Engine, side: str) -> CollectorRegistry:
     return registry
 
 
-def install_metrics(app: FastAPI, service: Service) -> CollectorRegistry:
+def install_metrics(
+    app: FastAPI, service: Service, inbound: InboundCounters | None = None
+) -> CollectorRegistry:
     """Add ``GET /metrics`` (Prometheus text format) to an API process.
 
     Kept out of the OpenAPI document: it is for the monitoring system, not integrators.
@@ -290,6 +334,8 @@ def install_metrics(app: FastAPI, service: Service) -> CollectorRegistry:
     registry = build_registry(service.engine, service.side)
     lag = ConsumerLagCollector(service.side)
     registry.register(lag)
+    if inbound is not None:
+        registry.register(inbound.redeliveries)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

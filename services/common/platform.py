@@ -3,19 +3,23 @@ the case context (calendar + limits), and the Temporal client."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from contracts.documents import AuditRecord, Receipt
+from contracts.documents import AuditRecord, Receipt, TransferRequested
 from contracts.envelope import Envelope
 from contracts.signing import (
     SignatureInvalid,
@@ -31,6 +35,7 @@ from domain.limits import CaseLimits
 from domain.policy import PolicyDataError, PolicyTable, load_policy_table
 from domain.regions import RegionRegistry, load_region_registry
 from services.common.config import Settings, Side
+from services.common.tracing import kafka_middlewares, temporal_interceptors
 from workflows.types import CaseContext, LoadContextInput
 
 log = logging.getLogger("medtransfer.platform")
@@ -104,22 +109,36 @@ class KafkaDocumentPublisher:
         )
 
 
-def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+def make_broker(
+    settings: Settings, client_id: str, tracer_provider: TracerProvider | None = None
+) -> KafkaBroker:
     # Idempotent producer with acks=all: a retried send never duplicates a record.
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        settings.kafka_servers,
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
+        # FastStream would create a subscribed topic itself with 1 partition and 1
+        # replica; the topics are created from settings instead (kafka_topics.py).
+        allow_auto_create_topics=False,
         logger=logging.getLogger(f"medtransfer.kafka.{client_id}"),
+        # "Received"/"Processed" for every message is debug detail, not an INFO line per
+        # record (the inbound handler logs what it did with each document).
+        log_level=logging.DEBUG,
+        # With tracing on, publish puts the trace context in the record's headers and
+        # the subscriber continues the trace from them.
+        middlewares=kafka_middlewares(tracer_provider),
     )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(
+    settings: Settings, tracer_provider: TracerProvider | None = None
+) -> Client:
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        interceptors=temporal_interceptors(tracer_provider),
     )
 
 
@@ -136,22 +155,55 @@ class NotAddressedToUs(InboundProblem):
     """For a region another deployment serves: skipped, not a dead letter."""
 
 
+# The largest platform message we accept. A document with its information sheet is a few
+# KiB; the limit stays far below Kafka's default max.message.bytes (1 MiB) and Temporal's
+# 2 MiB payload limit, so nothing oversized ever reaches a workflow signal.
+MAX_DOCUMENT_BYTES = 256 * 1024
+# A validly signed document is refused when its signed sent_at is older than the replay
+# window (README "Hostile input"), or later than the clock skew we tolerate.
+DEFAULT_REPLAY_WINDOW = timedelta(days=7)
+CLOCK_SKEW = timedelta(minutes=10)
+# Reason codes that mean someone may be attacking the platform (alerted, counted by
+# medtransfer_security_refusals_total), as opposed to a merely malformed message.
+SECURITY_REASONS = frozenset(
+    {"SIGNATURE_INVALID", "UNKNOWN_SENDER_REGION", "REPLAYED", "STALE", "MISADDRESSED"}
+)
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+def reason_code(reason: str) -> str:
+    """The code a dead-letter reason starts with (``"STALE: ..."`` -> ``"STALE"``)."""
+    return re.split(r"[\s:]", reason, maxsplit=1)[0]
+
+
+def _fields(exc: ValidationError) -> str:
+    # Only our own field names: an unknown key chosen by the sender (it may be an ID
+    # number) is never copied into the reason.
+    def part(p: object) -> str:
+        return str(p) if isinstance(p, int) or _FIELD_NAME.match(str(p)) else "<key>"
+
+    return ",".join(".".join(part(p) for p in e["loc"]) for e in exc.errors()[:5])
+
+
 def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> Envelope:
-    """Validate the envelope and its document, check it is for a region we serve, and
-    verify the sending region's signature. Raises InboundProblem with a reason."""
+    """Check the size, validate the envelope and its document, check it is for a region
+    we serve, and verify the sending region's signature. Raises InboundProblem with a
+    reason naming codes and fields, never values."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise InboundProblem(f"OVERSIZED: {len(raw)} bytes, the limit is {MAX_DOCUMENT_BYTES}")
     try:
         envelope = Envelope.model_validate_json(raw)
     except ValidationError as exc:
-        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
-        raise InboundProblem(f"INVALID_ENVELOPE: {fields or 'not JSON'}") from None
+        raise InboundProblem(f"INVALID_ENVELOPE: {_fields(exc) or 'not JSON'}") from None
     ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
+    if registry.get(envelope.to_region) is None:
+        raise InboundProblem(f"UNKNOWN_REGION: to_region {envelope.to_region}", **ids)
     if served and envelope.to_region not in served:
         raise NotAddressedToUs(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
     try:
         envelope.document()
     except ValidationError as exc:
-        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
-        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {fields}", **ids) from None
+        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {_fields(exc)}", **ids) from None
     if registry.get(envelope.from_region) is None:
         raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
     keys = {r.code: r.public_key for r in registry.regions() if r.public_key}
@@ -160,6 +212,55 @@ def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> 
     except SignatureInvalid as exc:
         raise InboundProblem(f"SIGNATURE_INVALID: {exc.reason}", **ids) from None
     return envelope
+
+
+def content_digest(envelope: Envelope) -> str:
+    """What makes two deliveries of one message_id the same message: everything but the
+    signing time and the signature (a retried send is re-signed, maybe later)."""
+    data = envelope.model_dump(mode="json", exclude={"sent_at", "key_id", "signature"})
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def stale_problem(envelope: Envelope, now: datetime, window: timedelta) -> InboundProblem | None:
+    """A signed document outside the replay window: too old, or from the future."""
+    ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
+    if envelope.sent_at < now - window:
+        return InboundProblem(f"STALE: signed more than {window} before arrival", **ids)
+    if envelope.sent_at > now + CLOCK_SKEW:
+        return InboundProblem(f"STALE: signed more than {CLOCK_SKEW} in the future", **ids)
+    return None
+
+
+def misaddressed_problem(
+    envelope: Envelope, side: Side, case_regions: tuple[str, str] | None
+) -> InboundProblem | None:
+    """A document must travel between the two regions of its case, towards our side:
+    a region that is not a party to the case cannot act on it, even with a valid key.
+
+    ``case_regions`` is the case's (outgoing region, incoming region), or None when this
+    side has no such case; only a contact letter may start one (on the outgoing side).
+    """
+    ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
+    request = (
+        envelope.document_as(TransferRequested)
+        if side == "outgoing" and envelope.type == "TransferRequested"
+        else None
+    )
+    if case_regions is None and request is None:
+        return InboundProblem("UNKNOWN_CASE: no case with this id", **ids)
+    wanted = {case_regions} if case_regions else set()
+    if request is not None:
+        wanted.add((request.from_region, request.to_region))
+    for outgoing, incoming in wanted:
+        sender, receiver = (incoming, outgoing) if side == "outgoing" else (outgoing, incoming)
+        if (envelope.from_region, envelope.to_region) != (sender, receiver):
+            return InboundProblem(
+                f"MISADDRESSED: the documents of this {side} case come from region "
+                f"{sender} to {receiver}",
+                **ids,
+            )
+    return None
 
 
 def receipt_for(envelope: Envelope, sent_at: datetime) -> Envelope:

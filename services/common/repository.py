@@ -52,12 +52,10 @@ class CaseRepository:
             ).first()
 
     def _append_once(self, event: CaseEvent) -> AuditRecord:
+        # No look-up by event_key first: a retried activity's insert violates its unique
+        # key, and append_event answers with the row already there (one query less on
+        # every event of every case).
         with session_scope(self.engine) as session:
-            existing = session.exec(
-                select(CaseEventRow).where(CaseEventRow.event_key == event.event_key)
-            ).first()
-            if existing is not None:
-                return self._audit(event, existing.sequence)
             last = session.exec(
                 select(func.max(CaseEventRow.sequence)).where(CaseEventRow.case_id == event.case_id)
             ).one()
@@ -114,6 +112,11 @@ class CaseRepository:
         )
 
     # --- case rows ----------------------------------------------------------------------
+    def case_regions(self, case_id: str) -> tuple[str, str] | None:
+        """The case's (outgoing region, incoming region), or None for an unknown case."""
+        row = self.get_case(case_id)
+        return None if row is None else (row.from_region, row.to_region)
+
     def get_case(self, case_id: str) -> CaseRow | None:
         with session_scope(self.engine) as session:
             return session.get(CaseRow, case_id)
@@ -187,11 +190,20 @@ class CaseRepository:
 
     # --- inbox ----------------------------------------------------------------------------
     def seen(self, message_id: str) -> bool:
+        return self.received(message_id) is not None
+
+    def received(self, message_id: str) -> InboxRow | None:
         with session_scope(self.engine) as session:
-            return session.get(InboxRow, message_id) is not None
+            return session.get(InboxRow, message_id)
 
     def remember(
-        self, message_id: str, case_id: str, type_: str, from_region: str, outcome: str
+        self,
+        message_id: str,
+        case_id: str,
+        type_: str,
+        from_region: str,
+        outcome: str,
+        digest: str | None = None,
     ) -> None:
         try:
             with session_scope(self.engine) as session:
@@ -203,6 +215,7 @@ class CaseRepository:
                         from_region=from_region,
                         received_at=utcnow(),
                         outcome=outcome,
+                        digest=digest,
                     )
                 )
         except IntegrityError:

@@ -68,6 +68,9 @@ class InboxRow(SQLModel, table=True):
     from_region: str
     received_at: datetime
     outcome: str
+    # SHA-256 of the message without its signing time and signature: a redelivery with
+    # the same digest is a duplicate, one with another digest is a replay (refused).
+    digest: str | None = None
 
 
 class LedgerEntry(SQLModel, table=True):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -40,6 +41,7 @@ from workflows.incoming.workflows import (
 )
 from workflows.types import (
     ClerkAction,
+    CorrectionSignal,
     IncomingCaseInput,
     IncomingResidualInput,
     MismatchResolution,
@@ -156,12 +158,110 @@ def progress_of(row: CaseRow) -> ProgressOut:
     )
 
 
+def new_case_id(applied_on: date) -> str:
+    """TR, the date and 10 random hex characters, the first a letter: the date and the
+    random part never join into a 12-digit run the log scrubber would mask as an account
+    or ID number (it did for about one case in seven, hiding its id in the logs)."""
+    random = uuid.uuid4().hex.upper()
+    return f"TR{applied_on:%Y%m%d}{'ABCDEF'[int(random[0], 16) % 6]}{random[1:10]}"
+
+
+def new_case_row(request: TransferRequested, incoming_enrolled_since: date | None) -> CaseRow:
+    """The incoming agency's record of an accepted application (R11), open until closed."""
+    person_key = fingerprint(request.person.id_number)
+    now = utcnow()
+    return CaseRow(
+        case_id=new_case_id(request.applied_on),
+        status="submitted",
+        status_since=now,
+        from_region=request.from_region,
+        to_region=request.to_region,
+        from_scheme=request.from_scheme,
+        to_scheme=request.to_scheme,
+        person_key=person_key,
+        id_masked=mask_id(request.person.id_number),
+        open_key=f"{person_key}:{request.from_region}:{request.to_region}",
+        application=request.model_dump(mode="json"),
+        facts={
+            "incoming_enrolled_since": incoming_enrolled_since.isoformat()
+            if incoming_enrolled_since
+            else None
+        },
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def case_input(row: CaseRow) -> IncomingCaseInput:
+    """What the case workflow starts from: the application as recorded."""
+    request = TransferRequested.model_validate(row.application)
+    enrolled_since = (row.facts or {}).get("incoming_enrolled_since")
+    return IncomingCaseInput(
+        case_id=row.case_id,
+        request=request,
+        accepted_on=request.applied_on,
+        incoming_enrolled_since=date.fromisoformat(enrolled_since) if enrolled_since else None,
+    )
+
+
 class ActionIn(BaseModel):
     reason: str = Field(default="", max_length=200)
 
 
 class WithdrawIn(BaseModel):
     reason: str = Field(min_length=1, max_length=200)
+
+
+CORRECTION_KEEPS_CASE = "a correction keeps the person (same ID number) and the regions"
+
+
+def corrected_request(row: CaseRow, body: ApplicationIn) -> TransferRequested | None:
+    """The corrected contact letter on the same case after a soft refusal, or None when
+    the correction would change the person or the regions (that is a new application)."""
+    if (
+        fingerprint(body.person.id_number) != row.person_key
+        or body.from_region != row.from_region
+        or body.to_region != row.to_region
+    ):
+        return None
+    original = TransferRequested.model_validate(row.application)
+    return original.model_copy(
+        update={
+            "person": PersonIdentity(
+                id_number=normalize_resident_id(body.person.id_number), name=body.person.name
+            ),
+            "from_scheme": body.from_scheme,
+            "to_scheme": body.to_scheme,
+            "reason": body.reason,
+            "resettled_retiree": body.resettled_retiree,
+            "bank_account": BankAccount(**body.bank_account.model_dump())
+            if body.bank_account
+            else original.bank_account,
+        }
+    )
+
+
+def correction_from_form(row: CaseRow, fields: Mapping[str, Any]) -> ApplicationIn:
+    """The correction API's body from the operations page's form: the regions are the
+    case's, and a name or application reason left blank keeps the one on file. The clerk
+    types the ID number from the corrected document, which must be the case's person's.
+    Raises ValidationError like the API would."""
+    original = TransferRequested.model_validate(row.application)
+    return ApplicationIn.model_validate(
+        {
+            "person": {
+                "id_number": fields.get("id_number") or "",
+                "name": fields.get("name") or original.person.name,
+            },
+            "from_region": row.from_region,
+            "to_region": row.to_region,
+            "from_scheme": fields.get("from_scheme") or original.from_scheme,
+            "to_scheme": fields.get("to_scheme") or original.to_scheme,
+            "reason": fields.get("reason") or original.reason,
+            "resettled_retiree": bool(fields.get("resettled_retiree")),
+            "bank_account": fields.get("bank_account"),
+        }
+    )
 
 
 def create_app(service: Service | None = None) -> FastAPI:
@@ -202,18 +302,10 @@ def create_app(service: Service | None = None) -> FastAPI:
     any_caller, a_clerk = agency.any_caller, agency.a_clerk
 
     async def start_case(row: CaseRow) -> None:
-        request = TransferRequested.model_validate(row.application)
-        enrolled_since = (row.facts or {}).get("incoming_enrolled_since")
-        case = IncomingCaseInput(
-            case_id=row.case_id,
-            request=request,
-            accepted_on=request.applied_on,
-            incoming_enrolled_since=date.fromisoformat(enrolled_since) if enrolled_since else None,
-        )
         try:
             await temporal().start_workflow(
                 IncomingCaseWorkflow.run,
-                case,
+                case_input(row),
                 id=incoming_workflow_id(row.case_id),
                 task_queue=settings.task_queue("incoming"),
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -289,28 +381,7 @@ def create_app(service: Service | None = None) -> FastAPI:
             if body.bank_account
             else None,
         )
-        person_key = fingerprint(id_number)
-        now = utcnow()
-        candidate = CaseRow(
-            case_id=f"TR{applied_on:%Y%m%d}{uuid.uuid4().hex[:10].upper()}",
-            status="submitted",
-            status_since=now,
-            from_region=body.from_region,
-            to_region=body.to_region,
-            from_scheme=body.from_scheme,
-            to_scheme=body.to_scheme,
-            person_key=person_key,
-            id_masked=mask_id(id_number),
-            open_key=f"{person_key}:{body.from_region}:{body.to_region}",
-            application=request.model_dump(mode="json"),
-            facts={
-                "incoming_enrolled_since": body.incoming_enrolled_since.isoformat()
-                if body.incoming_enrolled_since
-                else None
-            },
-            created_at=now,
-            updated_at=now,
-        )
+        candidate = new_case_row(request, body.incoming_enrolled_since)
         row = service.repository.insert_case(candidate)
         duplicate = row.case_id != candidate.case_id
         # A duplicate resubmission also (re)starts the case, in case the first attempt's
@@ -374,39 +445,23 @@ def create_app(service: Service | None = None) -> FastAPI:
         body: ApplicationIn,
         principal: Principal = any_caller,
     ) -> JSONResponse:
-        """Correct a soft refusal on the same case (same person and regions)."""
+        """Correct a soft refusal on the same case (same person and regions); the caller
+        is recorded with the correction."""
         row = owned_case(service.repository, case_id, principal)
         if row.status != "refused_correctable":
             return problem(
                 409, "NOT_CORRECTABLE", f"a case in status {row.status} takes no correction"
             )
-        original = TransferRequested.model_validate(row.application)
-        if (
-            fingerprint(body.person.id_number) != row.person_key
-            or body.from_region != row.from_region
-            or body.to_region != row.to_region
-        ):
-            return problem(
-                422, "CORRECTION_CHANGES_CASE", "a correction keeps the person and the regions"
-            )
-        corrected = original.model_copy(
-            update={
-                "person": PersonIdentity(
-                    id_number=normalize_resident_id(body.person.id_number), name=body.person.name
-                ),
-                "from_scheme": body.from_scheme,
-                "to_scheme": body.to_scheme,
-                "reason": body.reason,
-                "resettled_retiree": body.resettled_retiree,
-                "bank_account": BankAccount(**body.bank_account.model_dump())
-                if body.bank_account
-                else original.bank_account,
-            }
-        )
+        corrected = corrected_request(row, body)
+        if corrected is None:
+            return problem(422, "CORRECTION_CHANGES_CASE", CORRECTION_KEEPS_CASE)
         await (
             temporal()
             .get_workflow_handle(incoming_workflow_id(case_id))
-            .signal(IncomingCaseWorkflow.correct, corrected)
+            .signal(
+                IncomingCaseWorkflow.accept_correction,
+                CorrectionSignal(request=corrected, submitted_by=principal.agency),
+            )
         )
         return JSONResponse(status_code=202, content={"case_id": case_id, "correction": "sent"})
 
@@ -437,12 +492,30 @@ def create_app(service: Service | None = None) -> FastAPI:
         )
 
     async def perform_action(
-        case_id: str, principal: Principal, action: str, reason: str
+        case_id: str,
+        principal: Principal,
+        action: str,
+        reason: str,
+        correction: Mapping[str, Any] | None = None,
     ) -> tuple[int, str]:
         """A clerk action by name, shared by the API and the operations page: checked
-        against the case's state, signalled to its workflow, which records who and why."""
+        against the case's state, signalled to its workflow, which records who and why.
+        ``correction`` carries the corrected document's fields for accept-correction."""
         row = owned_case(service.repository, case_id, principal)
         clerk_action = ClerkAction(clerk=principal.agency, reason=reason)
+        accepted: CorrectionSignal | None = None
+        if action == "accept-correction" and row.status == "refused_correctable":
+            try:
+                corrected = corrected_request(row, correction_from_form(row, correction or {}))
+            except ValidationError as exc:
+                # Field names only: the values are the person's data.
+                fields = ",".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+                return 422, f"the corrected document is incomplete or invalid: {fields}"
+            if corrected is None:
+                return 422, CORRECTION_KEEPS_CASE
+            accepted = CorrectionSignal(
+                request=corrected, submitted_by=principal.agency, reason=reason
+            )
         allowed, signal, payload = {
             "retry-delivery": ({"waiting_region_connection"}, "retry_delivery", clerk_action),
             "offline-channel": (
@@ -467,6 +540,8 @@ def create_app(service: Service | None = None) -> FastAPI:
                     decision="return_to_sender", clerk=principal.agency, note=reason
                 ),
             ),
+            # R5-R8: a soft refusal is corrected on the same case and the request sent again.
+            "accept-correction": ({"refused_correctable"}, "accept_correction", accepted),
         }[action]
         if row.status not in allowed:
             return 409, f"a case in status {row.status} does not take the action {action}"

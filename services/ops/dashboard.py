@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from html import escape
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
@@ -31,7 +32,21 @@ ACTIONS = {
     "credit-received": "Credit what arrived 按到账金额入账",
     "return-to-sender": "Return to sender 退回转出地",
 }
-ClerkAct = Callable[[str, Principal, str, str], Awaitable[tuple[int, str]]]
+SCHEMES = ("employee", "resident")
+
+
+class ClerkAct(Protocol):
+    """The incoming API's ``perform_action``: checked, signalled, recorded with the clerk."""
+
+    async def __call__(
+        self,
+        case_id: str,
+        principal: Principal,
+        action: str,
+        reason: str,
+        correction: Mapping[str, Any] | None = None,
+    ) -> tuple[int, str]: ...
+
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;
 margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
@@ -121,6 +136,49 @@ def service_figures(
     return figures
 
 
+def correction_form(row: CaseRow) -> str:
+    """Accept a corrected document after a soft refusal (R5-R8): the fields the correction
+    API takes. The clerk types the ID number from the document (the page never shows it
+    in full; it must be the case's person's); a name or reason left blank keeps the one on
+    file, as does the bank account."""
+    application = row.application or {}
+
+    def scheme(field: str, current: str) -> str:
+        options = "".join(
+            f"<option value='{s}'{' selected' if s == current else ''}>{s}</option>"
+            for s in SCHEMES
+        )
+        return f"<select id='correction-{field}' name='{field}'>{options}</select>"
+
+    def text(field: str, label: str, **extra: str) -> str:
+        attributes = "".join(f" {k}='{v}'" for k, v in extra.items())
+        return (
+            f"<tr><td><label for='correction-{field}'>{escape(label)}</label></td>"
+            f"<td><input id='correction-{field}' name='{field}' autocomplete='off'{attributes}>"
+            "</td></tr>"
+        )
+
+    retiree = " checked" if application.get("resettled_retiree") else ""
+    return (
+        f"<form id='correction' method='post' "
+        f"action='/ops/cases/{quote(row.case_id)}/actions/accept-correction'>"
+        "<h3>Accept a corrected document 受理补正材料</h3><table id='correction-fields'>"
+        + text("id_number", "ID number on the document 证件号码", required="required")
+        + text("name", "name 姓名 (blank: unchanged)")
+        + f"<tr><td>from scheme 转出险种</td><td>{scheme('from_scheme', row.from_scheme)}</td></tr>"
+        + f"<tr><td>to scheme 转入险种</td><td>{scheme('to_scheme', row.to_scheme)}</td></tr>"
+        + text("application_reason", "reason for the transfer 转移原因 (blank: unchanged)")
+        + "<tr><td>resettled retiree 异地安置退休人员 (R21)</td><td><input type='checkbox' "
+        f"id='correction-resettled_retiree' name='resettled_retiree' value='1'{retiree}></td></tr>"
+        + text("bank_name", "bank 开户行 (blank: account on file)")
+        + text("account_number", "account number 银行账号")
+        + text("account_holder", "account holder 户名")
+        + "</table><input id='reason-accept-correction' name='reason' placeholder='note 备注'> "
+        "<button id='action-accept-correction' type='submit'>"
+        "Accept corrected document 受理补正</button></form>"
+    )
+
+
 def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -188,6 +246,15 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             for r in rows
             if r.escalated and not r.terminal
         ]
+        corrections = [
+            [
+                case_link(r),
+                f"{escape(r.from_region)} → {escape(r.to_region)}",
+                escape(str(r.awaiting_by or "")),
+            ]
+            for r in rows
+            if r.status == "refused_correctable"
+        ]
         regions = [
             [
                 escape(g.code),
@@ -206,6 +273,8 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
             + "<h2>Escalation queue 待处理</h2>"
             + table(["case", "status", "awaiting", ""], escalations, "escalations")
+            + "<h2>Soft refusals awaiting a correction 待补正 (R5-R8)</h2>"
+            + table(["case", "regions", "correctable until"], corrections, "corrections")
             + "<h2>Cases by status 按状态</h2>"
             + table(
                 ["status", "cases"],
@@ -294,6 +363,8 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
                 for name, label in ACTIONS.items()
             )
         )
+        if row.status == "refused_correctable":
+            forms = correction_form(row) + forms
         note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
         body = (
             note
@@ -307,6 +378,36 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             + table(["#", "at", "event", "status", "rule"], timeline, "timeline")
         )
         return page(f"Case {case_id}", body)
+
+    # Before the generic action route, which would take "accept-correction" as {action}.
+    @router.post("/ops/cases/{case_id}/actions/accept-correction")
+    async def accept_correction(case_id: str, request: Request) -> Response:
+        principal = clerk(request)
+        if principal is None:
+            return RedirectResponse("/ops/login", status_code=303)
+        form = await request.form()
+
+        def field(name: str) -> str:
+            value = form.get(name)
+            return value.strip() if isinstance(value, str) else ""
+
+        account = {k: field(k) for k in ("bank_name", "account_number", "account_holder")}
+        correction = {
+            "id_number": field("id_number"),
+            "name": field("name"),
+            "from_scheme": field("from_scheme"),
+            "to_scheme": field("to_scheme"),
+            "reason": field("application_reason"),
+            "resettled_retiree": bool(field("resettled_retiree")),
+            "bank_account": account if account["account_number"] else None,
+        }
+        _status, message = await act(
+            case_id, principal, "accept-correction", field("reason"), correction=correction
+        )
+        # The message names fields at most, never their values: it goes into the URL.
+        return RedirectResponse(
+            f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
+        )
 
     @router.post("/ops/cases/{case_id}/actions/{action}")
     async def case_action(

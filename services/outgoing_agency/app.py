@@ -13,7 +13,7 @@ from sqlmodel import select
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from contracts.documents import TransferRequested
+from contracts.documents import MAX_FEN, TransferRequested
 from contracts.envelope import Envelope
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import (
@@ -51,10 +51,10 @@ class EnrolmentIn(BaseModel):
     status: str = Field(pattern="^(active|suspended)$")
     enrolled_since: date
     suspended_on: date | None = None
-    arrears_fen: int = Field(default=0, ge=0)
+    arrears_fen: int = Field(default=0, ge=0, le=MAX_FEN)
     account_status: str = Field(default="normal", pattern="^(normal|frozen)$")
-    balance_fen: int = Field(default=0, ge=0)
-    contribution_months: int = Field(default=0, ge=0)
+    balance_fen: int = Field(default=0, ge=0, le=MAX_FEN)
+    contribution_months: int = Field(default=0, ge=0, le=1200)
     also_active_in: str | None = Field(default=None, pattern=r"^\d{6}$")
 
 
@@ -68,7 +68,7 @@ class EnrolmentOut(BaseModel):
 
 class LateContributionIn(BaseModel):
     contribution_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
-    amount_fen: int = Field(gt=0)
+    amount_fen: int = Field(gt=0, le=MAX_FEN)
 
 
 def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:

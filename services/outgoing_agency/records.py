@@ -12,6 +12,7 @@ from contracts.documents import EnrolmentPeriod, InformationSheet, PersonIdentit
 from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
 from domain.identity import normalize_resident_id
 from services.common.db import session_scope
+from services.common.faults import crash_point
 from services.common.repository import RegionConnectivity, utcnow
 from services.common.tables import CaseRow, LedgerEntry
 from services.outgoing_agency.tables import EnrolmentRow, PayoutRow
@@ -97,6 +98,11 @@ class OutgoingRecordsSql:
     def transfer_out(self, request: TransferOutInput) -> InformationSheet:
         """End the enrolment here and, when the balance moves, debit it to zero (R16) in one
         transaction. Idempotent: a second call for the same case returns the same sheet."""
+        sheet = self._transfer_out(request)
+        crash_point("after-debit-commit")  # test-only (services/common/faults.py)
+        return sheet
+
+    def _transfer_out(self, request: TransferOutInput) -> InformationSheet:
         req = request.request
         with session_scope(self.engine) as session:
             row = self.find_enrolment(session, req.person.id_number, req.from_region)

@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from tests.support.agencies import free_port
 from tests.support.probe_workflows import DurableTimerWorkflow, GreetingWorkflow, greet
 from tests.support.stack import temporal_server
 
@@ -53,7 +54,7 @@ async def test_workflow_runs_on_the_dev_server(temporal_client: Client, fresh: s
 
 async def test_timer_survives_dev_server_restart(tmp_path: Path, fresh: str) -> None:
     """A private dev server (own ports, own SQLite file) is stopped mid-timer and restarted."""
-    server = temporal_server(tmp_path / "state", port=17233, ui_port=18233)
+    server = temporal_server(tmp_path / "state", port=free_port(), ui_port=free_port())
     server.start()
     try:
         queue = f"test-restart-{fresh}"

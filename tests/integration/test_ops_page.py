@@ -1,5 +1,6 @@
 """The operations page in a real headless Chromium: a clerk signs in, finds an overdue
-case, cancels it, and sees the result; the person's progress view (R17)."""
+case, cancels it, and sees the result; accepts a corrected document for a soft refusal;
+the person's progress view (R17)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from datetime import timedelta
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
 
@@ -126,3 +129,61 @@ async def test_r17_progress_view_says_who_holds_the_case_and_what_to_do(
     assert any("R19" in item for item in progress["you_can_en"])
     assert person.name not in response.text
     assert person.id_number not in response.text
+
+
+async def test_r7_clerk_accepts_a_corrected_document_for_a_soft_refusal_in_the_browser(
+    agencies: AgencyStack,
+) -> None:
+    """A soft refusal (R7, arrears) waits on the page for a correction; the clerk checks
+    the corrected document (the ID number must be the person's), accepts it, and the case
+    moves on to completion with the clerk recorded on the correction."""
+    person = agencies.person("620800")
+    await agencies.enrol(person, arrears_fen=12_000)
+    case_id = await agencies.submit_ok(agencies.application(person, "610100"))
+    await agencies.wait_status("incoming", case_id, "refused_correctable")
+    await agencies.enrol(person, arrears_fen=0)  # the person has paid the arrears
+    someone_else = agencies.person("620800")
+
+    def clerk_session() -> tuple[str, str]:
+        browser = chromium()
+        try:
+            browser.get(f"{agencies.incoming_url}/ops")
+            browser.find_element(By.ID, "key").send_keys("demo-clerk")
+            browser.find_element(By.ID, "sign-in").click()
+            browser.find_element(By.ID, "corrections").find_element(By.LINK_TEXT, case_id).click()
+            assert browser.find_element(By.ID, "status").text == "refused_correctable"
+            assert person.id_number not in browser.page_source
+            assert person.name not in browser.page_source
+            # A document for another person is not a correction of this case.
+            browser.find_element(By.ID, "correction-id_number").send_keys(someone_else.id_number)
+            browser.find_element(By.ID, "action-accept-correction").click()
+            assert "keeps the person" in browser.find_element(By.ID, "flash").text
+            assert browser.find_element(By.ID, "status").text == "refused_correctable"
+            browser.find_element(By.ID, "correction-id_number").send_keys(person.id_number)
+            browser.find_element(By.ID, "reason-accept-correction").send_keys("arrears paid")
+            browser.find_element(By.ID, "action-accept-correction").click()
+            # The page before the click has a flash too: wait for the new one.
+            WebDriverWait(browser, 30, ignored_exceptions=[StaleElementReferenceException]).until(
+                lambda b: "keeps the person" not in b.find_element(By.ID, "flash").text
+            )
+            flash = browser.find_element(By.ID, "flash").text
+            deadline = time.monotonic() + 60
+            while browser.find_element(By.ID, "status").text == "refused_correctable":
+                assert time.monotonic() < deadline, "the case never moved on after the correction"
+                time.sleep(0.5)
+                browser.refresh()
+            return flash, browser.find_element(By.ID, "timeline").text
+        finally:
+            browser.quit()
+
+    flash, timeline = await asyncio.to_thread(clerk_session)
+    assert "accept-correction requested" in flash
+    assert "correction_submitted" in timeline
+    case = await agencies.wait_status("incoming", case_id, "completed")
+    corrected = next(e for e in case["timeline"] if e["event"] == "correction_submitted")
+    assert corrected["rule"] == "R7"
+    assert (corrected["detail"]["submitted_by"], corrected["detail"]["reason"]) == (
+        "clerk-7",
+        "arrears paid",
+    )
+    await agencies.wait_status("outgoing", case_id, "completed")

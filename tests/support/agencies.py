@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import BaseModel
+from sqlalchemy import create_engine
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -95,6 +96,8 @@ class AgencyStack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     persons: list[Person] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    # Where the services' code is run from (the benchmark runs an older checkout's too).
+    code_dir: Path = REPO_DIR
 
     @property
     def topics(self) -> Topics:
@@ -124,6 +127,10 @@ class AgencyStack:
 
     # --- databases (read-only looks for assertions) ----------------------------------
     def query(self, side: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """``sql`` with ``?`` placeholders, on the side's SQLite file or configured URL."""
+        url = self.env.get(f"MEDTRANSFER_{side.upper()}_DATABASE_URL")
+        if url:
+            return query_url(url, sql, *args)
         with sqlite3.connect(self.root / "data" / f"{side}-agency.db", timeout=30) as conn:
             return conn.execute(sql, args).fetchall()
 
@@ -223,7 +230,7 @@ class AgencyStack:
             args += ["--port", port]
         log = (self.log_dir / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            args, cwd=REPO_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            args, cwd=self.code_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def kill(self, name: str) -> None:
@@ -280,9 +287,26 @@ class AgencyStack:
         return len(response.pollers) > 0
 
 
+def query_url(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """``sql`` with ``?`` placeholders on any SQLAlchemy URL (psycopg takes ``%s``)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.paramstyle != "qmark":
+                sql = sql.replace("?", "%s")
+            return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(args)).fetchall()]
+    finally:
+        engine.dispose()
+
+
 def stack_env(
-    root: Path, prefix: str, kafka_bootstrap: str, temporal_target: str
+    root: Path,
+    prefix: str,
+    kafka_bootstrap: str,
+    temporal_target: str,
+    database_urls: dict[str, str] | None = None,
 ) -> dict[str, str]:
+    """The services' environment; ``database_urls`` ({side: URL}) replaces the SQLite files."""
     served_by_outgoing = [r for r in ALL_REGIONS if r != PEER_REGION]
     # A private copy of the policy table, so a test can publish a new version.
     policy_file = root / "policy" / "policies.jsonl"
@@ -304,6 +328,10 @@ def stack_env(
         # Outgoing serves every region but the peer's; incoming serves all (env per process
         # is the same, so the peer region is excluded for both: no test applies to it).
         "MEDTRANSFER_SERVED_REGIONS": json.dumps(served_by_outgoing),
+        **{
+            f"MEDTRANSFER_{side.upper()}_DATABASE_URL": url
+            for side, url in (database_urls or {}).items()
+        },
     }
 
 

@@ -20,6 +20,7 @@ from tests.support.workflow_fakes import (
 )
 from workflows.clock import china_date, end_of_day
 from workflows.incoming.workflows import IncomingCaseWorkflow
+from workflows.types import CorrectionSignal
 
 pytestmark = pytest.mark.workflow
 
@@ -73,6 +74,34 @@ async def test_r7_soft_refusal_corrected_within_window_completes(
             "transferred_out",
         ]
         assert len(platform.incoming_records.credits) == 1
+
+
+async def test_r7_correction_accepted_by_a_clerk_is_recorded_with_the_clerk(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    records = FakeOutgoingRecords(refusals=[[refusal_reason("CONTRIBUTION_ARREARS")]])
+    async with running_platform(time_skipping_env, client, outgoing_records=records) as platform:
+        accepted_on = await platform.today()
+        handle = await platform.start_case(accepted_on)
+        store = platform.incoming_store
+        await wait_until(lambda: "transfer_refused_correctable" in store.names())
+        await handle.signal(
+            IncomingCaseWorkflow.accept_correction,
+            CorrectionSignal(
+                request=transfer_request(accepted_on, reason="arrears paid"),
+                submitted_by="clerk-3",
+                reason="receipt checked",
+            ),
+        )
+
+        assert await platform.results() == ("completed", "completed")
+        event = store.one("correction_submitted")
+        assert event.rule == "R7"
+        assert (event.detail["submitted_by"], event.detail["reason"]) == (
+            "clerk-3",
+            "receipt checked",
+        )
+        assert records.checks[1].request.reason == "arrears paid"
 
 
 async def test_r7_soft_refusal_not_corrected_expires_as_refused(

@@ -44,8 +44,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.clock import end_of_day, morning_of, seconds_until
     from workflows.types import (
+        AuditValue,
         Awaiting,
         ClerkAction,
+        CorrectionSignal,
         CreditInput,
         IncomingCaseInput,
         IncomingResidualInput,
@@ -55,6 +57,8 @@ with workflow.unsafe.imports_passed_through():
     )
 
 REPLY_TYPES = ("TransferRefused", "TransferOutCompleted")
+# Patch: a correction signalled while the soft refusal was being recorded is kept.
+KEEP_EARLY_CORRECTION = "keep-early-correction"
 BALANCE_TYPES = ("BalanceRemitted", "BalancePaidToBank", "BalanceNotTransferred")
 
 
@@ -69,6 +73,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         self._withdrawal: WithdrawSignal | None = None
         self._offline: ClerkAction | None = None
         self._correction: TransferRequested | None = None
+        self._correction_by: CorrectionSignal | None = None
         self._resolution: MismatchResolution | None = None
 
     # --- signals (documents and the view query: CaseWorkflowBase) ---------------------------
@@ -92,7 +97,15 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
 
     @workflow.signal
     def correct(self, corrected: TransferRequested) -> None:
+        # Kept for corrections signalled before the caller was recorded (their histories).
         self._correction = corrected
+
+    @workflow.signal
+    def accept_correction(self, correction: CorrectionSignal) -> None:
+        """A corrected application after a soft refusal; who submitted it goes on the
+        timeline (and the audit trail) with the correction."""
+        self._correction = correction.request
+        self._correction_by = correction
 
     @workflow.signal
     def resolve_mismatch(self, resolution: MismatchResolution) -> None:
@@ -354,6 +367,13 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             return None
         assert refusal.correctable_until is not None
+        # A correction may be signalled as soon as the refusal's record is written (the
+        # API and the operations page allow it from then on), which can be before this
+        # coroutine resumes: clear any earlier correction first, never after.
+        clear_first = workflow.patched(KEEP_EARLY_CORRECTION)
+        if clear_first:
+            self._correction = None
+            self._correction_by = None
         await flow.record(
             "transfer_refused_correctable",
             "refused_correctable",
@@ -370,7 +390,9 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 by=refusal.correctable_until,
             ),
         )
-        self._correction = None
+        if not clear_first:
+            self._correction = None
+            self._correction_by = None
         remaining = seconds_until(end_of_day(refusal.correctable_until), workflow.now())
         if remaining > 0:
             with contextlib.suppress(TimeoutError):
@@ -391,9 +413,14 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             return None
         corrected, self._correction = self._correction, None
-        await flow.record(
-            "correction_submitted", rule=rule, detail={"codes": codes, "rules": rules}
-        )
+        detail: dict[str, AuditValue] = {"codes": codes, "rules": rules}
+        if self._correction_by is not None:
+            detail |= {
+                "submitted_by": self._correction_by.submitted_by,
+                "reason": self._correction_by.reason,
+            }
+            self._correction_by = None
+        await flow.record("correction_submitted", rule=rule, detail=detail)
         return corrected
 
     async def _withdraw(self, flow: CaseFlow, outgoing_region: str) -> str:
