@@ -7,6 +7,7 @@ end when this session started it. Every test uses fresh databases.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from services.common.migrate import DATABASES, Database, MigrationError
 from services.common.tables import LedgerEntry
 from services.ops.reconciliation import reconcile
 from tests.support.agencies import AgencyStack, free_port, stack_env
+from tests.support.invariants import wait_for_invariants
 from tests.support.stack import DEPLOY, REPO_DIR, ScriptServer
 
 pytestmark = pytest.mark.integration
@@ -402,3 +404,37 @@ async def test_r16_r18_handshake_on_postgres_completes_with_money_conserved(
             )
         assert f'medtransfer_db_up{{side="{side}"}} 1.0' in metrics
         assert listed.status_code == 200, listed.text
+
+
+@pytest.mark.faults
+async def test_r16_postgres_stopped_mid_flight_loses_no_case_and_no_money(
+    pg_agencies: AgencyStack, postgres: Postgres
+) -> None:
+    """The database stopped while cases are in flight (issue 6's fault suite, PostgreSQL
+    variant; it needs this module's cluster): consumers redeliver, activities retry and
+    pooled connections are re-made (pre-ping), so every case completes once the database
+    is back, with I1-I3 intact."""
+    stack = pg_agencies
+    case_ids = []
+    for balance_fen in (120_000, 230_000, 340_000):
+        person = stack.person("620800")
+        await stack.enrol(person, balance_fen=balance_fen)
+        case_ids.append(await stack.submit_ok(stack.application(person, "610100")))
+
+    stopped_at = time.monotonic()
+    postgres.script("stop")
+    try:
+        # A real outage of a few seconds: the services keep running against no database.
+        await asyncio.sleep(5)
+    finally:
+        postgres.script("start")
+    for case_id in case_ids:
+        await stack.wait_status("incoming", case_id, "completed", timeout=240)
+        await stack.wait_status("outgoing", case_id, "completed", timeout=240)
+    recovery_seconds = time.monotonic() - stopped_at
+
+    report = await wait_for_invariants(stack, case_ids, timeout=120)
+    assert report.ok, report.describe()
+    # The services are still alive: nothing exited on the lost connections.
+    stack._check_alive()
+    print(f"postgres stopped 5 s: {len(case_ids)} cases recovered in {recovery_seconds:.1f} s")
