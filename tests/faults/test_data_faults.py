@@ -18,14 +18,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.documents import (
     BalanceRemitted,
-    EnrolmentPeriod,
-    InformationSheet,
-    PersonIdentity,
-    TransferOutCompleted,
 )
 from domain.identity import fingerprint
 from tests.faults.conftest import FaultFigures, start_cases, terminal_count, wait_for
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency
+from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
 from tests.support.invariants import check_invariants, wait_for_invariants
 
 pytestmark = pytest.mark.faults
@@ -213,31 +209,6 @@ async def test_whole_topics_replayed_from_the_earliest_offset_change_nothing(
 
 
 # --- documents out of order -----------------------------------------------------------------
-def sheet_document(person_id: str, name: str, balance_fen: int) -> TransferOutCompleted:
-    return TransferOutCompleted(
-        info_sheet=InformationSheet(
-            person=PersonIdentity(id_number=person_id, name=name),
-            from_region=PEER_REGION,
-            scheme="employee",
-            enrolment_periods=[
-                EnrolmentPeriod(
-                    region=PEER_REGION,
-                    scheme="employee",
-                    start=date(2015, 1, 1),
-                    end=date(2026, 10, 31),
-                    contribution_months=130,
-                )
-            ],
-            total_contribution_months=130,
-            balance_fen=balance_fen,
-            transferred_out_on=date.today(),
-            issued_by_region=PEER_REGION,
-        ),
-        balance_action="remit",
-        balance_rule="R18",
-    )
-
-
 async def test_r15_balance_remitted_before_the_information_sheet_is_credited_once_after_it(
     fault_stack: AgencyStack, figures: FaultFigures
 ) -> None:

@@ -13,41 +13,12 @@ from pydantic import ValidationError
 
 from contracts.documents import (
     BalanceRemitted,
-    EnrolmentPeriod,
-    InformationSheet,
-    PersonIdentity,
-    TransferOutCompleted,
 )
 from contracts.envelope import Envelope
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency
+from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
 
 pytestmark = pytest.mark.integration
-
-
-def sheet_document(person_id: str, name: str, balance_fen: int) -> TransferOutCompleted:
-    return TransferOutCompleted(
-        info_sheet=InformationSheet(
-            person=PersonIdentity(id_number=person_id, name=name),
-            from_region=PEER_REGION,
-            scheme="employee",
-            enrolment_periods=[
-                EnrolmentPeriod(
-                    region=PEER_REGION,
-                    scheme="employee",
-                    start=date(2015, 1, 1),
-                    end=date(2026, 10, 31),
-                    contribution_months=130,
-                )
-            ],
-            total_contribution_months=130,
-            balance_fen=balance_fen,
-            transferred_out_on=date.today(),
-            issued_by_region=PEER_REGION,
-        ),
-        balance_action="remit",
-        balance_rule="R18",
-    )
 
 
 async def peer_case(agencies: AgencyStack, peer: PeerAgency) -> tuple[str, str, str]:

@@ -29,6 +29,12 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from contracts.documents import (
+    EnrolmentPeriod,
+    InformationSheet,
+    PersonIdentity,
+    TransferOutCompleted,
+)
 from contracts.envelope import Envelope
 from contracts.signing import load_region_private_key, sign_envelope
 from contracts.topics import Topics
@@ -401,3 +407,29 @@ class PeerAgency:
 
 def today() -> date:
     return datetime.now(UTC).date()
+
+
+def sheet_document(person_id: str, name: str, balance_fen: int) -> TransferOutCompleted:
+    """The peer agency's signed-sheet document for a person it enrolled since 2015 (R18)."""
+    return TransferOutCompleted(
+        info_sheet=InformationSheet(
+            person=PersonIdentity(id_number=person_id, name=name),
+            from_region=PEER_REGION,
+            scheme="employee",
+            enrolment_periods=[
+                EnrolmentPeriod(
+                    region=PEER_REGION,
+                    scheme="employee",
+                    start=date(2015, 1, 1),
+                    end=date(2026, 10, 31),
+                    contribution_months=130,
+                )
+            ],
+            total_contribution_months=130,
+            balance_fen=balance_fen,
+            transferred_out_on=date.today(),
+            issued_by_region=PEER_REGION,
+        ),
+        balance_action="remit",
+        balance_rule="R18",
+    )
