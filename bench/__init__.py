@@ -1,0 +1,1 @@
+"""make bench: the performance benchmark (see bench/__main__.py and the README)."""
