@@ -20,20 +20,27 @@ install_kafka() {
   log "kafka $KAFKA_VERSION: $(ls "$KAFKA_HOME/libs" | wc -l) jars in $KAFKA_HOME/libs"
 }
 
-install_temporal() {
-  if [ -f "$TEMPORAL_HOME/.complete" ] && [ -x "$TEMPORAL_BIN" ]; then
-    log "temporal CLI $TEMPORAL_CLI_VERSION: cached in $TEMPORAL_HOME"; return
+# A Go tool built from its module into its own cache directory, stamped when it runs.
+# Args: label, version, home, binary, module path, version flag, how long it takes.
+go_install_tool() {
+  local label=$1 version=$2 home=$3 bin=$4 module=$5 version_flag=$6 duration=$7
+  if [ -f "$home/.complete" ] && [ -x "$bin" ]; then
+    log "$label $version: cached in $home"; return
   fi
-  need go "install Go 1.24+ (the temporal CLI is built from its Go module)"
-  rm -rf "$TEMPORAL_HOME"; mkdir -p "$TEMPORAL_HOME"
-  log "temporal CLI $TEMPORAL_CLI_VERSION: building with 'go install' (first run only, several minutes on 2 cores)..."
-  GOBIN="$TEMPORAL_HOME" GOFLAGS="-trimpath" \
-    go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION" 2>&1 \
+  need go "install Go 1.24+ ($label is built from its Go module)"
+  rm -rf "$home"; mkdir -p "$home"
+  log "$label $version: building with 'go install' (first run only, $duration)..."
+  GOBIN="$home" GOFLAGS="-trimpath" go install "$module@$version" 2>&1 \
     | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done
-  [ -x "$TEMPORAL_BIN" ] || die "go install finished but $TEMPORAL_BIN is missing"
-  "$TEMPORAL_BIN" --version >/dev/null || die "$TEMPORAL_BIN does not run"
-  touch "$TEMPORAL_HOME/.complete"
-  log "temporal CLI: $("$TEMPORAL_BIN" --version)"
+  [ -x "$bin" ] || die "go install finished but $bin is missing"
+  "$bin" "$version_flag" >/dev/null || die "$bin does not run"
+  touch "$home/.complete"
+  log "$label: $("$bin" "$version_flag")"
+}
+
+install_temporal() {
+  go_install_tool "temporal CLI" "$TEMPORAL_CLI_VERSION" "$TEMPORAL_HOME" "$TEMPORAL_BIN" \
+    github.com/temporalio/cli/cmd/temporal --version "several minutes on 2 cores"
 }
 
 install_test_server() {
@@ -72,19 +79,8 @@ install_browser() {
 }
 
 install_kustomize() {
-  if [ -f "$KUSTOMIZE_HOME/.complete" ] && [ -x "$KUSTOMIZE_BIN" ]; then
-    log "kustomize $KUSTOMIZE_VERSION: cached in $KUSTOMIZE_HOME"; return
-  fi
-  need go "install Go 1.24+ (kustomize is built from its Go module)"
-  rm -rf "$KUSTOMIZE_HOME"; mkdir -p "$KUSTOMIZE_HOME"
-  log "kustomize $KUSTOMIZE_VERSION: building with 'go install' (first run only, 1-3 minutes)..."
-  GOBIN="$KUSTOMIZE_HOME" GOFLAGS="-trimpath" \
-    go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" 2>&1 \
-    | while IFS= read -r line; do printf '  %s\n' "$line" >&2; done
-  [ -x "$KUSTOMIZE_BIN" ] || die "go install finished but $KUSTOMIZE_BIN is missing"
-  "$KUSTOMIZE_BIN" version >/dev/null || die "$KUSTOMIZE_BIN does not run"
-  touch "$KUSTOMIZE_HOME/.complete"
-  log "kustomize: $("$KUSTOMIZE_BIN" version)"
+  go_install_tool kustomize "$KUSTOMIZE_VERSION" "$KUSTOMIZE_HOME" "$KUSTOMIZE_BIN" \
+    sigs.k8s.io/kustomize/kustomize/v5 version "1-3 minutes"
 }
 
 install_postgres() {
