@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func
-from sqlalchemy.engine import Engine
+from sqlalchemy import String, Table, bindparam, cast, func, insert, update
+from sqlalchemy import case as sa_case
+from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
@@ -23,6 +25,41 @@ from services.common.tables import (
     RegionStatusRow,
 )
 from workflows.types import CaseEvent, Side
+
+_EVENTS: Table = CaseEventRow.__table__  # type: ignore[attr-defined]
+_CASES: Table = CaseRow.__table__  # type: ignore[attr-defined]
+_LAST_SEQUENCE = sa_select(func.max(_EVENTS.c.sequence)).where(
+    _EVENTS.c.case_id == bindparam("case_id")
+)
+_INSERT_EVENT = insert(_EVENTS)
+_INBOX: Table = InboxRow.__table__  # type: ignore[attr-defined]
+_INBOX_ENTRY = sa_select(_INBOX).where(_INBOX.c.message_id == bindparam("message_id"))
+_INSERT_INBOX = insert(_INBOX)
+_CASE_REGIONS = sa_select(_CASES.c.from_region, _CASES.c.to_region).where(
+    _CASES.c.case_id == bindparam("case_id")
+)
+_REGIONS: Table = RegionStatusRow.__table__  # type: ignore[attr-defined]
+_REGION_OVERRIDE = sa_select(_REGIONS.c.connected).where(_REGIONS.c.region == bindparam("region"))
+_CASE_FACTS = sa_select(_CASES.c.facts).where(_CASES.c.case_id == bindparam("case_id"))
+# SET takes the columns named in the parameters; status_since moves only with the status
+# (the right-hand side reads the row before the update). The updated_at guard keeps an
+# older event arriving late from rolling the projection back.
+_PROJECT_EVENT = (
+    update(_CASES)
+    .where(
+        _CASES.c.case_id == bindparam("case"),
+        _CASES.c.updated_at <= bindparam("occurred", type_=_CASES.c.updated_at.type),
+    )
+    .values(
+        status_since=sa_case(
+            (
+                _CASES.c.status != bindparam("new_status"),
+                bindparam("occurred", type_=_CASES.c.status_since.type),
+            ),
+            else_=_CASES.c.status_since,
+        )
+    )
+)
 
 
 def utcnow() -> datetime:
@@ -54,50 +91,53 @@ class CaseRepository:
     def _append_once(self, event: CaseEvent) -> AuditRecord:
         # No look-up by event_key first: a retried activity's insert violates its unique
         # key, and append_event answers with the row already there (one query less on
-        # every event of every case).
-        with session_scope(self.engine) as session:
-            last = session.exec(
-                select(func.max(CaseEventRow.sequence)).where(CaseEventRow.case_id == event.case_id)
-            ).one()
+        # every event of every case). Prebuilt Core statements, not the ORM: this runs for
+        # every event of every case, and building statements cost more than the SQL.
+        with self.engine.begin() as connection:
+            last = connection.execute(_LAST_SEQUENCE, {"case_id": event.case_id}).scalar()
             sequence = (last or 0) + 1
-            detail: dict[str, Any] = dict(event.detail)
-            session.add(
-                CaseEventRow(
-                    case_id=event.case_id,
-                    sequence=sequence,
-                    event_key=event.event_key,
-                    event=event.event,
-                    status=event.status,
-                    occurred_at=event.occurred_at,
-                    rule=event.rule,
-                    detail=detail,
-                )
+            connection.execute(
+                _INSERT_EVENT,
+                {
+                    "case_id": event.case_id,
+                    "sequence": sequence,
+                    "event_key": event.event_key,
+                    "event": event.event,
+                    "status": event.status,
+                    "occurred_at": event.occurred_at,
+                    "rule": event.rule,
+                    "detail": dict(event.detail),
+                },
             )
-            self._project(session, event)
+            self._project(connection, event)
         return self._audit(event, sequence)
 
-    def _project(self, session: Any, event: CaseEvent) -> None:
-        row = session.get(CaseRow, event.case_id)
-        if row is None:
-            return  # outgoing rows are created by the request handler; see ensure_case
-        if event.occurred_at < _aware(row.updated_at):
-            return  # an older event arriving late must not roll the projection back
-        if row.status != event.status:
-            row.status, row.status_since = event.status, event.occurred_at
-        row.awaiting_what = event.awaiting.what if event.awaiting else None
-        row.awaiting_from = event.awaiting.from_party if event.awaiting else None
-        row.awaiting_by = event.awaiting.by if event.awaiting else None
+    def _project(self, connection: Connection, event: CaseEvent) -> None:
+        """The event onto its case row, in one UPDATE. Outgoing rows are created by the
+        request handler (see ensure_case): no row, nothing to project."""
+        # In UTC like every stored time: SQLite compares the stored text.
+        occurred = event.occurred_at.astimezone(UTC)
+        values: dict[str, Any] = {
+            "case": event.case_id,
+            "occurred": occurred,
+            "new_status": event.status,
+            "status": event.status,
+            "awaiting_what": event.awaiting.what if event.awaiting else None,
+            "awaiting_from": event.awaiting.from_party if event.awaiting else None,
+            "awaiting_by": event.awaiting.by if event.awaiting else None,
+            "warnings": list(event.warnings),
+            "updated_at": occurred,
+        }
         if event.deadlines:
-            row.deadlines = {k: v.isoformat() for k, v in event.deadlines.items()}
+            values["deadlines"] = {k: v.isoformat() for k, v in event.deadlines.items()}
         if event.escalated is not None:
-            row.escalated = event.escalated
-        row.warnings = list(event.warnings)
+            values["escalated"] = event.escalated
         if event.facts:
-            row.facts = {**(row.facts or {}), **event.facts}
+            known = connection.execute(_CASE_FACTS, {"case_id": event.case_id}).scalar()
+            values["facts"] = {**(known or {}), **event.facts}
         if event.terminal:
-            row.terminal, row.open_key = True, None
-        row.updated_at = event.occurred_at
-        session.add(row)
+            values["terminal"], values["open_key"] = True, None
+        connection.execute(_PROJECT_EVENT, values)
 
     def _audit(self, event: CaseEvent, sequence: int) -> AuditRecord:
         return AuditRecord(
@@ -114,7 +154,10 @@ class CaseRepository:
     # --- case rows ----------------------------------------------------------------------
     def case_regions(self, case_id: str) -> tuple[str, str] | None:
         """The case's (outgoing region, incoming region), or None for an unknown case."""
-        row = self.get_case(case_id)
+        # Two columns, not the row: every inbound document asks (the row holds the whole
+        # application).
+        with self.engine.connect() as connection:
+            row = connection.execute(_CASE_REGIONS, {"case_id": case_id}).first()
         return None if row is None else (row.from_region, row.to_region)
 
     def get_case(self, case_id: str) -> CaseRow | None:
@@ -193,8 +236,10 @@ class CaseRepository:
         return self.received(message_id) is not None
 
     def received(self, message_id: str) -> InboxRow | None:
-        with session_scope(self.engine) as session:
-            return session.get(InboxRow, message_id)
+        # Core, not the ORM: asked for every inbound document (make bench profiles).
+        with self.engine.connect() as connection:
+            row = connection.execute(_INBOX_ENTRY, {"message_id": message_id}).first()
+        return None if row is None else InboxRow.model_validate(row._asdict())
 
     def remember(
         self,
@@ -206,17 +251,18 @@ class CaseRepository:
         digest: str | None = None,
     ) -> None:
         try:
-            with session_scope(self.engine) as session:
-                session.add(
-                    InboxRow(
-                        message_id=message_id,
-                        case_id=case_id,
-                        type=type_,
-                        from_region=from_region,
-                        received_at=utcnow(),
-                        outcome=outcome,
-                        digest=digest,
-                    )
+            with self.engine.begin() as connection:
+                connection.execute(
+                    _INSERT_INBOX,
+                    {
+                        "message_id": message_id,
+                        "case_id": case_id,
+                        "type": type_,
+                        "from_region": from_region,
+                        "received_at": utcnow(),
+                        "outcome": outcome,
+                        "digest": digest,
+                    },
                 )
         except IntegrityError:
             pass  # a concurrent redelivery recorded it first
@@ -262,10 +308,11 @@ class RegionConnectivity:
         self.registry = registry
 
     def is_connected(self, region: str, on: date) -> bool:
-        with session_scope(self.engine) as session:
-            override = session.get(RegionStatusRow, region)
+        # Core, not the ORM: every delivery of every document asks.
+        with self.engine.connect() as connection:
+            override = connection.execute(_REGION_OVERRIDE, {"region": region}).scalar()
         if override is not None:
-            return override.connected
+            return bool(override)
         return self.registry.is_connected(region, on)
 
     def set_connected(self, region: str, connected: bool) -> None:

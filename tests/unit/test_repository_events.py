@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import cast
 
@@ -82,3 +82,36 @@ def test_events_are_numbered_in_order_and_projected_onto_the_case(
     assert case is not None
     assert (case.status, case.terminal, case.open_key) == ("completed", True, None)
     assert [e.sequence for e in repository.events("TR1")] == [1, 2, 3]
+
+
+def test_the_projection_keeps_status_since_merges_facts_and_ignores_late_events(
+    repository: CaseRepository,
+) -> None:
+    repository.append_event(event(1, "awaiting_transfer_out"))
+    repository.append_event(
+        event(2, "awaiting_transfer_out").model_copy(
+            update={
+                "facts": {"policy": "v1"},
+                "deadlines": {"transfer_out": date(2026, 11, 16)},
+                "escalated": True,
+                "warnings": ["calendar-fallback-2027"],
+            }
+        )
+    )
+    repository.append_event(
+        event(3, "awaiting_transfer_out").model_copy(update={"facts": {"x": 1}})
+    )
+    # Step 2 again, retried from another time zone: older than the case's last update.
+    late = event(4, "submitted").model_copy(
+        update={"occurred_at": (T0 + timedelta(seconds=2)).astimezone(timezone(timedelta(hours=8)))}
+    )
+    repository.append_event(late)
+    case = repository.get_case("TR1")
+    assert case is not None
+    assert case.status == "awaiting_transfer_out"
+    assert case.status_since.replace(tzinfo=UTC) == T0 + timedelta(seconds=1)  # not step 3
+    assert case.facts == {"policy": "v1", "x": 1}
+    assert case.deadlines == {"transfer_out": "2026-11-16"}
+    assert (case.escalated, case.warnings) == (True, [])
+    assert case.updated_at.replace(tzinfo=UTC) == T0 + timedelta(seconds=3)
+    assert [e.sequence for e in repository.events("TR1")] == [1, 2, 3, 4]  # still recorded
