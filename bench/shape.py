@@ -7,15 +7,16 @@ Counted from workflows/incoming/workflows.py, workflows/outgoing/workflows.py an
 workflows/case_flow.py for a case whose regions are connected and whose balance is
 remitted (R18); the benchmark checks the counts against a real case's history:
 
-  incoming: 15 local activities (load_case_context, 11 x record_case_event,
-            3 x region_connected), 5 activities (3 x deliver_document,
-            complete_transfer_in, credit_balance), 3 waits with a timeout (reply,
-            transfer-in, balance), 2 signals in (sheet, remittance), 2 patch markers.
-  outgoing: 12 local activities (load_case_context, 9 x record_case_event,
-            2 x region_connected), 4 activities (check_transfer_out, transfer_out,
-            2 x deliver_document), started by signal-with-start, 2 waits with a timeout
-            (transfer-in receipt, credit confirmation), 3 signals in (request, transfer-in,
-            credit), 2 patch markers.
+  incoming: 10 local activities (load_case_context, 4 x record_case_event,
+            2 x record_case_events for 3 and 4 events, 3 x region_connected),
+            5 activities (3 x deliver_document, complete_transfer_in, credit_balance),
+            3 waits with a timeout (reply, transfer-in, balance), 2 signals in (sheet,
+            remittance), 3 patch markers.
+  outgoing: 10 local activities (load_case_context, 6 x record_case_event,
+            1 x record_case_events for 3 events, 2 x region_connected), 4 activities
+            (check_transfer_out, transfer_out, 2 x deliver_document), started by
+            signal-with-start, 2 waits with a timeout (transfer-in receipt, credit
+            confirmation), 3 signals in (request, transfer-in, credit), 3 patch markers.
 
 Where the real case publishes a document to Kafka and the other side's API signals the
 other workflow, the no-op delivery activity signals it directly.
@@ -35,7 +36,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
 
 # The patches the real case workflows call (a marker each per side).
-PATCHES = ("local-bookkeeping", "record-decisions")
+PATCHES = ("local-bookkeeping", "record-decisions", "batch-records")
 QUICK = timedelta(seconds=30)
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 FAR = timedelta(days=10)  # deadlines are days away, so every wait ends by the signal
@@ -117,18 +118,14 @@ class ShapeIncoming(_Side):
     @workflow.run
     async def run(self, case_id: str) -> str:
         await self.act("load_case_context")
-        await self.act("record application_accepted")
+        workflow.patched(PATCHES[2])
         workflow.patched(PATCHES[1])
-        for _ in range(2):  # R12, R14 deadlines
-            await self.act("record decision")
+        await self.act("record application_accepted + R12, R14 decisions")
         await self.act("region_connected")
         await self.deliver("outgoing", case_id, "TransferRequested")
         await self.act("record transfer_request_sent")
         await self.wait_for("TransferOutCompleted", FAR)
-        await self.act("record information_sheet_received")
-        await self.act("record decision")  # R13
-        await self.act("record continuity_assessed")
-        await self.act("record decision")  # continuity
+        await self.act("record information_sheet_received, R13, continuity + decision")
         transfer_in = workflow.start_activity(
             "noop", "complete_transfer_in", start_to_close_timeout=QUICK, retry_policy=RETRY
         )
@@ -152,10 +149,9 @@ class ShapeOutgoing(_Side):
     async def run(self, case_id: str) -> str:
         await self.wait_for("TransferRequested", None)
         await self.act("load_case_context")
-        await self.act("record transfer_request_received")
+        workflow.patched(PATCHES[2])
         workflow.patched(PATCHES[1])
-        for _ in range(2):  # R12, R14 deadlines
-            await self.act("record decision")
+        await self.act("record transfer_request_received + R12, R14 decisions")
         await self.work("check_transfer_out")
         await self.act("record decision")  # balance routing
         await self.work("transfer_out")

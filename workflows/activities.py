@@ -65,6 +65,12 @@ class CaseActivities:
         if record is not None:
             await self._publisher.publish_audit(record)
 
+    @activity.defn(name="record_case_events")
+    async def record_case_events(self, events: list[CaseEvent]) -> None:
+        """Consecutive events of one workflow task, in their order (CaseFlow.together)."""
+        for event in events:
+            await self.record_case_event(event)
+
     @activity.defn(name="region_connected")
     async def region_connected(self, region: str) -> bool:
         return self._connectivity.is_connected(region, _today())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -45,6 +45,8 @@ NOTICE_TYPES = ("Reminder", "Escalation")
 RECORD_DECISIONS = "record-decisions"
 # Patch id: bookkeeping steps as local activities (CaseFlow._bookkeeping).
 LOCAL_BOOKKEEPING = "local-bookkeeping"
+# Patch id: consecutive timeline events written by one local activity (CaseFlow.together).
+BATCH_RECORDS = "batch-records"
 QUICK = timedelta(seconds=30)
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
@@ -72,6 +74,7 @@ class CaseFlow:
         # Clerk actions (signals): re-check a region now, or take the case offline.
         self.retry_requested: ClerkAction | None = None
         self.offline: ClerkAction | None = None
+        self._batch: list[CaseEvent] | None = None  # while inside together()
 
     # --- bookkeeping -------------------------------------------------------------------
     async def _bookkeeping(self, method: Any, arg: Any) -> Any:
@@ -235,25 +238,44 @@ class CaseFlow:
         if awaiting is not False:
             self.awaiting = awaiting if isinstance(awaiting, Awaiting) else None
         self._step += 1
-        await self._bookkeeping(
-            CaseActivities.record_case_event,
-            CaseEvent(
-                case_id=self.case_id,
-                side=self.side,
-                event_key=f"{workflow.info().workflow_id}:{self._step}",
-                event=event,
-                status=self.status,
-                occurred_at=workflow.now(),
-                rule=rule,
-                detail=detail or {},
-                awaiting=self.awaiting,
-                deadlines=dict(self.deadlines),
-                escalated=self.escalated,
-                warnings=list(self.warnings),
-                terminal=terminal,
-                facts=facts or {},
-            ),
+        record = CaseEvent(
+            case_id=self.case_id,
+            side=self.side,
+            event_key=f"{workflow.info().workflow_id}:{self._step}",
+            event=event,
+            status=self.status,
+            occurred_at=workflow.now(),
+            rule=rule,
+            detail=detail or {},
+            awaiting=self.awaiting,
+            deadlines=dict(self.deadlines),
+            escalated=self.escalated,
+            warnings=list(self.warnings),
+            terminal=terminal,
+            facts=facts or {},
         )
+        if self._batch is not None:
+            self._batch.append(record)
+            return
+        await self._bookkeeping(CaseActivities.record_case_event, record)
+
+    @contextlib.asynccontextmanager
+    async def together(self) -> AsyncIterator[None]:
+        """Events recorded inside the block are written by one local activity when it
+        ends, in order, instead of one each: an event and the decisions it implies cost
+        one round trip of the workflow task (make bench counts them). The block only
+        records; it must not wait for anything. Histories recorded before this change
+        replay one record at a time."""
+        if self._batch is not None or not workflow.patched(BATCH_RECORDS):
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        finally:
+            batch, self._batch = self._batch, None
+            if batch:
+                await self._bookkeeping(CaseActivities.record_case_events, batch)
 
     async def decide(self, decisions: Iterable[Decision]) -> None:
         """Record each decision with its rule, policy version and bilingual reason, so the

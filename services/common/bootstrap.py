@@ -154,6 +154,7 @@ async def run_worker(service: Service, workflows: list[type], side_activities: l
     )
     activities = [
         shared.record_case_event,
+        shared.record_case_events,
         shared.region_connected,
         shared.require_region_connected,
         shared.deliver_document,

@@ -464,6 +464,7 @@ class InMemoryPlatform:
         )
         common: list[Callable[..., Any]] = [
             shared.record_case_event,
+            shared.record_case_events,
             shared.region_connected,
             shared.require_region_connected,
             shared.deliver_document,

@@ -13,6 +13,7 @@ and commit the new files next to the old ones' replacement.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from datetime import timedelta
@@ -43,7 +44,13 @@ from workflows.types import IncomingCaseInput
 pytestmark = pytest.mark.workflow
 
 HISTORIES = Path(__file__).parent / "histories"
-PATHS = ("happy-path", "happy-path-with-decisions", "hard-refusal", "soft-refusal-corrected")
+PATHS = (
+    "happy-path",
+    "happy-path-with-decisions",
+    "happy-path-batched",
+    "hard-refusal",
+    "soft-refusal-corrected",
+)
 EXPECTED = sorted(f"{side}-{path}" for path in PATHS for side in ("incoming", "outgoing"))
 
 
@@ -70,6 +77,20 @@ def save_history(name: str, history: WorkflowHistory, *, overwrite: bool = False
     _scrub_identities(data)  # "pid@host" of the recording worker: noise in a diff
     path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return True
+
+
+def _decoded_payloads(node: Any) -> str:
+    """Every payload's data under ``node``, decoded (marker details name the activity)."""
+    if isinstance(node, dict):
+        own = (
+            [base64.b64decode(node["data"]).decode("utf-8", "replace")]
+            if "data" in node and isinstance(node["data"], str)
+            else []
+        )
+        return " ".join(own + [_decoded_payloads(v) for v in node.values()])
+    if isinstance(node, list):
+        return " ".join(_decoded_payloads(item) for item in node)
+    return ""
 
 
 def _scrub_identities(node: Any) -> None:
@@ -103,6 +124,32 @@ async def test_replay_records_happy_path(
         assert await platform.results() == ("completed", "completed")
         # "happy-path" was stored before the record-decisions patch; this one after it.
         await record_histories(platform, "happy-path-with-decisions")
+
+
+async def test_replay_records_happy_path_batched(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    """After the batch-records patch: an event and the decisions it implies are written
+    by one local activity (CaseFlow.together), 20 bookkeeping steps per case instead of 27
+    (bench/shape.py mirrors these counts)."""
+    async with running_platform(time_skipping_env, client) as platform:
+        await platform.start_case()
+        assert await platform.results() == ("completed", "completed")
+        assert platform.incoming is not None
+        assert platform.outgoing is not None
+        local_activities = {}
+        for side, handle in (("incoming", platform.incoming), ("outgoing", platform.outgoing)):
+            history = json.loads((await handle.fetch_history()).to_json())
+            markers = [
+                e
+                for e in history["events"]
+                if e.get("markerRecordedEventAttributes", {}).get("markerName")
+                == "core_local_activity"
+            ]
+            local_activities[side] = len(markers)
+            assert "record_case_events" in _decoded_payloads(markers)
+        assert local_activities == {"incoming": 10, "outgoing": 10}
+        await record_histories(platform, "happy-path-batched")
 
 
 async def test_replay_records_hard_refusal(

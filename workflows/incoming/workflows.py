@@ -122,19 +122,20 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         limits = flow.limits
         plan = flow.plan_transfer_out(case.accepted_on)
         outgoing = f"outgoing agency of region {request.from_region}"
-        await flow.record(
-            "application_accepted",
-            "submitted",
-            rule="R11",
-            detail={
-                "from_region": request.from_region,
-                "to_region": request.to_region,
-                "channel": request.channel,
-                "policy_version": context.policy_version,
-            },
-            facts={"policy_version": context.policy_version},
-        )
-        await flow.decide(flow.deadline_decisions(plan))
+        async with flow.together():
+            await flow.record(
+                "application_accepted",
+                "submitted",
+                rule="R11",
+                detail={
+                    "from_region": request.from_region,
+                    "to_region": request.to_region,
+                    "channel": request.channel,
+                    "policy_version": context.policy_version,
+                },
+                facts={"policy_version": context.policy_version},
+            )
+            await flow.decide(flow.deadline_decisions(plan))
 
         attempt = 1
         while True:
@@ -182,33 +183,37 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         transfer_in_deadline = flow.calendar.add_working_days(received_on, limits.transfer_in_days)
         transfer_in_due = flow.working_days_after(received_on, limits.transfer_in_days)
         flow.deadlines["transfer_in_due"] = transfer_in_due
-        await flow.record(
-            "information_sheet_received",
-            "transfer_in",
-            rule="R13",
-            detail={
-                "message_id": reply.message_id,
-                "balance_action": completed.balance_action,
-                "balance_rule": completed.balance_rule,
-                "contribution_months": sheet.total_contribution_months,
-                "signature": "verified",
-            },
-            awaiting=Awaiting(
-                what="transfer-in by this agency", from_party="incoming agency", by=transfer_in_due
-            ),
-        )
-        await flow.decide(
-            [
-                deadline_decision(
-                    rule="R13",
-                    start=received_on,
-                    limit_days=limits.transfer_in_days,
-                    deadline=transfer_in_deadline,
-                    policy_version=context.policy_version,
-                )
-            ]
-        )
-        await self._assess_continuity(flow, case, sheet, received_on)
+        # The sheet, its R13 limit and the continuity assessment: one write.
+        async with flow.together():
+            await flow.record(
+                "information_sheet_received",
+                "transfer_in",
+                rule="R13",
+                detail={
+                    "message_id": reply.message_id,
+                    "balance_action": completed.balance_action,
+                    "balance_rule": completed.balance_rule,
+                    "contribution_months": sheet.total_contribution_months,
+                    "signature": "verified",
+                },
+                awaiting=Awaiting(
+                    what="transfer-in by this agency",
+                    from_party="incoming agency",
+                    by=transfer_in_due,
+                ),
+            )
+            await flow.decide(
+                [
+                    deadline_decision(
+                        rule="R13",
+                        start=received_on,
+                        limit_days=limits.transfer_in_days,
+                        deadline=transfer_in_deadline,
+                        policy_version=context.policy_version,
+                    )
+                ]
+            )
+            await self._assess_continuity(flow, case, sheet, received_on)
         transfer_in = workflow.start_activity_method(
             IncomingActivities.complete_transfer_in,
             TransferInInput(case_id=case.case_id, sheet=sheet, completed_on=received_on),

@@ -72,23 +72,24 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         # R12: 10 working days from acceptance, or from the day this agency's region went
         # live when the request had to wait for it (R23); the incoming agency says which.
         plan = flow.plan_transfer_out(request.limit_starts_on or request.applied_on)
-        await flow.record(
-            "transfer_request_received",
-            "checking",
-            rule="R12",
-            detail={
-                "message_id": first.message_id,
-                "incoming_region": incoming_region,
-                "policy_version": context.policy_version,
-            },
-            awaiting=Awaiting(
-                what="transfer-out by this agency",
-                from_party="outgoing agency",
-                by=plan.transfer_out_due.due,
-            ),
-            facts={"policy_version": context.policy_version},
-        )
-        await flow.decide(flow.deadline_decisions(plan))
+        async with flow.together():
+            await flow.record(
+                "transfer_request_received",
+                "checking",
+                rule="R12",
+                detail={
+                    "message_id": first.message_id,
+                    "incoming_region": incoming_region,
+                    "policy_version": context.policy_version,
+                },
+                awaiting=Awaiting(
+                    what="transfer-out by this agency",
+                    from_party="outgoing agency",
+                    by=plan.transfer_out_due.due,
+                ),
+                facts={"policy_version": context.policy_version},
+            )
+            await flow.decide(flow.deadline_decisions(plan))
         attempt = 1
         while True:
             facts = await workflow.execute_activity_method(
