@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ RESULTS = REPO_DIR / "bench" / "results" / "latest.json"
 # timeout (the worker then redoes work instead of filling).
 FILL_WINDOW = 50
 POSTGRES_PORT = os.environ.get("BENCH_POSTGRES_PORT", "55433")
+BISECT_STEPS = 3
 T0 = time.monotonic()
 
 
@@ -278,6 +281,8 @@ async def end_to_end(
         {k: v for k, v in stack.pids().items() if k in SYSTEM}, STATE_DIR / "profiles"
     )
 
+    profiles: dict[str, Any] = {}
+
     async def run(rate: float) -> StepResult:
         log(f"end-to-end: {rate:g} cases/s for {args.step_s:.0f} s (open loop)")
         if args.profile is not None and abs(rate - args.profile) < 1e-9:
@@ -285,6 +290,14 @@ async def end_to_end(
         step = await load.step(rate, args.step_s, drain)
         for path in profiler.stop():
             samples, top = profile_summary(path, 12)
+            # Kept in the results: the profile behind "what limits it" (top 30 inclusive).
+            profiles[path.stem] = {
+                "samples": samples,
+                "top_inclusive_self_percent": [
+                    [name, round(inclusive, 1), round(own, 1)]
+                    for name, inclusive, own in profile_summary(path, 30)[1]
+                ],
+            }
             log(f"  profile {path.name}: {samples} samples; top inclusive:")
             for name, inclusive, own in top:
                 log(f"    {inclusive:5.1f}% ({own:4.1f}% self) {name}")
@@ -323,10 +336,19 @@ async def end_to_end(
             rates = [rate / 2]  # even the first rate is too much: halve until one holds
             continue
         break
-    if failed is not None and best is not None and not args.quick and failed - best > 2:
-        middle = round((best + failed) / 2)
+    # Bisect between the best sustained and the first failed rate, to a quarter case per
+    # second or a tenth of the rate, at most three more steps (each one that fails also
+    # waits for its backlog to drain).
+    for _ in range(0 if args.quick else BISECT_STEPS):
+        if failed is None or best is None or failed - best <= max(0.25, 0.1 * best):
+            break
+        middle = round((best + failed) / 2 * 4) / 4
+        if middle in (best, failed):
+            break
         if (await run(middle)).sustained:
             best = middle
+        else:
+            failed = middle
     sustained = best or 0.0
     half_step = None
     if sustained:
@@ -336,6 +358,7 @@ async def end_to_end(
             half_step = await run(half)
     return {
         "steps": [s.to_json() for s in steps],
+        "profiles": profiles or None,
         "sustained_cases_per_s": sustained,
         "half_load": half_step.to_json() if half_step else None,
         "case_ids": [c for s in steps for c in s.case_ids],
@@ -350,6 +373,7 @@ async def open_cases(
     args: argparse.Namespace,
     watch: LoadWatch,
     sustained: float | None,
+    save: Callable[[list[dict[str, Any]]], None],
 ) -> dict[str, Any]:
     """Fill, then at each size: memory, and new cases at half the sustained rate (a rate
     the stack carries, so the latency is not queueing; 1/s without an end-to-end phase)."""
@@ -391,6 +415,7 @@ async def open_cases(
                     "new_cases": step.completed,
                 }
             )
+            save(by_size)
         running = await filler.running()
         return {
             "sizes": args.open_sizes,
@@ -407,6 +432,14 @@ async def open_cases(
         }
     finally:
         filler.close()
+
+
+def checkpoint(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """The figures so far, next to the output: a long run that dies in a later phase
+    (or is stopped) keeps what it measured. Removed when the run completes."""
+    partial = args.out.with_suffix(".partial.json")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def memory_growth(open_result: dict[str, Any]) -> float | None:
@@ -480,6 +513,7 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     stack.start_servers(log)
     if "ceilings" not in args.skip_set:
         result["ceilings"] = await ceilings(stack, args, watch)
+        checkpoint(args, result)
     log("stack: both agency services and workers as processes")
     agencies = await stack.start_agencies()
     pids = stack.pids()
@@ -489,6 +523,7 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
         if "e2e" not in args.skip_set:
             e2e = await end_to_end(stack, load, args, watch)
             result["end_to_end"] = {k: v for k, v in e2e.items() if k != "case_ids"}
+            checkpoint(args, result)
             ids = e2e["case_ids"]
             if ids:
                 result["shape_check"] = {
@@ -504,7 +539,12 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
         open_result = None
         if "open" not in args.skip_set:
             open_result = await open_cases(
-                stack, load, args, watch, e2e.get("sustained_cases_per_s")
+                stack,
+                load,
+                args,
+                watch,
+                e2e.get("sustained_cases_per_s"),
+                lambda sizes: checkpoint(args, {**result, "open_cases_so_far": sizes}),
             )
             result["open_cases"] = {k: v for k, v in open_result.items() if k != "probe_case_ids"}
         case_ids = list(e2e.get("case_ids", [])) + (
@@ -582,11 +622,32 @@ def _met(value: float | None, test: Any) -> bool | None:
     return None if value is None else bool(test(value))
 
 
+def single_run_lock() -> Any:
+    """An exclusive lock on the benchmark's state: a second run would reuse the first
+    one's servers and both would measure each other's load. Held until the process ends."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    handle = (STATE_DIR / "bench.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # The clients' own chatter (topic creation, group coordinator) is not progress.
     for name in ("aiokafka", "faststream", "temporalio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    lock = single_run_lock()
+    if lock is None:
+        print(
+            f"another benchmark is running (lock {STATE_DIR / 'bench.lock'}): its figures and "
+            "this run's would both be wrong; wait for it or stop it",
+            file=sys.stderr,
+        )
+        return 2
     stack = BenchStack(code_dir=(args.baseline or REPO_DIR).resolve())
     # SIGTERM (make killed, CI) stops everything as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -601,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.stop_servers()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     print()
     print(report.text_table([("measure", "figure", "note"), *report.rows(result)]))
     print()
