@@ -60,6 +60,7 @@ stop_pidfile() {
   if kill -0 "$pid" 2>/dev/null; then
     log "$name did not stop in 30 s, killing"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    for i in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   fi
   rm -f "$pidfile"
 }

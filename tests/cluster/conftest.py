@@ -132,11 +132,17 @@ def _words(ports: Iterable[int]) -> str:
 
 
 def alive(pid: int) -> bool:
+    """Running, or about to: a killed process the init process has not reaped yet (a
+    zombie) holds nothing and is not left behind."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 @pytest.fixture(scope="module")

@@ -115,3 +115,17 @@ def test_the_projection_keeps_status_since_merges_facts_and_ignores_late_events(
     assert (case.escalated, case.warnings) == (True, [])
     assert case.updated_at.replace(tzinfo=UTC) == T0 + timedelta(seconds=3)
     assert [e.sequence for e in repository.events("TR1")] == [1, 2, 3, 4]  # still recorded
+
+
+def test_a_step_re_run_later_gets_the_audit_record_already_written(
+    repository: CaseRepository,
+) -> None:
+    # A workflow task re-run after a worker died records the same step with a later
+    # workflow.now(): the audit trail must get the first record again, not a conflicting one.
+    first = repository.append_event(event(1))
+    rerun = event(1).model_copy(
+        update={"occurred_at": T0 + timedelta(minutes=5), "detail": {"attempt": 2}}
+    )
+    again = repository.append_event(rerun)
+    assert first is not None
+    assert again == first
