@@ -434,6 +434,20 @@ async def open_cases(
         filler.close()
 
 
+def source_commit(code_dir: Path) -> str | None:
+    """The commit the measured code is, with "+changes" when the tree differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(code_dir), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    if Path(git("rev-parse", "--show-toplevel") or "/nonexistent") != code_dir.resolve():
+        return None  # a --baseline directory from git archive (or inside another checkout)
+    commit = git("rev-parse", "--short", "HEAD")
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def checkpoint(args: argparse.Namespace, result: dict[str, Any]) -> None:
     """The figures so far, next to the output: a long run that dies in a later phase
     (or is stopped) keeps what it measured. Removed when the run completes."""
@@ -506,6 +520,7 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
         "mode": "quick" if args.quick else "full",
         "args": " ".join(sys.argv[1:]),
         "code_from": str(args.baseline or REPO_DIR),
+        "commit": source_commit(args.baseline or REPO_DIR),
         "temporal_tuning": os.environ.get("TEMPORAL_TUNING", "on"),
     }
     log(f"machine: {os.cpu_count()} cores, loadavg {watch.start}")
