@@ -74,7 +74,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             else str(ceilings.get("db_postgres_reason") or ""),
         )
     )
-    for entry in (result.get("open_cases") or {}).get("by_size", []):
+    open_cases = result.get("open_cases") or {}
+    donor = open_cases.get("from_run") or {}
+    from_run = f"; run of {donor['generated_at'][:16]}" if donor.get("generated_at") else ""
+    for entry in open_cases.get("by_size", []):
         rss = entry.get("rss_mib", {})
         services = sum(v for k, v in rss.items() if k.endswith(("-api", "-worker")))
         latency = entry.get("new_case_latency_s") or {}
@@ -84,7 +87,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"services+workers {services:,} MiB",
                 f"new case p50 {_f(latency.get('p50'), 2)} s, p99 {_f(latency.get('p99'), 2)} s; "
                 f"Temporal {_f(rss.get('temporal'))} MiB; filled at "
-                f"{_f(entry.get('fill_cases_per_s'), 0)}/s",
+                f"{_f(entry.get('fill_cases_per_s'), 0)}/s{from_run}",
             )
         )
     add(
