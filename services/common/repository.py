@@ -79,7 +79,11 @@ class CaseRepository:
             except IntegrityError:
                 existing = self._event_by_key(event.event_key)
                 if existing is not None:
-                    return self._stored_audit(existing)
+                    # The record as it was written: a workflow task re-run after a worker
+                    # died schedules the step again with a later workflow.now(), and the
+                    # audit trail must get the record it may already hold, not a different
+                    # one with the same sequence (the audit consumer refuses that).
+                    return self._audit(existing, existing.sequence)
         raise RuntimeError("could not assign a timeline sequence")
 
     def _event_by_key(self, event_key: str) -> CaseEventRow | None:
@@ -139,32 +143,16 @@ class CaseRepository:
             values["terminal"], values["open_key"] = True, None
         connection.execute(_PROJECT_EVENT, values)
 
-    def _stored_audit(self, row: CaseEventRow) -> AuditRecord:
-        """The audit record of an event written before, as it was written: a workflow task
-        re-run after a worker died schedules the step again with a later workflow.now(),
-        and the audit trail must get the record it may already hold, not a different one
-        with the same sequence (the audit consumer refuses that as a conflict)."""
+    def _audit(self, source: CaseEvent | CaseEventRow, sequence: int) -> AuditRecord:
         return AuditRecord(
-            case_id=row.case_id,
+            case_id=source.case_id,
             side=self.side,
-            sequence=row.sequence,
-            event=row.event,
-            status=row.status,
-            occurred_at=_aware(row.occurred_at),
-            detail=dict(row.detail or {}),
-            rule=row.rule,
-        )
-
-    def _audit(self, event: CaseEvent, sequence: int) -> AuditRecord:
-        return AuditRecord(
-            case_id=event.case_id,
-            side=event.side,
             sequence=sequence,
-            event=event.event,
-            status=event.status,
-            occurred_at=event.occurred_at,
-            detail=dict(event.detail),
-            rule=event.rule,
+            event=source.event,
+            status=source.status,
+            occurred_at=_aware(source.occurred_at),
+            detail=dict(source.detail or {}),
+            rule=source.rule,
         )
 
     # --- case rows ----------------------------------------------------------------------
