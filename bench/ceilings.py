@@ -22,6 +22,7 @@ from bench.procs import CpuMeter
 from bench.shape import ShapeIncoming, incoming_id
 from services.common.app_factory import INBOX_SUBSCRIBER_WORKERS
 from services.common.inbound import raw_body
+from tests.support.agencies import stop_processes
 from tests.support.stack import REPO_DIR
 
 RECORD = (b'{"payload": "' + b"x" * 1000 + b'"}')[:1024]  # 1 KB
@@ -160,14 +161,7 @@ class ShapeWorkers:
         return ["--target", self.target, "--queue", self.prefix]
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.processes.clear()
+        stop_processes(self.processes)
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items()}

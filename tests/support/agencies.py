@@ -91,6 +91,18 @@ def new_person(region: str) -> Person:
     return Person(first17 + resident_id_check_char(first17), surname + given, region)
 
 
+def stop_processes(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Terminate them all at once, wait up to 15 s each, kill what is left; forget them."""
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    processes.clear()
+
+
 @dataclass
 class AgencyStack:
     root: Path
@@ -245,14 +257,7 @@ class AgencyStack:
         process.wait()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        self.processes.clear()
+        stop_processes(self.processes)
 
     async def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
