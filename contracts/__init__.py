@@ -5,7 +5,6 @@ Signing (``contracts.signing``) is imported separately so this package stays lig
 
 from contracts.documents import (
     DOCUMENT_TYPES,
-    ApplicationWithdrawn,
     AuditRecord,
     BalanceCredited,
     BalanceMismatch,
@@ -26,6 +25,8 @@ from contracts.documents import (
     TransferOutCompleted,
     TransferRefused,
     TransferRequested,
+    WithdrawalAnswered,
+    WithdrawalRequested,
 )
 from contracts.envelope import SCHEMA_VERSION, Envelope
 from contracts.topics import Topics
@@ -33,7 +34,6 @@ from contracts.topics import Topics
 __all__ = [
     "DOCUMENT_TYPES",
     "SCHEMA_VERSION",
-    "ApplicationWithdrawn",
     "AuditRecord",
     "BalanceCredited",
     "BalanceMismatch",
@@ -56,4 +56,6 @@ __all__ = [
     "TransferOutCompleted",
     "TransferRefused",
     "TransferRequested",
+    "WithdrawalAnswered",
+    "WithdrawalRequested",
 ]

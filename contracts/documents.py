@@ -13,6 +13,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -21,6 +22,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from domain.identity import personal_data_in_text
 
 RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 """6-digit administrative division code (行政区划代码); the first two digits are the province."""
@@ -35,6 +38,21 @@ NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 MAX_FEN = 2**53 - 1
 Fen = Annotated[int, Field(ge=0, le=MAX_FEN, strict=True)]
 PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN, strict=True)]
+
+
+def _no_personal_data_in_text(value: str) -> str:
+    if personal_data_in_text(value):
+        raise ValueError("free text must not carry an ID, phone or account number")
+    return value
+
+
+MAX_FREE_TEXT = 200
+FreeText = Annotated[
+    str, StringConstraints(max_length=MAX_FREE_TEXT), AfterValidator(_no_personal_data_in_text)
+]
+"""A reason or note a person types: at most 200 characters, refused when it carries an
+ID, phone or account number (it reaches the timeline, the audit trail and the other
+agency)."""
 
 
 class _Contract(BaseModel):
@@ -91,7 +109,7 @@ class TransferRequested(_Contract):
     to_region: RegionCode
     from_scheme: Scheme
     to_scheme: Scheme
-    reason: Annotated[str, StringConstraints(max_length=200)]
+    reason: FreeText
     applied_on: date
     channel: Literal["online", "counter", "outgoing_entry"]
     incoming_agency: NonEmpty
@@ -240,7 +258,7 @@ class BalanceReturned(_Contract):
 
     remittance_id: NonEmpty
     amount_fen: PositiveFen
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    reason: Annotated[FreeText, StringConstraints(min_length=1)]
     returned_on: date
 
 
@@ -278,11 +296,40 @@ class Receipt(_Contract):
         return self
 
 
-class ApplicationWithdrawn(_Contract):
-    """The person withdrew the application before the case finished."""
+CrossingKind = Literal["withdrawal", "cancellation", "offline_channel"]
+"""What the incoming agency asks to stop the platform case for: the person withdraws,
+a clerk cancels, or a clerk continues the case by the offline channel (R10, R23)."""
 
-    reason: Annotated[str, StringConstraints(max_length=200)]
-    withdrawn_on: date
+
+class WithdrawalRequested(_Contract):
+    """The incoming agency asks the outgoing agency to stop the case. A request, not a
+    notice: the outgoing agency accepts it before transfer-out or refuses it as too late
+    (WithdrawalAnswered); until then the incoming case stays open, since a debit for it
+    may exist."""
+
+    kind: CrossingKind
+    reason: FreeText
+    requested_on: date
+
+
+class WithdrawalAnswered(_Contract):
+    """The outgoing agency's answer to a WithdrawalRequested. ``accepted``: nothing was
+    transferred out and nothing will be; the case ends on both sides. Refused
+    (TOO_LATE_TRANSFERRED_OUT): the enrolment was already transferred out and its balance
+    moved, so the case goes on to its credit (R16)."""
+
+    kind: CrossingKind
+    accepted: bool
+    reason_code: Literal["ACCEPTED_BEFORE_TRANSFER_OUT", "TOO_LATE_TRANSFERRED_OUT"]
+    rule: RuleId
+    message_en: NonEmpty
+    message_zh: NonEmpty
+
+    @model_validator(mode="after")
+    def _code_matches(self) -> WithdrawalAnswered:
+        if self.accepted != (self.reason_code == "ACCEPTED_BEFORE_TRANSFER_OUT"):
+            raise ValueError("reason_code does not match accepted")
+        return self
 
 
 AuditValue = str | int | bool | None
@@ -369,7 +416,8 @@ DOCUMENT_TYPES: dict[str, type[BaseModel]] = {
         Reminder,
         Escalation,
         Receipt,
-        ApplicationWithdrawn,
+        WithdrawalRequested,
+        WithdrawalAnswered,
         AuditRecord,
     )
 }
@@ -389,6 +437,7 @@ Document = (
     | Reminder
     | Escalation
     | Receipt
-    | ApplicationWithdrawn
+    | WithdrawalRequested
+    | WithdrawalAnswered
     | AuditRecord
 )

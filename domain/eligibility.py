@@ -31,6 +31,8 @@ ACCOUNT_FROZEN = "ACCOUNT_FROZEN"
 PERSON_UNKNOWN = "PERSON_UNKNOWN"
 IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
 ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"
+ENROLMENT_IN_TRANSFER = "ENROLMENT_IN_TRANSFER"
+OPEN_CASE_ELSEWHERE = "OPEN_CASE_ELSEWHERE"
 RETIREE_SAME_PROVINCE = "RETIREE_SAME_PROVINCE"
 BANK_ACCOUNT_REQUIRED = "BANK_ACCOUNT_REQUIRED"
 BANK_ACCOUNT_FOR_RESIDENT = "BANK_ACCOUNT_FOR_RESIDENT_SCHEME"
@@ -161,6 +163,26 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
+            code=ENROLMENT_IN_TRANSFER,
+            rule="R5",
+            soft=False,
+            message_zh="该参保关系正由另一转移接续申请办理中，同一参保关系同一时间只能办理一笔转移。",
+            message_en=(
+                "This enrolment is already being transferred by another open case; one "
+                "enrolment is transferred out by at most one case at a time."
+            ),
+        ),
+        Refusal(
+            code=OPEN_CASE_ELSEWHERE,
+            rule="R5",
+            soft=False,
+            message_zh="该参保人已有一笔转往其他地区或来自其他地区的转移接续申请正在办理，不得同时办理两笔。",
+            message_en=(
+                "The person already has an open transfer case with another pair of regions; "
+                "two transfers at once would enrol the person twice."
+            ),
+        ),
+        Refusal(
             code=RETIREE_SAME_PROVINCE,
             rule="R21",
             soft=False,
@@ -253,6 +275,8 @@ class EnrolmentFacts:
     balance_fen: Fen
     contribution_months: int
     also_active_in: str | None
+    # R5: another open case of this agency holds the enrolment (its transfer-out claim).
+    claimed_by_other_case: bool = False
 
 
 @dataclass(frozen=True)
@@ -362,6 +386,9 @@ def check_transfer_out(
     # R11/R16: already moved out; a second case must not transfer it again.
     if record.status == "transferred_out":
         return [_REFUSALS[ALREADY_TRANSFERRED]]
+    # R5: one enrolment, one transfer: a second concurrent case is refused, never stuck.
+    if record.claimed_by_other_case:
+        return [_REFUSALS[ENROLMENT_IN_TRANSFER]]
 
     refusals: list[Refusal] = []
     # R6

@@ -119,3 +119,19 @@ def fingerprint(value: str, *, key: bytes | None = None) -> str:
     if key:
         return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+# An ID number, a mobile phone number or a bank-account-like run of digits (spaces and
+# dashes between the digits allowed, as people type them).
+_PERSONAL_IN_TEXT = (
+    re.compile(r"(?<![0-9])(?:[0-9][ -]?){17}[0-9Xx](?![0-9])"),
+    re.compile(r"(?<![0-9])1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])"),
+    re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,29}[0-9](?![0-9])"),
+)
+
+
+def personal_data_in_text(text: str) -> bool:
+    """True when free text (a reason, a note) carries what looks like an ID number, a
+    phone number or an account number: it is refused where it is typed, before anything
+    is written (it would reach the timeline, the audit trail and the other agency)."""
+    return any(pattern.search(text) for pattern in _PERSONAL_IN_TEXT)

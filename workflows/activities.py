@@ -106,6 +106,16 @@ class CaseActivities:
         return self._context.load(request)
 
 
+DOMAIN_ERROR = "DomainError"
+
+
+def _domain_error(error: Exception) -> ApplicationError:
+    """A records error no retry can fix (a vanished record, a lost claim, a changed
+    balance): not retried, so the workflow escalates it (CaseFlow.step). The message
+    names the case, never the person."""
+    return ApplicationError(str(error)[:200], type=DOMAIN_ERROR, non_retryable=True)
+
+
 class OutgoingActivities:
     def __init__(self, records: OutgoingRecords) -> None:
         self._records = records
@@ -116,15 +126,25 @@ class OutgoingActivities:
 
     @activity.defn(name="transfer_out")
     async def transfer_out(self, request: TransferOutInput) -> InformationSheet:
-        return self._records.transfer_out(request)
+        try:
+            return self._records.transfer_out(request)
+        except (LookupError, ValueError) as error:
+            raise _domain_error(error) from None
+
+    @activity.defn(name="release_enrolment_claim")
+    async def release_enrolment_claim(self, case_id: str) -> None:
+        """R5: the case ended without a transfer-out; the enrolment is free again."""
+        self._records.release_claim(case_id)
 
     @activity.defn(name="pay_balance_to_bank")
     async def pay_balance_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
         return self._records.pay_to_bank(request)
 
     @activity.defn(name="restore_returned_balance")
-    async def restore_returned_balance(self, request: ReturnInput) -> None:
-        self._records.restore_returned(request)
+    async def restore_returned_balance(self, request: ReturnInput) -> int:
+        """The amount restored: this agency's own debit for the remittance, whatever the
+        other agency claims to return (0 when there is no such debit)."""
+        return self._records.restore_returned(request)
 
     @activity.defn(name="post_residual_remittance")
     async def post_residual_remittance(self, request: ResidualInput) -> str:
@@ -141,7 +161,10 @@ class IncomingActivities:
 
     @activity.defn(name="credit_balance")
     async def credit_balance(self, request: CreditInput) -> None:
-        self._records.credit(request)
+        try:
+            self._records.credit(request)
+        except LookupError as error:
+            raise _domain_error(error) from None
 
 
 def _today() -> date:

@@ -61,20 +61,24 @@ class CaseFlow:
         self.side = side
         self.region = region
         self.status = "starting"
+        self.terminal = False
         self.awaiting: Awaiting | None = None
         self.deadlines: dict[str, date] = {}
         self.escalated = False
         self.warnings: list[str] = []
         self.inbox: list[Envelope] = []
         self._seen: set[str] = set()
+        self._taken: dict[str, int] = {}
         self._step = 0
         self.calendar: WorkingDayCalendar | None = None
         self.limits = CaseLimits()
         self.context: CaseContext | None = None
-        # Clerk actions (signals): re-check a region now, or take the case offline.
+        # Clerk actions (signals): re-check a region or re-run a failed step now.
         self.retry_requested: ClerkAction | None = None
-        self.offline: ClerkAction | None = None
+        # A withdrawal, cancellation or offline switch is pending: a region wait wakes.
+        self.interrupted = False
         self._batch: list[CaseEvent] | None = None  # while inside together()
+        self.failed_step: str | None = None  # a step waiting for a clerk's retry
 
     # --- bookkeeping -------------------------------------------------------------------
     async def _bookkeeping(self, method: Any, arg: Any) -> Any:
@@ -102,8 +106,14 @@ class CaseFlow:
     def take(self, types: Collection[str]) -> Envelope | None:
         for index, envelope in enumerate(self.inbox):
             if envelope.type in types:
+                self._taken[envelope.type] = self._taken.get(envelope.type, 0) + 1
                 return self.inbox.pop(index)
         return None
+
+    def take_count(self, types: Collection[str]) -> int:
+        """How many documents of ``types`` were taken so far (a step number that is the
+        same on replay)."""
+        return sum(self._taken.get(t, 0) for t in types)
 
     async def wait_for(
         self,
@@ -235,6 +245,8 @@ class CaseFlow:
         """
         if status is not None:
             self.status = status
+        if terminal:
+            self.terminal = True
         if awaiting is not False:
             self.awaiting = awaiting if isinstance(awaiting, Awaiting) else None
         self._step += 1
@@ -320,6 +332,35 @@ class CaseFlow:
             stage=stage, reason_code=reason_code, due_on=due, message_en=en, message_zh=zh
         )
 
+    async def step(self, name: str, method: Any, arg: Any, retry: RetryPolicy) -> Any:
+        """A records or money activity. A transient failure retries with ``retry`` (the
+        stuck-case sweep reports one that keeps failing); a domain error is not retried
+        (workflows/activities.py raises it non-retryable): the case is escalated with the
+        step and the error type (never the message: it may name the person) and waits
+        for a clerk's retry, instead of failing its workflow or looping silently."""
+        while True:
+            try:
+                return await workflow.execute_activity_method(
+                    method, arg, start_to_close_timeout=QUICK, retry_policy=retry
+                )
+            except ActivityError as error:
+                cause = error.cause
+                error_type = getattr(cause, "type", None) or type(cause).__name__
+                await self.escalate(
+                    name,
+                    "STEP_FAILED",
+                    None,
+                    f"The step {name} failed with {error_type}; a clerk checks the records "
+                    "and retries it.",
+                    f"步骤{name}失败（{error_type}），请经办人员核查记录后重试。",
+                )
+                self.failed_step = name
+                await workflow.wait_condition(lambda: self.retry_requested is not None)
+                action, self.retry_requested = self.retry_requested, None
+                self.failed_step = None
+                assert action is not None
+                await self.record("clerk_retry_step", detail={"step": name, "clerk": action.clerk})
+
     # --- delivery ------------------------------------------------------------------------
     def envelope(
         self, document: BaseModel, step: str, to_region: str, causation_id: str | None = None
@@ -334,11 +375,12 @@ class CaseFlow:
             causation_id=causation_id,
         )
 
-    async def await_region(self, region: str, document: str) -> bool:
+    async def await_region(self, region: str, document: str, *, interruptible: bool = True) -> bool:
         """R23: while ``region`` is not connected to the platform, wait and re-check with
         backoff until it goes live, escalating after the configured working days. A clerk
-        may ask for a re-check now, or take the case to the offline channel (then
-        ``self.offline`` is set and the caller ends the case). True when it had to wait."""
+        may ask for a re-check now; a withdrawal, cancellation or offline switch ends the
+        wait at once (``self.interrupted``; the caller ends the case). True when it had to
+        wait."""
         connected: bool = await self._bookkeeping(CaseActivities.region_connected, region)
         if connected:
             return False
@@ -372,7 +414,7 @@ class CaseFlow:
             )
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    partial(self._woken, handle),
+                    partial(self._woken, handle, interruptible),
                     timeout=None if escalated else seconds_until(escalate_at, workflow.now()),
                 )
             if handle.done():
@@ -381,7 +423,7 @@ class CaseFlow:
             handle.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await handle
-            if self.offline is not None:
+            if interruptible and self.interrupted:
                 return True
             if self.retry_requested is not None:
                 action, self.retry_requested = self.retry_requested, None
@@ -408,9 +450,13 @@ class CaseFlow:
 
     async def deliver(self, envelope: Envelope, *, region_checked: bool = False) -> bool:
         """Deliver a document (after the R23 wait for its region unless the caller did
-        it). True when it had to wait for the region."""
+        it). True when it had to wait for the region. A document is delivered whatever
+        the case's own side asks meanwhile: only the first request's wait is interruptible
+        (the caller's await_region)."""
         waited = (
-            False if region_checked else await self.await_region(envelope.to_region, envelope.type)
+            False
+            if region_checked
+            else await self.await_region(envelope.to_region, envelope.type, interruptible=False)
         )
         # Still retried with backoff: a region may drop off between the check and the send.
         await workflow.execute_activity_method(
@@ -421,8 +467,12 @@ class CaseFlow:
         )
         return waited
 
-    def _woken(self, handle: asyncio.Future[None]) -> bool:
-        return handle.done() or self.retry_requested is not None or self.offline is not None
+    def _woken(self, handle: asyncio.Future[None], interruptible: bool) -> bool:
+        return (
+            handle.done()
+            or self.retry_requested is not None
+            or (interruptible and self.interrupted)
+        )
 
     def _delivery_retry(self) -> RetryPolicy:
         return RetryPolicy(

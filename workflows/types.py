@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.documents import InformationSheet, RefusalReason, TransferRequested
+from contracts.documents import FreeText, InformationSheet, RefusalReason, TransferRequested
 from contracts.envelope import Envelope
 
 Side = Literal["incoming", "outgoing"]
@@ -105,6 +105,9 @@ class TransferOutInput(_Payload):
     balance_rule: str
     remittance_id: str
     transferred_out_on: date
+    # The balance the check saw and the balance decision used: transfer-out refuses to
+    # debit a different one (the records changed under the case).
+    expected_balance_fen: int = 0
 
 
 class ReturnInput(_Payload):
@@ -144,15 +147,25 @@ class CreditInput(_Payload):
 
 
 class WithdrawSignal(_Payload):
-    reason: str
+    reason: FreeText
     clerk: str | None = None  # set when an agency clerk cancels the case
+
+
+class StopRequest(_Payload):
+    """What the incoming side asked the outgoing agency to stop the case for (a
+    withdrawal, a clerk's cancellation or offline switch), kept by the workflow until
+    it is answered."""
+
+    kind: Literal["withdrawal", "cancellation", "offline_channel"]
+    reason: FreeText = ""
+    clerk: str | None = None
 
 
 class ClerkAction(_Payload):
     """Who asked for a clerk action (authenticated by the API) and why."""
 
     clerk: str
-    reason: str = ""
+    reason: FreeText = ""
 
 
 class CorrectionSignal(_Payload):
@@ -161,7 +174,7 @@ class CorrectionSignal(_Payload):
 
     request: TransferRequested
     submitted_by: str
-    reason: str = ""
+    reason: FreeText = ""
 
 
 class MismatchResolution(_Payload):
@@ -169,7 +182,7 @@ class MismatchResolution(_Payload):
 
     decision: Literal["credit_received", "return_to_sender"]
     clerk: str = ""  # set by the API from the caller's key
-    note: str = ""
+    note: FreeText = ""
 
 
 class ResidualInput(_Payload):

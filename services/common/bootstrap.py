@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from services.common.platform import (
     working_day_calendar,
 )
 from services.common.repository import CaseRepository, RegionConnectivity
+from services.common.stuck import StuckCaseSweep
 from services.common.tracing import configure_tracing
 from workflows.activities import CaseActivities
 from workflows.clock import CHINA_TZ
@@ -133,8 +135,14 @@ def case_worker(
     )
 
 
-async def run_worker(service: Service, workflows: list[type], side_activities: list[Any]) -> None:
-    """A Temporal worker for one side: its workflows, the shared and the side's activities."""
+async def run_worker(
+    service: Service,
+    workflows: list[type],
+    side_activities: list[Any],
+    workflow_id: Callable[[str], str],
+) -> None:
+    """A Temporal worker for one side: its workflows, the shared and the side's
+    activities, and the stuck-case sweep over the side's cases."""
     settings = service.settings
     # The client's tracing interceptor also serves the worker built on it: workflow and
     # activity spans continue the trace of whoever started or signalled the workflow.
@@ -163,9 +171,20 @@ async def run_worker(service: Service, workflows: list[type], side_activities: l
     ]
     worker = case_worker(client, settings.task_queue(service.side), workflows, activities)
     log.info("worker for %s side on task queue %s", service.side, settings.task_queue(service.side))
+    sweep = StuckCaseSweep(
+        service.repository,
+        client,
+        workflow_id,
+        publisher,
+        quiet=timedelta(seconds=settings.stuck_quiet_seconds),
+    )
+    sweeping = asyncio.create_task(
+        sweep.run_forever(timedelta(seconds=settings.stuck_sweep_seconds))
+    )
     try:
         await _run_until_stopped(worker)
     finally:
+        sweeping.cancel()
         await broker.stop()
         if tracer_provider is not None:
             tracer_provider.shutdown()  # flush the last batch of spans

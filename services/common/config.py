@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # A signed document older than this on arrival is refused as STALE (README "Hostile
     # input"); documents are signed when sent, so only a backlog this old is refused.
     replay_window_hours: float = Field(168.0, gt=0)
+    # The stuck-case sweep (services/common/stuck.py), run by each side's worker.
+    stuck_sweep_seconds: float = Field(60.0, gt=0)
+    stuck_quiet_seconds: float = Field(120.0, ge=0)
     log_json: bool = True
     # OpenTelemetry traces (services/common/tracing.py): off, JSON lines per process in
     # tracing_dir, or OTLP over HTTP (endpoint unset = the exporter's OTEL_* defaults).

@@ -39,12 +39,21 @@ from services.common.platform import (
     receipt_for,
     stale_problem,
 )
-from services.common.repository import CaseRepository
+from services.common.repository import CaseRepository, utcnow
 
 log = logging.getLogger("medtransfer.inbound")
 
 Route = Callable[[Envelope], Awaitable[str]]
 ACCEPTED_OUTCOMES = {"accepted", "started", "signalled"}
+# A route's outcome "held:<CODE>": the document is received but not acted on; a clerk
+# exception with that code is opened on the case.
+HELD = "held:"
+# Documents that may meet a closed case without harm: notices, and the answer to a stop
+# of a case that ended otherwise meanwhile. Anything else for a closed case (a sheet, a
+# remittance, a confirmation) may carry money: a clerk exception, never a silent park.
+HARMLESS_AFTER_CLOSE = frozenset(
+    {"Reminder", "Escalation", "WithdrawalRequested", "WithdrawalAnswered"}
+)
 
 
 class InboundHandler:
@@ -114,10 +123,35 @@ class InboundHandler:
             outcome,
             digest=digest,
         )
+        if outcome == "late_after_close" and envelope.type not in HARMLESS_AFTER_CLOSE:
+            await self._open_exception(envelope, "DOCUMENT_AFTER_CLOSE", "document_after_close")
+        elif outcome.startswith(HELD):
+            await self._open_exception(envelope, outcome.removeprefix(HELD), "document_held")
         crash_point("after-inbox-commit", envelope.type)  # test-only hook (faults.py)
         log.info("received %s %s: %s", envelope.type, envelope.message_id, outcome)
         await self._send_receipt(envelope, outcome)
         return outcome
+
+    async def _open_exception(self, envelope: Envelope, code: str, event: str) -> None:
+        """A document that may move money and cannot be acted on (it arrived for a closed
+        case, or the route held it): the case gets a clerk exception on its row and
+        timeline (and the audit trail), and an alert."""
+        log.warning(
+            "alert: %s %s for case %s held (%s): clerk exception opened",
+            envelope.type,
+            envelope.message_id,
+            envelope.case_id,
+            code,
+        )
+        record = self._repository.note_attention(
+            envelope.case_id,
+            event_key=f"{event}:{envelope.message_id}",
+            event=event,
+            detail={"type": envelope.type, "message_id": envelope.message_id, "code": code},
+            values={"exception_code": code, "exception_since": utcnow()},
+        )
+        if record is not None:
+            await self._publisher.publish_audit(record)
 
     def _refusal(self, envelope: Envelope, *, replayed: bool) -> InboundProblem | None:
         """Replay safety: a validly signed document that must still not be acted on."""

@@ -170,6 +170,16 @@ class CaseMetricsCollector(Collector):
                 .select_from(CaseEventRow)
                 .where(CaseEventRow.event == "waiting_for_region_connection")
             ).one()
+            stuck = session.exec(
+                select(func.count())
+                .select_from(CaseRow)
+                .where(col(CaseRow.stuck_since).is_not(None), col(CaseRow.terminal).is_(False))
+            ).one()
+            exceptions = session.exec(
+                select(CaseRow.exception_code, func.count())
+                .where(col(CaseRow.exception_code).is_not(None))
+                .group_by(col(CaseRow.exception_code))
+            ).all()
             dead = session.exec(select(func.count()).select_from(DeadLetterRow)).one()
             reasons = session.exec(
                 select(DeadLetterRow.reason, func.count()).group_by(col(DeadLetterRow.reason))
@@ -199,6 +209,21 @@ class CaseMetricsCollector(Collector):
             labels=["side"],
         )
         open_escalated.add_metric([side], float(escalated))
+        stuck_cases = GaugeMetricFamily(
+            "medtransfer_stuck_cases",
+            "Open cases whose workflow keeps failing a task or an activity (the stuck-case "
+            "sweep); alert on any above zero.",
+            labels=["side"],
+        )
+        stuck_cases.add_metric([side], float(stuck))
+        case_exceptions = GaugeMetricFamily(
+            "medtransfer_case_exceptions",
+            "Cases with an open clerk exception (a document for a closed case, a "
+            "counterparty document that does not match), by code; alert on any above zero.",
+            labels=["side", "code"],
+        )
+        for code, count in exceptions:
+            case_exceptions.add_metric([side, code or "unknown"], float(count))
         breach_total = CounterMetricFamily(
             "medtransfer_deadline_breaches",
             "Escalations on the timelines, by the stage whose limit was missed.",
@@ -249,6 +274,8 @@ class CaseMetricsCollector(Collector):
         return [
             cases,
             open_escalated,
+            stuck_cases,
+            case_exceptions,
             breach_total,
             region_waits,
             dead_letters,

@@ -155,6 +155,48 @@ class CaseRepository:
             rule=source.rule,
         )
 
+    def note_attention(
+        self,
+        case_id: str,
+        *,
+        event_key: str,
+        event: str,
+        detail: dict[str, Any],
+        values: dict[str, Any],
+        rule: str | None = None,
+    ) -> AuditRecord | None:
+        """A fact about a case that its workflow cannot record itself (a document for a
+        closed case, a workflow that keeps failing): one timeline event at the case's
+        current status, and ``values`` set on the case row (stuck_*, exception_*), in one
+        transaction. Idempotent by ``event_key``: None when it was noted already or the
+        case is unknown here."""
+        with session_scope(self.engine) as session:
+            case = session.get(CaseRow, case_id)
+            if case is None:
+                return None
+            for key, value in values.items():
+                setattr(case, key, value)
+            session.add(case)
+            if session.exec(
+                select(CaseEventRow).where(CaseEventRow.event_key == event_key)
+            ).first():
+                return None
+            last = session.connection().execute(_LAST_SEQUENCE, {"case_id": case_id}).scalar()
+            sequence = (last or 0) + 1
+            row = CaseEventRow(
+                case_id=case_id,
+                sequence=sequence,
+                event_key=event_key,
+                event=event,
+                status=case.status,
+                occurred_at=utcnow(),
+                rule=rule,
+                detail=dict(detail),
+            )
+            session.add(row)
+            session.flush()
+            return self._audit(row, sequence)
+
     # --- case rows ----------------------------------------------------------------------
     def case_regions(self, case_id: str) -> tuple[str, str] | None:
         """The case's (outgoing region, incoming region), or None for an unknown case."""
@@ -171,6 +213,18 @@ class CaseRepository:
     def find_open(self, open_key: str) -> CaseRow | None:
         with session_scope(self.engine) as session:
             return session.exec(select(CaseRow).where(CaseRow.open_key == open_key)).first()
+
+    def open_case_of_person(
+        self, person_key: str, *, except_open_key: str | None
+    ) -> CaseRow | None:
+        """R5: another open case of the same person (other regions) at this agency."""
+        with session_scope(self.engine) as session:
+            query = select(CaseRow).where(
+                CaseRow.person_key == person_key, col(CaseRow.open_key).is_not(None)
+            )
+            if except_open_key is not None:
+                query = query.where(CaseRow.open_key != except_open_key)
+            return session.exec(query).first()
 
     def insert_case(self, row: CaseRow) -> CaseRow:
         """Insert a new case; when another open case holds the same open_key, return it."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -36,6 +36,16 @@ class CaseRow(SQLModel, table=True):
     application: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
     # Facts the workflow established: policy version, continuity assessment (R24-R28).
     facts: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Set by the stuck-case sweep while the case's workflow keeps failing a task or an
+    # activity (services/common/stuck.py); the reason names a step and an error type,
+    # never personal data. Cleared when the case moves again.
+    stuck_since: datetime | None = Field(default=None, index=True)
+    stuck_reason: str | None = None
+    # A clerk exception: a document that cannot be acted on automatically (one arriving
+    # for a closed case, a counterparty document that does not match this agency's
+    # records). Open until a clerk resolves it; never a silent park.
+    exception_code: str | None = Field(default=None, index=True)
+    exception_since: datetime | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -84,7 +94,7 @@ class LedgerEntry(SQLModel, table=True):
     case_id: str = Field(index=True)
     remittance_id: str
     leg: str  # debit_outgoing | credit_incoming | bank_payout | late_contribution
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BigInteger)  # 64-bit: MAX_FEN is 2**53 - 1
     created_at: datetime
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import date
-from typing import Any, Literal
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -15,10 +15,27 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from contracts.documents import BalanceRemitted, BankAccount, PersonIdentity, TransferRequested
+from contracts.documents import (
+    MAX_FREE_TEXT,
+    BalanceRemitted,
+    BankAccount,
+    FreeText,
+    PersonIdentity,
+    TransferRequested,
+)
 from contracts.envelope import Envelope
-from domain.eligibility import ApplicationFacts, check_application
-from domain.identity import fingerprint, mask_id, normalize_resident_id
+from domain.eligibility import (
+    OPEN_CASE_ELSEWHERE,
+    ApplicationFacts,
+    check_application,
+    refusal,
+)
+from domain.identity import (
+    fingerprint,
+    mask_id,
+    normalize_resident_id,
+    personal_data_in_text,
+)
 from services.common.api import (
     ErrorBody,
     ErrorReason,
@@ -28,9 +45,10 @@ from services.common.api import (
 from services.common.app_factory import build_agency_app
 from services.common.auth import Principal, check_regions
 from services.common.bootstrap import Service, build_service
-from services.common.inbound import signal
+from services.common.inbound import HELD, signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
+from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.ops.dashboard import create_ops_router
 from workflows.incoming.workflows import (
@@ -49,6 +67,9 @@ from workflows.types import (
 )
 
 log = logging.getLogger("medtransfer.incoming")
+
+# An application dated earlier than this is refused (a typo or a replayed form).
+MAX_APPLICATION_AGE_DAYS = 366
 
 OPEN_FOR_WITHDRAWAL = {
     "submitted",
@@ -77,7 +98,7 @@ class ApplicationIn(BaseModel):
     to_region: str = Field(pattern=r"^\d{6}$", description="Incoming region, served by this agency")
     from_scheme: Literal["employee", "resident"]
     to_scheme: Literal["employee", "resident"]
-    reason: str = Field(default="", max_length=200)
+    reason: FreeText = ""
     channel: Literal["online", "counter", "outgoing_entry"] = "online"
     applied_on: date | None = Field(default=None, description="Defaults to today (China time)")
     incoming_enrolled_since: date | None = Field(
@@ -204,12 +225,38 @@ def case_input(row: CaseRow) -> IncomingCaseInput:
     )
 
 
+def stop_refusal(row: CaseRow, allowed: set[str]) -> tuple[str, str] | None:
+    """Why a withdrawal, cancellation or offline switch is not asked for (again): one
+    stop per case is pursued, and one the outgoing agency refused stays refused."""
+    stop = (row.facts or {}).get("stop")
+    if stop == "refused":
+        return (
+            "TOO_LATE_TO_WITHDRAW",
+            "the outgoing agency has transferred the case out; it goes on to its credit",
+        )
+    if stop == "requested" or row.status == "withdrawal_requested":
+        return "STOP_ALREADY_REQUESTED", "a withdrawal of this case awaits the outgoing agency"
+    if row.status not in allowed:
+        return "TOO_LATE_TO_WITHDRAW", f"a case in status {row.status} can no longer be withdrawn"
+    return None
+
+
 class ActionIn(BaseModel):
-    reason: str = Field(default="", max_length=200)
+    reason: FreeText = ""
 
 
 class WithdrawIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=200)
+    reason: Annotated[FreeText, Field(min_length=1)]
+
+
+def free_text_problem(text: str) -> str | None:
+    """Why a typed reason is refused (the operations page's forms are not pydantic
+    bodies): checked before anything is signalled or written."""
+    if len(text) > MAX_FREE_TEXT:
+        return f"the reason is longer than {MAX_FREE_TEXT} characters"
+    if personal_data_in_text(text):
+        return "the reason must not carry an ID, phone or account number"
+    return None
 
 
 CORRECTION_KEEPS_CASE = "a correction keeps the person (same ID number) and the regions"
@@ -267,6 +314,7 @@ def correction_from_form(row: CaseRow, fields: Mapping[str, Any]) -> Application
 def create_app(service: Service | None = None) -> FastAPI:
     service = service or build_service("incoming", INCOMING_TABLES)
     settings = service.settings
+    records = IncomingRecordsSql(service.engine)
 
     async def route(envelope: Envelope) -> str:
         """Hand a verified platform document to its case workflow (the Kafka entry point
@@ -276,6 +324,9 @@ def create_app(service: Service | None = None) -> FastAPI:
             return "receipt"
         if envelope.type == "BalanceRemitted" and envelope.document_as(BalanceRemitted).residual:
             remitted = envelope.document_as(BalanceRemitted)
+            if not records.residual_allowed(envelope.case_id):
+                # R16: a residual follows only a balance remitted and credited here.
+                return f"{HELD}RESIDUAL_NOT_ALLOWED"
             try:
                 await client.start_workflow(
                     IncomingResidualWorkflow.run,
@@ -331,7 +382,16 @@ def create_app(service: Service | None = None) -> FastAPI:
         """Accept an application (R11) and start its case; refusals come back as 422 with
         reason codes and the rule (R1, R3, ...), in Chinese and English."""
         check_regions(principal, (body.to_region,))
-        applied_on = body.applied_on or service.today()
+        today = service.today()
+        applied_on = body.applied_on or today
+        if applied_on > today:
+            return problem(422, "APPLIED_ON_IN_FUTURE", "applied_on is after today (China time)")
+        if applied_on < today - timedelta(days=MAX_APPLICATION_AGE_DAYS):
+            return problem(
+                422,
+                "APPLIED_ON_TOO_OLD",
+                f"applied_on is more than {MAX_APPLICATION_AGE_DAYS} days ago",
+            )
         refusals = check_application(
             ApplicationFacts(
                 id_number=body.person.id_number,
@@ -382,6 +442,24 @@ def create_app(service: Service | None = None) -> FastAPI:
             else None,
         )
         candidate = new_case_row(request, body.incoming_enrolled_since)
+        elsewhere = service.repository.open_case_of_person(
+            candidate.person_key, except_open_key=candidate.open_key
+        )
+        if elsewhere is not None:
+            # R5: two transfers of one person at once would enrol the person twice.
+            reason = refusal(OPEN_CASE_ELSEWHERE)
+            error = ErrorBody(
+                error="application refused",
+                reasons=[
+                    ErrorReason(
+                        code=reason.code,
+                        rule=reason.rule,
+                        message_en=reason.message_en,
+                        message_zh=reason.message_zh,
+                    )
+                ],
+            )
+            return JSONResponse(status_code=409, content=error.model_dump(exclude_none=True))
         row = service.repository.insert_case(candidate)
         duplicate = row.case_id != candidate.case_id
         # A duplicate resubmission also (re)starts the case, in case the first attempt's
@@ -422,17 +500,16 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = any_caller,
     ) -> JSONResponse:
         row = owned_case(service.repository, case_id, principal)
-        if row.status not in OPEN_FOR_WITHDRAWAL:
-            return problem(
-                409,
-                "TOO_LATE_TO_WITHDRAW",
-                f"a case in status {row.status} can no longer be withdrawn",
-            )
+        refused = stop_refusal(row, OPEN_FOR_WITHDRAWAL)
+        if refused is not None:
+            return problem(409, refused[0], refused[1], rule="R16")
         await (
             temporal()
             .get_workflow_handle(incoming_workflow_id(case_id))
             .signal(IncomingCaseWorkflow.withdraw, WithdrawSignal(reason=body.reason))
         )
+        # Answered by the outgoing agency: accepted before transfer-out (the case ends
+        # "withdrawn"), or refused as too late (it goes on to its credit).
         return JSONResponse(
             status_code=202, content={"case_id": case_id, "withdrawal": "requested"}
         )
@@ -502,6 +579,9 @@ def create_app(service: Service | None = None) -> FastAPI:
         against the case's state, signalled to its workflow, which records who and why.
         ``correction`` carries the corrected document's fields for accept-correction."""
         row = owned_case(service.repository, case_id, principal)
+        text_problem = free_text_problem(reason)
+        if text_problem is not None:
+            return 422, text_problem
         clerk_action = ClerkAction(clerk=principal.agency, reason=reason)
         accepted: CorrectionSignal | None = None
         if action == "accept-correction" and row.status == "refused_correctable":
@@ -545,6 +625,10 @@ def create_app(service: Service | None = None) -> FastAPI:
         }[action]
         if row.status not in allowed:
             return 409, f"a case in status {row.status} does not take the action {action}"
+        if signal in ("withdraw", "switch_offline"):
+            refused = stop_refusal(row, allowed)
+            if refused is not None:
+                return 409, refused[1]
         await temporal().get_workflow_handle(incoming_workflow_id(case_id)).signal(signal, payload)
         log.info("clerk action %s on case %s by %s", action, case_id, principal.agency)
         return 202, f"{action} requested"

@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from domain.identity import fingerprint
+from domain.matching import main_remittance_id
 from services.common.db import session_scope
 from services.common.repository import utcnow
 from services.common.tables import CaseRow, LedgerEntry
@@ -37,6 +38,20 @@ class IncomingRecordsSql:
                 session.add(row)
             return TransferInResult(deemed_contribution_months=row.deemed_contribution_months)
 
+    def residual_allowed(self, case_id: str) -> bool:
+        """R16: a residual remittance follows a balance that was remitted and credited
+        here; not a case paid to the bank, kept usable (R20) or into a resident scheme."""
+        with session_scope(self.engine) as session:
+            credited = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.case_id == case_id,
+                    LedgerEntry.remittance_id == main_remittance_id(case_id),
+                    LedgerEntry.leg == "credit_incoming",
+                )
+            ).first()
+            case = session.get(CaseRow, case_id)
+            return credited is not None and case is not None and case.to_scheme == "employee"
+
     def credit(self, request: CreditInput) -> None:
         """Credit the new personal account (R15) once per remittance id."""
         with session_scope(self.engine) as session:
@@ -46,6 +61,12 @@ class IncomingRecordsSql:
                     LedgerEntry.leg == "credit_incoming",
                 )
             ).first()
+            if exists is not None and exists.case_id != request.case_id:
+                # A remittance id belongs to one case: another case's id credits nothing.
+                raise LookupError(
+                    f"case {request.case_id}: remittance {request.remittance_id} "
+                    "belongs to another case"
+                )
             if exists is None:
                 session.add(
                     LedgerEntry(

@@ -5,7 +5,11 @@ from __future__ import annotations
 from services.common.bootstrap import Service, run_worker
 from services.incoming_agency.records import IncomingRecordsSql
 from workflows.activities import IncomingActivities
-from workflows.incoming.workflows import IncomingCaseWorkflow, IncomingResidualWorkflow
+from workflows.incoming.workflows import (
+    IncomingCaseWorkflow,
+    IncomingResidualWorkflow,
+    incoming_workflow_id,
+)
 
 
 async def run(service: Service) -> None:
@@ -14,4 +18,5 @@ async def run(service: Service) -> None:
         service,
         [IncomingCaseWorkflow, IncomingResidualWorkflow],
         [side.complete_transfer_in, side.credit_balance],
+        incoming_workflow_id,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlmodel import select
@@ -71,6 +71,10 @@ class LateContributionIn(BaseModel):
     amount_fen: int = Field(gt=0, le=MAX_FEN)
 
 
+class EnrolmentInTransfer(Exception):
+    """The record is claimed by an open case or transferred out: it is not edited."""
+
+
 def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
     id_number = normalize_resident_id(body.id_number)
     with session_scope(service.engine) as session:
@@ -82,6 +86,9 @@ def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
         values = body.model_dump() | {"id_number": id_number}
         if row is None:
             row = EnrolmentRow(**values)
+        elif row.claimed_by_case is not None or row.transferred_case_id is not None:
+            # R5/R16: the balance a case checked is the balance it debits.
+            raise EnrolmentInTransfer
         else:
             for key, value in values.items():
                 setattr(row, key, value)
@@ -133,11 +140,11 @@ def create_app(service: Service | None = None) -> FastAPI:
         workflow_id=outgoing_workflow_id,
     )
     app, temporal = agency.app, agency.temporal
-    a_clerk = agency.a_clerk
+    an_operator = Depends(service.auth.require("operator"))
 
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
     async def put_enrolment(
-        body: EnrolmentIn, principal: Principal = a_clerk
+        body: EnrolmentIn, principal: Principal = an_operator
     ) -> EnrolmentOut | JSONResponse:
         check_regions(principal, (body.region,))
         if not is_valid_resident_id(body.id_number):
@@ -146,8 +153,17 @@ def create_app(service: Service | None = None) -> FastAPI:
             )
         if body.region not in service.served:
             return problem(422, "NOT_OUR_REGION", f"region {body.region} is not served here")
-        row = upsert_enrolment(service, body)
+        try:
+            row = upsert_enrolment(service, body)
+        except EnrolmentInTransfer:
+            return problem(
+                409,
+                "ENROLMENT_IN_TRANSFER",
+                "the enrolment is being transferred out or was transferred out; it is not edited",
+                rule="R16",
+            )
         assert row.id is not None
+        log.info("enrolment record %s upserted by %s", row.id, principal.agency)
         return EnrolmentOut(
             record_id=row.id,
             person=mask_id(row.id_number),
@@ -160,12 +176,21 @@ def create_app(service: Service | None = None) -> FastAPI:
     async def late_contribution(
         case_id: str,
         body: LateContributionIn,
-        principal: Principal = a_clerk,
+        principal: Principal = an_operator,
     ) -> JSONResponse:
         row = owned_case(service.repository, case_id, principal)
         if row.status not in ("awaiting_confirmation", "completed", "balance_mismatch"):
             return problem(
                 409, "NOT_TRANSFERRED_OUT", "the case has not been transferred out yet", rule="R16"
+            )
+        if (row.application or {}).get("balance_action") != "remit":
+            # R16 with R19-R22: a residual follows only a balance that was remitted (not
+            # one paid to the bank, kept usable under R20, or bound for a resident scheme).
+            return problem(
+                409,
+                "RESIDUAL_NOT_ALLOWED",
+                "this case's balance was not remitted, so no residual follows it",
+                rule="R16",
             )
         remittance_id = residual_remittance_id(case_id, body.contribution_id)
         try:

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from datetime import date
 
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from contracts.documents import EnrolmentPeriod, InformationSheet, PersonIdentity, RefusalReason
+from contracts.documents import (
+    EnrolmentPeriod,
+    InformationSheet,
+    PersonIdentity,
+    RefusalReason,
+    TransferRequested,
+)
 from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
 from domain.identity import normalize_resident_id
 from services.common.db import session_scope
@@ -27,6 +34,40 @@ from workflows.types import (
 )
 
 
+class TransferOutRefused(LookupError):
+    """The records do not allow this transfer-out (no claim, vanished record, changed
+    balance): a domain error, never retried (workflows/activities.py)."""
+
+
+def _facts(row: EnrolmentRow, case_id: str, *, lost_claim: bool = False) -> EnrolmentFacts:
+    claimed_elsewhere = row.claimed_by_case not in (None, case_id)
+    return EnrolmentFacts(
+        id_number=row.id_number,
+        name=row.name,
+        region=row.region,
+        scheme=row.scheme,  # type: ignore[arg-type]
+        status=row.status,  # type: ignore[arg-type]
+        suspended_on=row.suspended_on,
+        arrears_fen=row.arrears_fen,
+        account_status=row.account_status,  # type: ignore[arg-type]
+        balance_fen=row.balance_fen,
+        contribution_months=row.contribution_months,
+        also_active_in=row.also_active_in,
+        claimed_by_other_case=claimed_elsewhere or lost_claim,
+    )
+
+
+def _request_facts(req: TransferRequested) -> OutgoingRequestFacts:
+    return OutgoingRequestFacts(
+        id_number=req.person.id_number,
+        name=req.person.name,
+        from_region=req.from_region,
+        to_region=req.to_region,
+        from_scheme=req.from_scheme,
+        to_scheme=req.to_scheme,
+    )
+
+
 class OutgoingRecordsSql:
     def __init__(self, engine: Engine, connectivity: RegionConnectivity) -> None:
         self.engine = engine
@@ -41,44 +82,20 @@ class OutgoingRecordsSql:
         ).first()
 
     def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
+        """R5-R9 against the record and, when they pass (or only a soft refusal stands),
+        the enrolment's claim for this case in the same transaction: a conditional update
+        that a second concurrent case cannot also win, on SQLite and PostgreSQL alike."""
         req = request.request
         with session_scope(self.engine) as session:
             row = self.find_enrolment(session, req.person.id_number, req.from_region)
-            if row is not None and row.transferred_case_id == request.case_id:
-                # Already transferred out by this case (an activity retried after commit).
-                return TransferOutFacts(
-                    balance_fen=0,
-                    incoming_connected=True,
-                    enrolment_periods_months=row.contribution_months,
+            facts = None if row is None else _facts(row, request.case_id)
+            refusals = check_transfer_out(_request_facts(req), facts)  # R5-R9
+            claimable = row is not None and all(r.soft for r in refusals)
+            if claimable and row is not None and not self._claim(session, row, request.case_id):
+                session.refresh(row)
+                refusals = check_transfer_out(
+                    _request_facts(req), _facts(row, request.case_id, lost_claim=True)
                 )
-            facts = (
-                None
-                if row is None
-                else EnrolmentFacts(
-                    id_number=row.id_number,
-                    name=row.name,
-                    region=row.region,
-                    scheme=row.scheme,  # type: ignore[arg-type]
-                    status=row.status,  # type: ignore[arg-type]
-                    suspended_on=row.suspended_on,
-                    arrears_fen=row.arrears_fen,
-                    account_status=row.account_status,  # type: ignore[arg-type]
-                    balance_fen=row.balance_fen,
-                    contribution_months=row.contribution_months,
-                    also_active_in=row.also_active_in,
-                )
-            )
-        refusals = check_transfer_out(  # R5-R9
-            OutgoingRequestFacts(
-                id_number=req.person.id_number,
-                name=req.person.name,
-                from_region=req.from_region,
-                to_region=req.to_region,
-                from_scheme=req.from_scheme,
-                to_scheme=req.to_scheme,
-            ),
-            facts,
-        )
         return TransferOutFacts(
             refusals=[
                 RefusalReason(
@@ -95,6 +112,40 @@ class OutgoingRecordsSql:
             enrolment_periods_months=facts.contribution_months if facts else 0,
         )
 
+    @staticmethod
+    def _claim(session: Session, row: EnrolmentRow, case_id: str) -> bool:
+        """R5: claim the enrolment for ``case_id`` unless another case holds it or it is
+        transferred out. The WHERE clause is the guard (PostgreSQL re-checks it after a
+        concurrent writer commits; SQLite serialises writers)."""
+        claimed = session.execute(
+            update(EnrolmentRow)
+            .where(
+                col(EnrolmentRow.id) == row.id,
+                col(EnrolmentRow.transferred_case_id).is_(None),
+                or_(
+                    col(EnrolmentRow.claimed_by_case).is_(None),
+                    col(EnrolmentRow.claimed_by_case) == case_id,
+                ),
+            )
+            .values(claimed_by_case=case_id)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(claimed.rowcount)  # type: ignore[attr-defined]
+
+    def release_claim(self, case_id: str) -> None:
+        """The case ended without a transfer-out (refused, withdrawn, correction window
+        over): its enrolment may be claimed by a new case. Idempotent."""
+        with session_scope(self.engine) as session:
+            session.execute(
+                update(EnrolmentRow)
+                .where(
+                    col(EnrolmentRow.claimed_by_case) == case_id,
+                    col(EnrolmentRow.transferred_case_id).is_(None),
+                )
+                .values(claimed_by_case=None)
+                .execution_options(synchronize_session=False)
+            )
+
     def transfer_out(self, request: TransferOutInput) -> InformationSheet:
         """End the enrolment here and, when the balance moves, debit it to zero (R16) in one
         transaction. Idempotent: a second call for the same case returns the same sheet."""
@@ -107,10 +158,31 @@ class OutgoingRecordsSql:
         with session_scope(self.engine) as session:
             row = self.find_enrolment(session, req.person.id_number, req.from_region)
             if row is None:
-                raise LookupError(f"case {request.case_id}: enrolment record vanished")
+                raise TransferOutRefused(f"case {request.case_id}: enrolment record vanished")
             if row.transferred_case_id != request.case_id:
+                # R5: only the case holding the claim transfers out, once (conditional).
+                moved = session.execute(
+                    update(EnrolmentRow)
+                    .where(
+                        col(EnrolmentRow.id) == row.id,
+                        col(EnrolmentRow.claimed_by_case) == request.case_id,
+                        col(EnrolmentRow.transferred_case_id).is_(None),
+                    )
+                    .values(status="transferred_out", transferred_case_id=request.case_id)
+                    .execution_options(synchronize_session=False)
+                )
+                if not moved.rowcount:  # type: ignore[attr-defined]
+                    raise TransferOutRefused(
+                        f"case {request.case_id}: the enrolment is not claimed by this case"
+                    )
+                session.refresh(row)
                 balance = row.balance_fen
-                row.status, row.transferred_case_id = "transferred_out", request.case_id
+                if balance != request.expected_balance_fen:
+                    # Edits are refused while a case holds the claim; a differing balance
+                    # means the records changed under the case: a clerk looks (stuck list).
+                    raise TransferOutRefused(
+                        f"case {request.case_id}: the balance changed since the check"
+                    )
                 if request.balance_action in ("remit", "pay_to_bank") and balance > 0:
                     session.add(
                         LedgerEntry(
@@ -128,6 +200,7 @@ class OutgoingRecordsSql:
                     case.application = {
                         **case.application,
                         "balance_fen": balance,
+                        "balance_action": request.balance_action,
                         "transferred_out_on": request.transferred_out_on.isoformat(),
                     }
                     session.add(case)
@@ -189,10 +262,22 @@ class OutgoingRecordsSql:
             )
             return BankPayoutResult(account_last4=payout.account_last4, paid_on=payout.paid_on)
 
-    def restore_returned(self, request: ReturnInput) -> None:
+    def restore_returned(self, request: ReturnInput) -> int:
         """A remittance sent back by the incoming agency is credited to the old account
-        again (R16: nothing lost), once per remittance id."""
+        again (R16: nothing lost), once per remittance id. Only this agency's own debit
+        of this case is restored, by its own amount: a return for another case's
+        remittance, or one claiming another amount, restores nothing more (the workflow
+        escalates the difference). Returns the amount restored."""
         with session_scope(self.engine) as session:
+            debit = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.case_id == request.case_id,
+                    LedgerEntry.remittance_id == request.remittance_id,
+                    LedgerEntry.leg == "debit_outgoing",
+                )
+            ).first()
+            if debit is None:
+                return 0
             exists = session.exec(
                 select(LedgerEntry).where(
                     LedgerEntry.remittance_id == request.remittance_id,
@@ -200,13 +285,13 @@ class OutgoingRecordsSql:
                 )
             ).first()
             if exists is not None:
-                return
+                return exists.amount_fen
             session.add(
                 LedgerEntry(
                     case_id=request.case_id,
                     remittance_id=request.remittance_id,
                     leg="returned_to_outgoing",
-                    amount_fen=request.amount_fen,
+                    amount_fen=debit.amount_fen,
                     created_at=utcnow(),
                 )
             )
@@ -214,8 +299,9 @@ class OutgoingRecordsSql:
                 select(EnrolmentRow).where(EnrolmentRow.transferred_case_id == request.case_id)
             ).first()
             if row is not None:
-                row.balance_fen += request.amount_fen
+                row.balance_fen += debit.amount_fen
                 session.add(row)
+            return debit.amount_fen
 
     def post_residual(self, request: ResidualInput) -> str:
         """A late contribution after transfer-out: booked in and debited straight out to the

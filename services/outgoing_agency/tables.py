@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 from services.common.tables import COMMON_TABLES
@@ -20,12 +21,16 @@ class EnrolmentRow(SQLModel, table=True):
     status: str  # active | suspended | transferred_out
     enrolled_since: date
     suspended_on: date | None = None
-    arrears_fen: int = 0
+    arrears_fen: int = Field(default=0, sa_type=BigInteger)
     account_status: str = "normal"  # normal | frozen
-    balance_fen: int = 0
+    balance_fen: int = Field(default=0, sa_type=BigInteger)
     contribution_months: int = 0
     also_active_in: str | None = None
     transferred_case_id: str | None = None
+    # R5: the one open case that may transfer this enrolment out, set by a conditional
+    # update when its request passes the checks and cleared when it ends without a
+    # transfer-out; a second concurrent case is refused (ENROLMENT_IN_TRANSFER).
+    claimed_by_case: str | None = Field(default=None, index=True)
 
 
 class PayoutRow(SQLModel, table=True):
@@ -35,7 +40,7 @@ class PayoutRow(SQLModel, table=True):
 
     remittance_id: str = Field(primary_key=True)
     case_id: str = Field(index=True)
-    amount_fen: int
+    amount_fen: int = Field(sa_type=BigInteger)
     account_last4: str
     rule: str
     paid_on: date

@@ -5,7 +5,11 @@ from __future__ import annotations
 from services.common.bootstrap import Service, run_worker
 from services.outgoing_agency.records import OutgoingRecordsSql
 from workflows.activities import OutgoingActivities
-from workflows.outgoing.workflows import OutgoingCaseWorkflow, OutgoingResidualWorkflow
+from workflows.outgoing.workflows import (
+    OutgoingCaseWorkflow,
+    OutgoingResidualWorkflow,
+    outgoing_workflow_id,
+)
 
 
 async def run(service: Service) -> None:
@@ -19,5 +23,7 @@ async def run(service: Service) -> None:
             side.pay_balance_to_bank,
             side.post_residual_remittance,
             side.restore_returned_balance,
+            side.release_enrolment_claim,
         ],
+        outgoing_workflow_id,
     )

@@ -237,6 +237,7 @@ class FakeOutgoingRecords:
     transfers: list[TransferOutInput] = field(default_factory=list)
     payouts: list[BankPayoutInput] = field(default_factory=list)
     returns: list[ReturnInput] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
 
     def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
         self.checks.append(request)
@@ -275,8 +276,12 @@ class FakeOutgoingRecords:
         self.payouts.append(request)
         return BankPayoutResult(account_last4="0000", paid_on=date.today())
 
-    def restore_returned(self, request: ReturnInput) -> None:
+    def restore_returned(self, request: ReturnInput) -> int:
         self.returns.append(request)
+        return request.amount_fen
+
+    def release_claim(self, case_id: str) -> None:
+        self.released.append(case_id)
 
     def post_residual(self, request: ResidualInput) -> str:
         return f"{request.case_id}-residual-{request.contribution_id}"
@@ -481,6 +486,7 @@ class InMemoryPlatform:
             out.pay_balance_to_bank,
             out.post_residual_remittance,
             out.restore_returned_balance,
+            out.release_enrolment_claim,
         ]
 
     def worker(self, side: Side) -> Worker:

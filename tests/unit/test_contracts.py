@@ -10,7 +10,6 @@ from pydantic import BaseModel, ValidationError
 from contracts import (
     DOCUMENT_TYPES,
     SCHEMA_VERSION,
-    ApplicationWithdrawn,
     AuditRecord,
     BalanceCredited,
     BalanceMismatch,
@@ -32,6 +31,8 @@ from contracts import (
     TransferOutCompleted,
     TransferRefused,
     TransferRequested,
+    WithdrawalAnswered,
+    WithdrawalRequested,
 )
 from contracts import keys as keys_cli
 from contracts.documents import looks_like_id_number
@@ -158,7 +159,15 @@ def sample_documents() -> dict[str, BaseModel]:
             status="rejected",
             reason="invalid signature",
         ),
-        ApplicationWithdrawn(reason="不再需要", withdrawn_on=date(2026, 2, 16)),
+        WithdrawalRequested(kind="withdrawal", reason="不再需要", requested_on=date(2026, 2, 16)),
+        WithdrawalAnswered(
+            kind="withdrawal",
+            accepted=False,
+            reason_code="TOO_LATE_TRANSFERRED_OUT",
+            rule="R16",
+            message_en="Too late: transferred out.",
+            message_zh="已办理转出。",
+        ),
         AuditRecord(
             case_id="case-1",
             side="incoming",

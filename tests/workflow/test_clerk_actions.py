@@ -76,9 +76,15 @@ async def test_clerk_cancels_a_case_waiting_for_the_outgoing_agency(
         await handle.signal(
             IncomingCaseWorkflow.withdraw, WithdrawSignal(reason="duplicate file", clerk="clerk-9")
         )
-        assert await handle.result() == "cancelled"
+        # A request the outgoing agency answers: the case stays open meanwhile.
+        await wait_until(lambda: "withdrawal_requested" in store.names())
         checks.gate.set()
-        assert await platform.results() == ("cancelled", "withdrawn")
+        assert await platform.results() == ("cancelled", "cancelled")
         cancelled = store.one("case_cancelled_by_clerk")
-        assert cancelled.detail == {"clerk": "clerk-9", "reason": "duplicate file"}
-        assert len(platform.sent("incoming", "ApplicationWithdrawn")) == 1
+        assert (cancelled.detail["clerk"], cancelled.detail["reason"]) == (
+            "clerk-9",
+            "duplicate file",
+        )
+        assert len(platform.sent("incoming", "WithdrawalRequested")) == 1
+        assert platform.outgoing_records.transfers == []
+        assert platform.outgoing_records.released == [platform.case_id]

@@ -220,12 +220,14 @@ async def test_r12_withdrawal_while_awaiting_transfer_out_ends_both_sides(
         assert view.status == "awaiting_transfer_out"
 
         await handle.signal(IncomingCaseWorkflow.withdraw, WithdrawSignal(reason="stays"))
-        assert await handle.result() == "withdrawn"
+        await wait_until(lambda: "withdrawal_requested" in platform.incoming_store.names())
         checks.gate.set()
 
         assert await platform.results() == ("withdrawn", "withdrawn")
-        withdrawn = platform.sent("incoming", "ApplicationWithdrawn")
+        withdrawn = platform.sent("incoming", "WithdrawalRequested")
         assert [e.to_region for e in withdrawn] == [OUTGOING_REGION]
+        answers = platform.sent("outgoing", "WithdrawalAnswered")
+        assert [a.payload["reason_code"] for a in answers] == ["ACCEPTED_BEFORE_TRANSFER_OUT"]
         assert platform.outgoing_records.transfers == []  # nothing transferred out
         assert platform.incoming_store.events[-1].event == "application_withdrawn"
         assert platform.incoming_store.events[-1].terminal

@@ -39,17 +39,17 @@ from tests.support.workflow_fakes import (
 )
 from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.outgoing.workflows import OutgoingCaseWorkflow
-from workflows.types import IncomingCaseInput
+from workflows.types import IncomingCaseInput, WithdrawSignal
 
 pytestmark = pytest.mark.workflow
 
 HISTORIES = Path(__file__).parent / "histories"
 PATHS = (
-    "happy-path",
     "happy-path-with-decisions",
     "happy-path-batched",
     "hard-refusal",
     "soft-refusal-corrected",
+    "withdrawal-refused-too-late",
 )
 EXPECTED = sorted(f"{side}-{path}" for path in PATHS for side in ("incoming", "outgoing"))
 
@@ -177,6 +177,23 @@ async def test_replay_records_soft_refusal_corrected(
         await record_histories(platform, "soft-refusal-corrected")
 
 
+async def test_replay_records_withdrawal_refused_too_late(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    """The crossing protocol: a withdrawal after transfer-out, refused as too late, the
+    case credited (tests/workflow/test_crossings.py)."""
+    async with running_platform(time_skipping_env, client) as platform:
+        platform.hold("outgoing")
+        handle = await platform.start_case()
+        await wait_until(lambda: "transferred_out" in platform.outgoing_store.names())
+        await handle.signal(IncomingCaseWorkflow.withdraw, WithdrawSignal(reason="late"))
+        await wait_until(lambda: "withdrawal_requested" in platform.incoming_store.names())
+        await wait_until(lambda: platform.sent("outgoing", "WithdrawalAnswered") != [])
+        await platform.release("outgoing")
+        assert await platform.results() == ("completed", "completed")
+        await record_histories(platform, "withdrawal-refused-too-late")
+
+
 async def test_replay_stored_histories() -> None:
     stored = sorted(HISTORIES.glob("*.json"))
     assert sorted(p.stem for p in stored) == EXPECTED
@@ -202,4 +219,4 @@ async def test_replay_fails_on_an_unpatched_command_change() -> None:
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     with pytest.raises(workflow.NondeterminismError):
-        await changed.replay_workflow(load_history(HISTORIES / "incoming-happy-path.json"))
+        await changed.replay_workflow(load_history(HISTORIES / "incoming-happy-path-batched.json"))

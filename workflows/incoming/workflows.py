@@ -3,6 +3,7 @@ credited balance (R12-R19, R23)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import date, timedelta
 
@@ -11,20 +12,20 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.documents import (
-        ApplicationWithdrawn,
         BalanceCredited,
         BalanceMismatch,
         BalanceNotTransferred,
         BalancePaidToBank,
         BalanceRemitted,
         BalanceReturned,
-        Escalation,
         InformationSheet,
         Reminder,
         TransferInCompleted,
         TransferOutCompleted,
         TransferRefused,
         TransferRequested,
+        WithdrawalAnswered,
+        WithdrawalRequested,
     )
     from contracts.envelope import Envelope
     from domain.continuity import (
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         continuity_decisions,
         deadline_decision,
     )
+    from domain.matching import CaseFile, SheetFacts, notice_mismatch, sheet_mismatch
     from domain.policy import ResolvedPolicy
     from workflows.activities import IncomingActivities
     from workflows.case_flow import (
@@ -52,14 +54,30 @@ with workflow.unsafe.imports_passed_through():
         IncomingCaseInput,
         IncomingResidualInput,
         MismatchResolution,
+        StopRequest,
         TransferInInput,
         WithdrawSignal,
     )
 
 REPLY_TYPES = ("TransferRefused", "TransferOutCompleted")
+ANSWER = ("WithdrawalAnswered",)
+# Where a stop the outgoing agency accepted leaves the case, by what was asked.
+STOPPED = {
+    "withdrawal": ("application_withdrawn", "withdrawn", None),
+    "cancellation": ("case_cancelled_by_clerk", "cancelled", None),
+    "offline_channel": ("switched_to_offline_channel", "offline_channel", "R23"),
+}
 # Patch: a correction signalled while the soft refusal was being recorded is kept.
 KEEP_EARLY_CORRECTION = "keep-early-correction"
 BALANCE_TYPES = ("BalanceRemitted", "BalancePaidToBank", "BalanceNotTransferred")
+
+
+def _codes(refusal: TransferRefused) -> str:
+    return ",".join(r.code for r in refusal.reasons)
+
+
+def _lowest_rule(refusal: TransferRefused) -> str:
+    return sorted({r.rule for r in refusal.reasons}, key=lambda r: int(r[1:]))[0]
 
 
 def incoming_workflow_id(case_id: str) -> str:
@@ -70,8 +88,11 @@ def incoming_workflow_id(case_id: str) -> str:
 class IncomingCaseWorkflow(CaseWorkflowBase):
     def __init__(self) -> None:
         super().__init__()
-        self._withdrawal: WithdrawSignal | None = None
-        self._offline: ClerkAction | None = None
+        # A withdrawal, cancellation or offline switch: a request the outgoing agency
+        # answers once it knows of the case; the first one asked is the one pursued.
+        self._stop: StopRequest | None = None
+        self._stop_sent = False
+        self._stop_refused = False
         self._correction: TransferRequested | None = None
         self._correction_by: CorrectionSignal | None = None
         self._resolution: MismatchResolution | None = None
@@ -80,20 +101,28 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
 
     @workflow.signal
     def withdraw(self, signal: WithdrawSignal) -> None:
-        self._withdrawal = signal
+        kind = "withdrawal" if signal.clerk is None else "cancellation"
+        self._ask_stop(StopRequest(kind=kind, reason=signal.reason, clerk=signal.clerk))
 
     @workflow.signal
     def retry_delivery(self, action: ClerkAction) -> None:
-        """A clerk asks to re-check a region that was not connected now (R23)."""
+        """A clerk asks to re-check a region that was not connected now (R23), or to
+        re-run a step that failed (CaseFlow.step)."""
         if self.flow is not None:
             self.flow.retry_requested = action
 
     @workflow.signal
     def switch_offline(self, action: ClerkAction) -> None:
         """A clerk takes the case to the offline channel (R23, after an escalation)."""
-        self._offline = action
-        if self.flow is not None:
-            self.flow.offline = action
+        self._ask_stop(
+            StopRequest(kind="offline_channel", reason=action.reason, clerk=action.clerk)
+        )
+
+    def _ask_stop(self, stop: StopRequest) -> None:
+        if self._stop is None and not self._stop_refused:
+            self._stop = stop
+            if self.flow is not None:
+                self.flow.interrupted = True
 
     @workflow.signal
     def correct(self, corrected: TransferRequested) -> None:
@@ -116,7 +145,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
     async def run(self, case: IncomingCaseInput) -> str:
         request = case.request
         flow = self.adopt(CaseFlow(case.case_id, "incoming", request.to_region))
-        flow.offline = self._offline
+        flow.interrupted = self._stop is not None
         context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None
         limits = flow.limits
@@ -139,9 +168,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
 
         attempt = 1
         while True:
-            if await flow.await_region(request.from_region, "TransferRequested"):
-                if flow.offline is not None:
-                    return await self._go_offline(flow, None)
+            waited = await flow.await_region(request.from_region, "TransferRequested")
+            if self._stop is not None:
+                # Before this attempt's request is sent: the stop takes effect at once.
+                return await self._stop_before_request(flow, request.from_region, attempt)
+            if waited:
                 # R23: the outgoing agency's limit runs from when it can receive the request.
                 plan = flow.plan_transfer_out(flow.today())
             request = request.model_copy(update={"limit_starts_on": plan.accepted_on})
@@ -161,23 +192,35 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             reply = await self._await_reply(
                 flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
             )
-            if reply is None and flow.offline is not None:
-                return await self._go_offline(flow, request.from_region)
-            if reply is None:  # withdrawn while waiting
-                return await self._withdraw(flow, request.from_region)
+            if reply is None:  # the outgoing agency accepted the stop
+                return flow.status
             if reply.type == "TransferOutCompleted":
                 break
-            refusal = reply.document_as(TransferRefused)
-            corrected = await self._handle_refusal(flow, refusal, reply)
+            corrected: TransferRequested | None = None
+            while reply.type == "TransferRefused":
+                refusal = reply.document_as(TransferRefused)
+                corrected = await self._handle_refusal(flow, refusal, reply)
+                if corrected is not None or flow.terminal or self._stop is None:
+                    break
+                # A stop asked during the correction window: the outgoing agency waits
+                # for a correction, so it accepts; the case ends on its answer.
+                answered = await self._await_reply(
+                    flow, None, plan.transfer_out_due.due, request.from_region, attempt
+                )
+                if answered is None:
+                    return flow.status
+                reply = answered
+            if reply.type == "TransferOutCompleted":
+                break
             if corrected is None:
-                if self._withdrawal is not None:
-                    return await self._withdraw(flow, request.from_region)
                 return flow.status
             request = corrected.model_copy(update={"correction_of": reply.message_id})
             attempt += 1
 
         completed = reply.document_as(TransferOutCompleted)
         sheet = completed.info_sheet
+        asyncio.get_running_loop().create_task(self._late_answers(flow))
+        await self._check_sheet(flow, request, sheet, reply)
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
         transfer_in_deadline = flow.calendar.add_working_days(received_on, limits.transfer_in_days)
@@ -274,6 +317,74 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
         return flow.status
 
+    async def _check_sheet(
+        self, flow: CaseFlow, request: TransferRequested, sheet: InformationSheet, reply: Envelope
+    ) -> None:
+        """R9/R13: a sheet about another person, region or scheme is not loaded: a clerk
+        checks it with the outgoing agency and then lets the case go on (retry-step)."""
+        problem = sheet_mismatch(
+            CaseFile(
+                case_id=flow.case_id,
+                id_number=request.person.id_number,
+                from_region=request.from_region,
+                from_scheme=request.from_scheme,
+            ),
+            SheetFacts(
+                id_number=sheet.person.id_number,
+                from_region=sheet.from_region,
+                issued_by_region=sheet.issued_by_region,
+                scheme=sheet.scheme,
+            ),
+        )
+        if problem is None:
+            return
+        await flow.escalate(
+            "transfer_in",
+            problem.value,
+            None,
+            "The information sheet does not match this case; a clerk checks it.",
+            "信息表与本案申请不符，请经办人员核查。",
+            rule="R13",
+        )
+        await flow.record(
+            "information_sheet_held",
+            "exception",
+            rule="R13",
+            detail={"reason_code": problem.value, "message_id": reply.message_id},
+            awaiting=Awaiting(
+                what="a clerk's check of the sheet", from_party="incoming agency clerk"
+            ),
+        )
+        await workflow.wait_condition(lambda: flow.retry_requested is not None)
+        action, flow.retry_requested = flow.retry_requested, None
+        assert action is not None
+        await flow.record(
+            "information_sheet_accepted_by_clerk",
+            rule="R13",
+            detail={"clerk": action.clerk, "reason": action.reason},
+        )
+
+    async def _late_answers(self, flow: CaseFlow) -> None:
+        """An answer to a stop that arrives after the sheet: the refusal is recorded (the
+        case goes on); an acceptance after a sheet contradicts it, so a clerk looks."""
+        while True:
+            await workflow.wait_condition(lambda: any(e.type in ANSWER for e in flow.inbox))
+            document = flow.take(ANSWER)
+            assert document is not None
+            answer = document.document_as(WithdrawalAnswered)
+            if not answer.accepted:
+                await self._stop_refused_too_late(flow, document, answer)
+                continue
+            await flow.escalate(
+                "transfer_out",
+                "STOP_ACCEPTED_AFTER_SHEET",
+                None,
+                "The outgoing agency accepted a withdrawal after sending the sheet; a clerk "
+                "settles the case with it.",
+                "转出地在发送信息表后同意撤回，请经办人员与转出地核实。",
+                rule="R16",
+            )
+
     async def _assess_continuity(
         self, flow: CaseFlow, case: IncomingCaseInput, sheet: InformationSheet, received_on: date
     ) -> None:
@@ -320,13 +431,60 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await flow.decide(continuity_decisions(assessment))
 
     async def _await_reply(
-        self, flow: CaseFlow, reminder_on: date, due: date, outgoing_region: str, attempt: int
+        self,
+        flow: CaseFlow,
+        reminder_on: date | None,
+        due: date,
+        outgoing_region: str,
+        attempt: int,
     ) -> Envelope | None:
         """R12: wait for the sheet or a refusal; remind before the limit, escalate at it,
-        and keep waiting after it (a late answer still completes the case)."""
-        withdrawn = lambda: self._withdrawal is not None or flow.offline is not None  # noqa: E731
-        reply = await flow.wait_for(REPLY_TYPES, morning_of(reminder_on), withdrawn)
-        if reply is None and not withdrawn():
+        and keep waiting after it (a late answer still completes the case). A stop asked
+        meanwhile is sent as a request and pursued here: None when the outgoing agency
+        accepted it (the case is closed), the sheet when it came first or the stop was
+        too late (R16: the case goes on to its credit)."""
+        stages: list[str] = ([] if reminder_on is None else ["reminder"]) + ["escalation", "after"]
+        asked = lambda: self._stop is not None and not self._stop_sent  # noqa: E731
+        while True:
+            stage = stages[0]
+            until = (
+                morning_of(reminder_on)
+                if stage == "reminder" and reminder_on is not None
+                else end_of_day(due)
+                if stage == "escalation"
+                else None
+            )
+            document = await flow.wait_for(REPLY_TYPES + ANSWER, until, asked)
+            if document is None and asked():
+                await self._send_stop(flow, outgoing_region)
+                continue
+            if document is None:
+                stages.pop(0)
+                await self._remind_or_escalate(flow, stage, due, outgoing_region, attempt)
+                continue
+            if document.type in ANSWER:
+                answer = document.document_as(WithdrawalAnswered)
+                if answer.accepted:
+                    await self._stopped(flow, document)
+                    return None
+                await self._stop_refused_too_late(flow, document, answer)
+                continue
+            if document.type == "TransferRefused" and self._stop_sent and not self._stop_refused:
+                refusal = document.document_as(TransferRefused)
+                if all(r.soft for r in refusal.reasons) and refusal.correctable_until:
+                    # Crossed with our stop: the outgoing agency accepts the stop next.
+                    await flow.record(
+                        "transfer_refused_correctable",
+                        rule=_lowest_rule(refusal),
+                        detail={"codes": _codes(refusal), "message_id": document.message_id},
+                    )
+                    continue
+            return document
+
+    async def _remind_or_escalate(
+        self, flow: CaseFlow, stage: str, due: date, outgoing_region: str, attempt: int
+    ) -> None:
+        if stage == "reminder":
             reminder = Reminder(
                 due_on=due,
                 stage="transfer_out",
@@ -337,8 +495,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 flow.envelope(reminder, f"reminder-transfer-out-{attempt}", outgoing_region)
             )
             await flow.record("reminder_sent", rule="R12", detail={"due_on": due.isoformat()})
-            reply = await flow.wait_for(REPLY_TYPES, end_of_day(due), withdrawn)
-        if reply is None and not withdrawn():
+        elif stage == "escalation":
             escalation = await flow.escalate(
                 "transfer_out",
                 "TRANSFER_OUT_OVERDUE",
@@ -350,8 +507,84 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             await flow.deliver(
                 flow.envelope(escalation, f"escalation-transfer-out-{attempt}", outgoing_region)
             )
-            reply = await flow.wait_for(REPLY_TYPES, None, withdrawn)
-        return reply
+
+    async def _send_stop(self, flow: CaseFlow, outgoing_region: str) -> None:
+        """The stop as a request to the outgoing agency: the case stays open until it is
+        answered, since a debit for it may exist."""
+        stop = self._stop
+        assert stop is not None
+        self._stop_sent = True
+        request = WithdrawalRequested(kind=stop.kind, reason=stop.reason, requested_on=flow.today())
+        await flow.deliver(flow.envelope(request, "stop-request", outgoing_region))
+        detail: dict[str, AuditValue] = {"kind": stop.kind, "reason": stop.reason}
+        if stop.clerk is not None:
+            detail["clerk"] = stop.clerk
+        await flow.record(
+            "withdrawal_requested",
+            "withdrawal_requested",
+            rule="R16",
+            detail=detail,
+            facts={"stop": "requested"},
+        )
+
+    async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
+        """The outgoing agency accepted the stop: nothing was transferred out."""
+        stop = self._stop
+        assert stop is not None
+        event, status, rule = STOPPED[stop.kind]
+        detail: dict[str, AuditValue] = {"reason": stop.reason, "answer": answer.message_id}
+        if stop.clerk is not None:
+            detail["clerk"] = stop.clerk
+        await flow.record(
+            event,
+            status,
+            rule=rule,
+            detail=detail,
+            awaiting=None,
+            terminal=True,
+            facts={"stop": "accepted"},
+        )
+
+    async def _stop_refused_too_late(
+        self, flow: CaseFlow, document: Envelope, answer: WithdrawalAnswered
+    ) -> None:
+        """R16: transferred out already; the case goes on to its credit, and a second
+        stop is not asked for."""
+        self._stop, self._stop_refused = None, True
+        flow.interrupted = False
+        await flow.record(
+            "withdrawal_refused",
+            None if flow.status != "withdrawal_requested" else "awaiting_transfer_out",
+            rule=answer.rule,
+            detail={"reason_code": answer.reason_code, "message_id": document.message_id},
+            facts={"stop": "refused"},
+        )
+
+    async def _stop_before_request(self, flow: CaseFlow, outgoing_region: str, attempt: int) -> str:
+        """A stop while this attempt's request waits for its region: nothing of this
+        attempt was sent, so it takes effect at once. After a soft refusal (attempt > 1)
+        the outgoing agency knows the case: it is told first, before anything else."""
+        stop = self._stop
+        assert stop is not None
+        event, status, rule = STOPPED[stop.kind]
+        detail: dict[str, AuditValue] = {"reason": stop.reason, "before_request": True}
+        if stop.clerk is not None:
+            detail["clerk"] = stop.clerk
+        await flow.record(
+            event,
+            status,
+            rule=rule,
+            detail=detail,
+            awaiting=None,
+            terminal=True,
+            facts={"stop": "accepted"},
+        )
+        if attempt > 1:
+            request = WithdrawalRequested(
+                kind=stop.kind, reason=stop.reason, requested_on=flow.today()
+            )
+            await flow.deliver(flow.envelope(request, "stop-request", outgoing_region))
+        return flow.status
 
     async def _handle_refusal(
         self, flow: CaseFlow, refusal: TransferRefused, reply: Envelope
@@ -402,10 +635,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         if remaining > 0:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._correction is not None or self._withdrawal is not None,
+                    lambda: self._correction is not None or self._stop is not None,
                     timeout=remaining,
                 )
-        if self._withdrawal is not None:
+        if self._stop is not None:
             return None
         if self._correction is None:
             await flow.record(
@@ -428,46 +661,20 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await flow.record("correction_submitted", rule=rule, detail=detail)
         return corrected
 
-    async def _withdraw(self, flow: CaseFlow, outgoing_region: str) -> str:
-        withdrawal = self._withdrawal
-        assert withdrawal is not None
-        notice = ApplicationWithdrawn(reason=withdrawal.reason, withdrawn_on=flow.today())
-        await flow.deliver(flow.envelope(notice, "withdrawal", outgoing_region))
-        if withdrawal.clerk is None:
-            await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
-        else:
-            await flow.record(
-                "case_cancelled_by_clerk",
-                "cancelled",
-                awaiting=None,
-                terminal=True,
-                detail={"clerk": withdrawal.clerk, "reason": withdrawal.reason},
-            )
-        return flow.status
-
-    async def _go_offline(self, flow: CaseFlow, outgoing_region: str | None) -> str:
-        """R23: the clerk continues the case by the offline channel; the platform case ends
-        here, visibly (the outgoing agency is told when it can be reached)."""
-        action = flow.offline
-        assert action is not None
-        if outgoing_region is not None:
-            notice = Escalation(
-                stage="transfer_out",
-                reason_code="OFFLINE_CHANNEL",
-                due_on=None,
-                message_en="The incoming agency continues this case offline.",
-                message_zh="转入地经办机构已改为线下办理本案。",
-            )
-            await flow.deliver(flow.envelope(notice, "offline-channel", outgoing_region))
-        await flow.record(
-            "switched_to_offline_channel",
-            "offline_channel",
-            rule="R23",
-            awaiting=None,
-            terminal=True,
-            detail={"clerk": action.clerk, "reason": action.reason},
+    @staticmethod
+    def _notice_problem(
+        flow: CaseFlow, completed: TransferOutCompleted, notice: Envelope
+    ) -> str | None:
+        document = notice.document()
+        problem = notice_mismatch(
+            case_id=flow.case_id,
+            balance_action=completed.balance_action,
+            sheet_balance_fen=completed.info_sheet.balance_fen,
+            notice_type=notice.type,
+            remittance_id=getattr(document, "remittance_id", None),
+            amount_fen=getattr(document, "amount_fen", 0),
         )
-        return flow.status
+        return None if problem is None else problem.value
 
     async def _settle_balance(
         self, flow: CaseFlow, completed: TransferOutCompleted, total_due: date, outgoing_region: str
@@ -485,6 +692,24 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             notice = await flow.wait_for(BALANCE_TYPES, None)
         assert notice is not None
+        while (problem := self._notice_problem(flow, completed, notice)) is not None:
+            # R15: not the notice the sheet announced for this case: nothing is credited
+            # or closed on it; a clerk looks, and the right notice still settles the case.
+            await flow.escalate(
+                "balance",
+                problem,
+                None,
+                "A balance notice does not match this case's information sheet.",
+                "余额通知与本案信息表不符，请经办人员核查。",
+                rule="R15",
+            )
+            await flow.record(
+                "balance_notice_held",
+                rule="R15",
+                detail={"reason_code": problem, "message_id": notice.message_id},
+            )
+            notice = await flow.wait_for(BALANCE_TYPES, None)
+            assert notice is not None
         if notice.type == "BalancePaidToBank":
             paid = notice.document_as(BalancePaidToBank)
             await flow.record(
@@ -579,7 +804,8 @@ async def credit_and_confirm(
 ) -> None:
     """Credit the new personal account once per remittance id (R15), then confirm it to
     the outgoing agency."""
-    await workflow.execute_activity_method(
+    await flow.step(
+        "credit_balance",
         IncomingActivities.credit_balance,
         CreditInput(
             case_id=flow.case_id,
@@ -588,8 +814,7 @@ async def credit_and_confirm(
             credited_on=flow.today(),
             residual=residual,
         ),
-        start_to_close_timeout=QUICK,
-        retry_policy=QUICK_RETRY,
+        QUICK_RETRY,
     )
     confirmation = BalanceCredited(
         remittance_id=remitted.remittance_id,

@@ -3,6 +3,7 @@ information sheet (R12, R16), and the balance: remit, pay to the bank, or keep (
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 
 from temporalio import workflow
@@ -10,6 +11,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from contracts.documents import (
+        BalanceCredited,
         BalanceMismatch,
         BalanceNotTransferred,
         BalancePaidToBank,
@@ -19,10 +21,13 @@ with workflow.unsafe.imports_passed_through():
         TransferOutCompleted,
         TransferRefused,
         TransferRequested,
+        WithdrawalAnswered,
+        WithdrawalRequested,
     )
     from contracts.envelope import Envelope
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
+    from domain.matching import main_remittance_id
     from workflows.activities import OutgoingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
@@ -38,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 REQUEST = ("TransferRequested",)
-WITHDRAWAL = ("ApplicationWithdrawn",)
+WITHDRAWAL = ("WithdrawalRequested",)
 CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch", "BalanceReturned")
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
@@ -49,13 +54,16 @@ def outgoing_workflow_id(case_id: str) -> str:
     return f"outgoing-{case_id}"
 
 
-def main_remittance_id(case_id: str) -> str:
-    return f"{case_id}-main"
-
-
 @workflow.defn
 class OutgoingCaseWorkflow(CaseWorkflowBase):
     """Started by the first TransferRequested (signal-with-start from the Kafka handler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Set in the same workflow task that takes the last look for a withdrawal before
+        # the transfer-out starts: from then on a withdrawal is answered "too late".
+        self._transferring = False
+        self._sheet_delivered = False
 
     @workflow.run
     async def run(self, case: OutgoingCaseInput) -> str:
@@ -102,15 +110,22 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 break
             corrected = await self._refuse(flow, facts.refusals, attempt, incoming_region, first)
             if corrected is None:
+                await self._release_claim(flow)
                 return flow.status
             first, request = corrected, corrected.document_as(TransferRequested)
             attempt += 1
 
-        if flow.take(WITHDRAWAL) is not None:
-            return await self._withdrawn(flow)
+        stop = flow.take(WITHDRAWAL)
+        if stop is not None:  # before transfer-out: accepted, nothing moves
+            return await self._withdrawn(flow, stop, incoming_region)
+        # No await between the last look and this flag: a withdrawal signalled from now
+        # on is answered "too late" (R16: the balance is on its way).
+        self._transferring = True
         decision = self._decide(flow, request, facts, incoming_region)
         await flow.decide([balance_decision(decision, context.policy_version)])
-        sheet = await workflow.execute_activity_method(
+        asyncio.get_running_loop().create_task(self._answer_late_withdrawals(flow, incoming_region))
+        sheet = await flow.step(
+            "transfer_out",
             OutgoingActivities.transfer_out,
             TransferOutInput(
                 case_id=case.case_id,
@@ -119,9 +134,9 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 balance_rule=decision.rule,
                 remittance_id=main_remittance_id(case.case_id),
                 transferred_out_on=flow.today(),
+                expected_balance_fen=facts.balance_fen,
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=PATIENT_RETRY,
+            PATIENT_RETRY,
         )
         await flow.deliver(
             flow.envelope(
@@ -144,6 +159,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 "signed": True,
             },
         )
+        self._sheet_delivered = True
         await self._move_balance(flow, decision, incoming_region, first.message_id)
         await flow.record(
             "balance_settled",
@@ -245,16 +261,87 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             )
             return None
         if document.type in WITHDRAWAL:
-            await self._withdrawn(flow)
+            await self._withdrawn(flow, document, incoming_region)
             return None
         await flow.record(
             "corrected_request_received", "checking", detail={"message_id": document.message_id}
         )
         return document
 
-    async def _withdrawn(self, flow: CaseFlow) -> str:
-        await flow.record("application_withdrawn", "withdrawn", awaiting=None, terminal=True)
+    async def _withdrawn(self, flow: CaseFlow, stop: Envelope, incoming_region: str) -> str:
+        """A withdrawal, cancellation or offline switch before transfer-out: accepted.
+        Nothing was debited and nothing will be; the enrolment is free again (R5)."""
+        request = stop.document_as(WithdrawalRequested)
+        await self._release_claim(flow)
+        answer = WithdrawalAnswered(
+            kind=request.kind,
+            accepted=True,
+            reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+            rule="R16",
+            message_en="Accepted: nothing was transferred out; the case ends here.",
+            message_zh="已受理：尚未办理转出，本案终止。",
+        )
+        await flow.deliver(
+            flow.envelope(answer, "withdrawal-answer", incoming_region, stop.message_id)
+        )
+        status, event = {
+            "withdrawal": ("withdrawn", "application_withdrawn"),
+            "cancellation": ("cancelled", "case_cancelled_by_incoming_agency"),
+            "offline_channel": ("offline_channel", "switched_to_offline_channel"),
+        }[request.kind]
+        await flow.record(
+            event,
+            status,
+            rule="R23" if request.kind == "offline_channel" else "R16",
+            detail={"message_id": stop.message_id, "kind": request.kind},
+            awaiting=None,
+            terminal=True,
+        )
         return flow.status
+
+    async def _answer_late_withdrawals(self, flow: CaseFlow, incoming_region: str) -> None:
+        """After transfer-out a withdrawal is refused as too late, with the reason; the
+        case goes on to its credit. Answered once the sheet is delivered, so the sheet
+        reaches the incoming agency first (one case, one partition, in order)."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self._sheet_delivered and any(e.type in WITHDRAWAL for e in flow.inbox)
+            )
+            stop = flow.take(WITHDRAWAL)
+            assert stop is not None
+            request = stop.document_as(WithdrawalRequested)
+            answer = WithdrawalAnswered(
+                kind=request.kind,
+                accepted=False,
+                reason_code="TOO_LATE_TRANSFERRED_OUT",
+                rule="R16",
+                message_en=(
+                    "Too late: the enrolment was transferred out and the balance moved; "
+                    "the case goes on to the credit at the incoming agency."
+                ),
+                message_zh="已办理转出，余额已划转，无法撤回；本案继续办理至转入地入账。",
+            )
+            await flow.deliver(
+                flow.envelope(
+                    answer,
+                    f"withdrawal-answer-{flow.take_count(WITHDRAWAL)}",
+                    incoming_region,
+                    stop.message_id,
+                )
+            )
+            await flow.record(
+                "withdrawal_refused_too_late",
+                rule="R16",
+                detail={"message_id": stop.message_id, "kind": request.kind},
+            )
+
+    async def _release_claim(self, flow: CaseFlow) -> None:
+        await workflow.execute_activity_method(
+            OutgoingActivities.release_enrolment_claim,
+            flow.case_id,
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
 
     async def _move_balance(
         self, flow: CaseFlow, decision: BalanceDecision, incoming_region: str, cause: str
@@ -325,6 +412,22 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     "transfer_in_confirmed", rule="R13", detail={"message_id": document.message_id}
                 )
             elif document.type == "BalanceCredited":
+                confirmed = document.document_as(BalanceCredited)
+                if (
+                    decision.action != "remit"
+                    or confirmed.remittance_id != main_remittance_id(flow.case_id)
+                    or confirmed.amount_fen != decision.amount_fen
+                ):
+                    # R15: a confirmation of another remittance or amount settles nothing.
+                    await flow.escalate(
+                        "confirmation",
+                        "CREDIT_DOES_NOT_MATCH_REMITTANCE",
+                        None,
+                        "A credit confirmation does not match this case's remittance.",
+                        "入账确认与本案划转不符，请经办人员核查。",
+                        rule="R15",
+                    )
+                    continue
                 credited = True
                 await flow.record(
                     "balance_credit_confirmed",
@@ -333,8 +436,9 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 )
             elif document.type == "BalanceReturned":
                 back = document.document_as(BalanceReturned)
-                # R16: the returned money goes back to the old account, never lost.
-                await workflow.execute_activity_method(
+                # R16: the returned money goes back to the old account, never lost; only
+                # this agency's own debit of this case, by its own amount.
+                restored: int = await workflow.execute_activity_method(
                     OutgoingActivities.restore_returned_balance,
                     ReturnInput(
                         case_id=flow.case_id,
@@ -344,6 +448,17 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     start_to_close_timeout=QUICK,
                     retry_policy=PATIENT_RETRY,
                 )
+                if restored != back.amount_fen:
+                    await flow.escalate(
+                        "balance",
+                        "RETURN_DOES_NOT_MATCH_DEBIT",
+                        None,
+                        "A balance return does not match this case's own debit; a clerk checks it.",
+                        "退回金额与本案转出扣减不符，请经办人员核查。",
+                        rule="R16",
+                    )
+                    if restored == 0:
+                        continue  # not this case's money: nothing restored, keep waiting
                 credited = returned = True
                 await flow.escalate(
                     "balance",
