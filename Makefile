@@ -5,14 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install engines run up down status cluster-up cluster-down cluster-status test test-cluster test-unit test-workflow test-integration test-faults lint format bench lock schemas calendar-load migrate clean-state
+.PHONY: help install engines run up down status cluster-up cluster-down cluster-status test test-cluster test-unit test-workflow test-integration test-faults soak lint format bench lock schemas calendar-load migrate clean-state
 
 help:
 	@echo "make run      the main job in the foreground: Kafka, Temporal, both services + workers, demo data"
 	@echo "make test     install what is missing, then lint and the whole test suite (real servers)"
 	@echo "make up|down|status   the same stack in the background"
 	@echo "make cluster-up|cluster-down|cluster-status   three Kafka brokers, two replicas of each service and worker"
-	@echo "make lint     ruff + mypy;  make bench  benchmarks;  make schemas  regenerate contract documents"
+	@echo "make lint     ruff + mypy;  make bench  benchmarks;  make soak  long crossing schedules;  make schemas  regenerate contract documents"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -86,6 +86,17 @@ test-integration: engines
 # The fault suite alone (make test runs it too): crashes, outages, locks, replays.
 test-faults: engines
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+# The long soak, not in make test: the seeded crossing schedules (applications for one
+# person at once, withdrawals, cancels, offline switches, duplicates, a region outage, a
+# worker killed) over SOAK_SEEDS seeds of SOAK_CASES applications each, strict invariants.
+SOAK_SEEDS ?= 40
+SOAK_CASES ?= 30
+soak: engines
+	@seeds=$$(seq -s, 1000 $$((999 + $(SOAK_SEEDS)))); \
+	echo "[soak] $(SOAK_SEEDS) schedules of $(SOAK_CASES) applications (seeds 1000...)"; \
+	MEDTRANSFER_SCHEDULE_SEEDS=$$seeds MEDTRANSFER_SCHEDULE_CASES=$(SOAK_CASES) \
+	$(PY) -m pytest -m integration tests/integration/test_crossing_schedules.py $(PYTEST_ARGS)
 
 # Bring the incoming, outgoing and audit databases to the newest schema (the services do
 # this at start-up too); DB=incoming|outgoing|audit for one, URL=... for another database.

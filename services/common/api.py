@@ -246,6 +246,15 @@ class CaseOut(BaseModel):
     )
     timeline: list[TimelineEntry] | None = None
     workflow_url: str | None = None
+    stuck_reason: str | None = Field(
+        default=None,
+        description="Set while the case's workflow keeps failing (a step and an error type); "
+        "it is on the operations page's stuck list",
+    )
+    exception_code: str | None = Field(
+        default=None,
+        description="An open clerk exception, e.g. DOCUMENT_AFTER_CLOSE or RESIDUAL_NOT_ALLOWED",
+    )
 
 
 def case_out(
@@ -276,6 +285,8 @@ def case_out(
         warnings=row.warnings,
         closed=row.terminal,
         policy_version=(row.facts or {}).get("policy_version"),
+        stuck_reason=row.stuck_reason if row.stuck_since is not None else None,
+        exception_code=row.exception_code,
         continuity=(row.facts or {}).get("continuity"),
         decisions=None
         if events is None

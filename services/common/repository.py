@@ -278,6 +278,25 @@ class CaseRepository:
         with session_scope(self.engine) as session:
             return session.exec(query).all()
 
+    def needing_attention(
+        self, *, visible_to: frozenset[str] | None = None, limit: int = 200
+    ) -> Sequence[CaseRow]:
+        """Open stuck cases and cases with an open clerk exception, oldest first, from a
+        query of their own (not a slice of the newest cases): the ones that matter most
+        never drop out of the list."""
+        query = select(CaseRow).where(
+            (col(CaseRow.stuck_since).is_not(None) & col(CaseRow.terminal).is_(False))
+            | col(CaseRow.exception_code).is_not(None)
+        )
+        if visible_to is not None and "*" not in visible_to:
+            regions = list(visible_to)
+            query = query.where(
+                col(CaseRow.from_region).in_(regions) | col(CaseRow.to_region).in_(regions)
+            )
+        query = query.order_by(col(CaseRow.updated_at)).limit(limit)
+        with session_scope(self.engine) as session:
+            return session.exec(query).all()
+
     def milestones(self, case_ids: Sequence[str], names: Sequence[str]) -> Sequence[CaseEventRow]:
         """The named events of many cases in one query (for service figures)."""
         if not case_ids:

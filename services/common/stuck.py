@@ -36,7 +36,7 @@ log = logging.getLogger("medtransfer.stuck")
 # one of them longer than the quiet period is looked at.
 INTERNAL_STATUSES = ("starting", "submitted", "received", "checking", "transfer_in", "balance")
 WORKFLOW_TASK_ATTEMPTS = 3
-ACTIVITY_ATTEMPTS = 5
+ACTIVITY_ATTEMPTS = 4
 SWEEP_LIMIT = 500
 
 

@@ -131,8 +131,13 @@ class ProgressOut(BaseModel):
     you_can_en: list[str]
 
 
-OUTGOING_HOLDS = {"submitted", "waiting_region_connection", "awaiting_transfer_out"}
-INCOMING_HOLDS = {"transfer_in", "awaiting_balance", "balance_mismatch"}
+OUTGOING_HOLDS = {
+    "submitted",
+    "waiting_region_connection",
+    "awaiting_transfer_out",
+    "withdrawal_requested",  # the outgoing agency answers the withdrawal
+}
+INCOMING_HOLDS = {"transfer_in", "awaiting_balance", "balance_mismatch", "exception"}
 
 
 def progress_of(row: CaseRow) -> ProgressOut:

@@ -246,6 +246,16 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             for r in rows
             if r.escalated and not r.terminal
         ]
+        attention = [
+            [
+                case_link(r),
+                escape(r.status),
+                escape(r.stuck_reason or ""),
+                escape(r.exception_code or ""),
+                escape(str((r.stuck_since or r.exception_since or r.updated_at).date())),
+            ]
+            for r in service.repository.needing_attention(visible_to=principal.regions)
+        ]
         corrections = [
             [
                 case_link(r),
@@ -271,6 +281,8 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             + table(["case", "status", "regions", "awaiting", "due"], listing("overdue"), "overdue")
             + "<h2>At risk (due within 2 working days) 临期</h2>"
             + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
+            + "<h2>Stuck cases and clerk exceptions 卡住与异常</h2>"
+            + table(["case", "status", "stuck", "exception", "since"], attention, "stuck")
             + "<h2>Escalation queue 待处理</h2>"
             + table(["case", "status", "awaiting", ""], escalations, "escalations")
             + "<h2>Soft refusals awaiting a correction 待补正 (R5-R8)</h2>"

@@ -82,16 +82,17 @@ class OutgoingRecordsSql:
         ).first()
 
     def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
-        """R5-R9 against the record and, when they pass (or only a soft refusal stands),
-        the enrolment's claim for this case in the same transaction: a conditional update
-        that a second concurrent case cannot also win, on SQLite and PostgreSQL alike."""
+        """R5-R9 against the record and, when they pass, the enrolment's claim for this
+        case in the same transaction: a conditional update that a second concurrent case
+        cannot also win, on SQLite and PostgreSQL alike."""
         req = request.request
         with session_scope(self.engine) as session:
             row = self.find_enrolment(session, req.person.id_number, req.from_region)
             facts = None if row is None else _facts(row, request.case_id)
             refusals = check_transfer_out(_request_facts(req), facts)  # R5-R9
-            claimable = row is not None and all(r.soft for r in refusals)
-            if claimable and row is not None and not self._claim(session, row, request.case_id):
+            # Claimed only when the transfer-out may proceed: during a soft refusal the
+            # record stays editable, so the person's fix (arrears paid) can be entered.
+            if row is not None and not refusals and not self._claim(session, row, request.case_id):
                 session.refresh(row)
                 refusals = check_transfer_out(
                     _request_facts(req), _facts(row, request.case_id, lost_claim=True)

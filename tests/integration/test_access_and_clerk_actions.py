@@ -111,7 +111,7 @@ async def test_r23_clerk_takes_a_stuck_case_offline(agencies: AgencyStack) -> No
     assert case["closed"]
     final = case["timeline"][-1]
     assert final["event"] == "switched_to_offline_channel"
-    assert final["detail"] == {"clerk": "clerk-7", "reason": "paper file sent"}
+    assert (final["detail"]["clerk"], final["detail"]["reason"]) == ("clerk-7", "paper file sent")
     again = await call(
         agencies.incoming_url,
         "POST",

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from contracts.documents import (
     BalanceRemitted,
+    WithdrawalAnswered,
 )
 from contracts.envelope import Envelope
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
@@ -79,13 +80,55 @@ async def test_withdrawal_before_transfer_out(agencies: AgencyStack, peer: PeerA
     case_id, _, _ = await peer_case(agencies, peer)
     response = await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "stays"})
     assert response.status_code == 202, response.text
+    # A request the outgoing agency (the peer) answers; the case stays open until then.
+    request = await peer.expect(case_id, "WithdrawalRequested")
+    assert (request.payload["kind"], request.payload["reason"]) == ("withdrawal", "stays")
+    pending = await agencies.wait_status("incoming", case_id, "withdrawal_requested")
+    assert not pending["closed"]
+    again = await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "again"})
+    assert again.json()["reasons"][0]["code"] == "STOP_ALREADY_REQUESTED"
+    answer = WithdrawalAnswered(
+        kind="withdrawal",
+        accepted=True,
+        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+        rule="R16",
+        message_en="Accepted.",
+        message_zh="已受理。",
+    )
+    await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
     case = await agencies.wait_status("incoming", case_id, "withdrawn")
     assert case["closed"]
-    notice = await peer.expect(case_id, "ApplicationWithdrawn")
-    assert notice.payload["reason"] == "stays"
     late = await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "again"})
     assert late.status_code == 409
     assert late.json()["reasons"][0]["code"] == "TOO_LATE_TO_WITHDRAW"
+
+
+async def test_a_money_document_for_a_closed_case_opens_a_clerk_exception(
+    agencies: AgencyStack, peer: PeerAgency
+) -> None:
+    """Never a silent park: a sheet arriving after the case was withdrawn (a peer that
+    accepted the withdrawal and sent the sheet anyway) is held with an alert."""
+    case_id, id_number, name = await peer_case(agencies, peer)
+    await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "stays"})
+    await peer.expect(case_id, "WithdrawalRequested")
+    answer = WithdrawalAnswered(
+        kind="withdrawal",
+        accepted=True,
+        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+        rule="R16",
+        message_en="Accepted.",
+        message_zh="已受理。",
+    )
+    await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
+    await agencies.wait_status("incoming", case_id, "withdrawn")
+    sheet = peer.envelope(sheet_document(id_number, name, 70_000), case_id, "sheet", "610100")
+    await peer.send(sheet)
+    case = await agencies.wait_case(
+        "incoming", case_id, lambda c: c.get("exception_code") == "DOCUMENT_AFTER_CLOSE"
+    )
+    held = next(e for e in case["timeline"] if e["event"] == "document_after_close")
+    assert held["detail"]["type"] == "TransferOutCompleted"
+    assert case["status"] == "withdrawn"
 
 
 async def test_duplicate_delivery_of_every_document_changes_nothing(

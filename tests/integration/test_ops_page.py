@@ -17,6 +17,7 @@ from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from contracts.documents import WithdrawalAnswered
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
 
 pytestmark = pytest.mark.integration
@@ -103,11 +104,27 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
         finally:
             browser.quit()
 
-    timeline = await asyncio.to_thread(clerk_session)
+    session = asyncio.create_task(asyncio.to_thread(clerk_session))
+    # The cancellation is a request the outgoing agency (the peer) answers (R16).
+    request = await peer.expect(case_id, "WithdrawalRequested")
+    assert request.payload["kind"] == "cancellation"
+    answer = WithdrawalAnswered(
+        kind="cancellation",
+        accepted=True,
+        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+        rule="R16",
+        message_en="Accepted.",
+        message_zh="已受理。",
+    )
+    await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
+    timeline = await session
     assert "case_cancelled_by_clerk" in timeline
     case = await agencies.case("incoming", case_id)
     cancelled = case["timeline"][-1]
-    assert cancelled["detail"] == {"clerk": "clerk-7", "reason": "duplicate paper file"}
+    assert (cancelled["detail"]["clerk"], cancelled["detail"]["reason"]) == (
+        "clerk-7",
+        "duplicate paper file",
+    )
     assert screenshot.exists()
 
 

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from contracts.documents import AuditRecord
@@ -438,3 +438,100 @@ async def test_r16_postgres_stopped_mid_flight_loses_no_case_and_no_money(
     # The services are still alive: nothing exited on the lost connections.
     stack._check_alive()
     print(f"postgres stopped 5 s: {len(case_ids)} cases recovered in {recovery_seconds:.1f} s")
+
+
+# --- R5: one enrolment, one transfer, under concurrent checks ----------------------------------
+def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
+    """``cases`` concurrent outgoing checks of one enrolment, each on its own connection
+    (as two worker replicas would run them), then each winner's transfer-out."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+
+    from contracts.documents import PersonIdentity, TransferRequested
+    from domain.regions import load_region_registry
+    from services.common.repository import RegionConnectivity
+    from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
+    from services.outgoing_agency.tables import EnrolmentRow
+    from tests.support.agencies import new_person
+    from workflows.types import CheckRequestInput, TransferOutInput
+
+    engine = make_engine(url)
+    migrate.upgrade(engine, "outgoing")
+    person = new_person("620800")
+    with Session(engine) as session:
+        session.add(
+            EnrolmentRow(
+                id_number=person.id_number,
+                name=person.name,
+                region="620800",
+                scheme="employee",
+                status="suspended",
+                enrolled_since=date(2016, 3, 1),
+                suspended_on=date(2026, 10, 31),
+                balance_fen=523_400,
+                contribution_months=120,
+            )
+        )
+        session.commit()
+    registry = load_region_registry()
+    records = OutgoingRecordsSql(engine, RegionConnectivity(engine, registry))
+
+    def request(to_region: str) -> TransferRequested:
+        return TransferRequested(
+            person=PersonIdentity(id_number=person.id_number, name=person.name),
+            from_region="620800",
+            to_region=to_region,
+            from_scheme="employee",
+            to_scheme="employee",
+            reason="new job",
+            applied_on=date(2026, 12, 1),
+            channel="online",
+            incoming_agency="agency",
+        )
+
+    regions = ["610100", "110000", "350100", "440300"]
+    ids = [f"RACE{uuid.uuid4().hex[:8].upper()}" for _ in range(cases)]
+
+    def check(index: int) -> list[str]:
+        facts = records.check_request(
+            CheckRequestInput(case_id=ids[index], request=request(regions[index % 4]))
+        )
+        return [r.code for r in facts.refusals]
+
+    with ThreadPoolExecutor(max_workers=cases) as pool:
+        outcomes = list(pool.map(check, range(cases)))
+    transferred: list[str] = []
+    for index, case_id in enumerate(ids):
+        try:
+            records.transfer_out(
+                TransferOutInput(
+                    case_id=case_id,
+                    request=request(regions[index % 4]),
+                    balance_action="remit",
+                    balance_rule="R18",
+                    remittance_id=f"{case_id}-main",
+                    transferred_out_on=date(2026, 12, 2),
+                    expected_balance_fen=523_400,
+                )
+            )
+            transferred.append(case_id)
+        except TransferOutRefused:
+            pass
+    with Session(engine) as session:
+        debits = session.exec(select(LedgerEntry).where(col(LedgerEntry.case_id).in_(ids))).all()
+    engine.dispose()
+    assert [d.case_id for d in debits] == transferred
+    return outcomes, transferred
+
+
+def test_r5_concurrent_checks_of_one_enrolment_let_exactly_one_case_transfer_it_out(
+    new_url: Callable[[str], str],
+) -> None:
+    """The conditional update that claims the enrolment holds on SQLite and PostgreSQL:
+    of eight concurrent cases exactly one passes, the others are refused with R5, and
+    only the winner's transfer-out debits (once)."""
+    outcomes, transferred = _claim_race(new_url("outgoing"), cases=8)
+    passed = [o for o in outcomes if o == []]
+    assert len(passed) == 1, outcomes
+    assert all(o == ["ENROLMENT_IN_TRANSFER"] for o in outcomes if o), outcomes
+    assert len(transferred) == 1

@@ -336,6 +336,9 @@ def stack_env(
         "MEDTRANSFER_API_KEYS": json.dumps(TEST_API_KEYS),
         "MEDTRANSFER_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
         "MEDTRANSFER_DELIVERY_RETRY_MAX_SECONDS": "1",
+        # The stuck-case sweep looks often, so a test sees a stuck case within seconds.
+        "MEDTRANSFER_STUCK_SWEEP_SECONDS": "1",
+        "MEDTRANSFER_STUCK_QUIET_SECONDS": "2",
         # Outgoing serves every region but the peer's; incoming serves all (env per process
         # is the same, so the peer region is excluded for both: no test applies to it).
         "MEDTRANSFER_SERVED_REGIONS": json.dumps(served_by_outgoing),

@@ -70,9 +70,9 @@ AGREEING: dict[str, frozenset[str | None]] = {
     "completed": frozenset({"completed"}),
     "refused": frozenset({"refused"}),
     "withdrawn": frozenset({"withdrawn", None}),
-    "cancelled": frozenset({"withdrawn", None}),
+    "cancelled": frozenset({"cancelled", None}),
     "balance_returned": frozenset({"balance_returned"}),
-    "offline_channel": frozenset({None}),  # or the outgoing side shows the escalation
+    "offline_channel": frozenset({"offline_channel", None}),
 }
 SIDES = ("incoming", "outgoing")
 
@@ -156,8 +156,13 @@ def check_invariants(
     http_rejections: Iterable[httpx.Response] = (),
     dead_letters: Iterable[str] = (),
     peer_regions: Collection[str] = (PEER_REGION,),
+    strict: bool = False,
 ) -> InvariantReport:
-    """Check I1, I2 and I3 for ``case_ids``; never raises for a violation (see the report)."""
+    """Check I1, I2 and I3 for ``case_ids``; never raises for a violation (see the report).
+
+    ``strict`` (the crossing schedules): an escalation forgives nothing: an amount
+    mismatch is a violation even with a clerk, a stuck case or an open clerk exception
+    is one, and an enrolment transferred out by more than one case is one (R5)."""
     cases = tuple(dict.fromkeys(case_ids))
     report = InvariantReport(case_ids=cases)
     with _engines(stack) as engines:
@@ -178,7 +183,11 @@ def check_invariants(
                 {s: events[s].get(case_id, []) for s in SIDES},
                 outgoing_played_by_test=played,
             )
-        report.violations += _check_i2(stack, engines, cases, rows, peer_regions, report)
+        report.violations += _check_i2(
+            stack, engines, cases, rows, peer_regions, report, strict=strict
+        )
+        if strict:
+            report.violations += _check_strict(engines, cases, rows)
         report.violations += _check_i3(engines, cases, rows, http_rejections, dead_letters, report)
     return report
 
@@ -221,7 +230,8 @@ def _case_rows(engine: Engine, cases: Collection[str]) -> dict[str, dict[str, An
     clause, params = _in(cases)
     found = _rows(
         engine,
-        f"SELECT case_id, status, terminal, escalated, from_region FROM case_record "
+        f"SELECT case_id, status, terminal, escalated, from_region, stuck_since, "
+        f"stuck_reason, exception_code FROM case_record "
         f"WHERE case_id IN {clause}",
         **params,
     )
@@ -307,6 +317,8 @@ def _check_i2(
     rows: dict[str, dict[str, dict[str, Any]]],
     peer_regions: Collection[str],
     report: InvariantReport,
+    *,
+    strict: bool = False,
 ) -> list[Violation]:
     found: list[Violation] = []
     # The unique constraint should make this impossible; the checker does not trust it.
@@ -336,7 +348,7 @@ def _check_i2(
         if MISSING_DEBIT in missing and incoming.get("from_region") in peer_regions:
             missing.remove(MISSING_DEBIT)  # the test itself played the outgoing agency
         problems = list(item.problems)
-        if AMOUNT_MISMATCH in problems and incoming.get("escalated"):
+        if AMOUNT_MISMATCH in problems and incoming.get("escalated") and not strict:
             problems.remove(AMOUNT_MISMATCH)  # R15: visibly with a clerk, never absorbed
         if missing or problems:
             found.append(
@@ -346,6 +358,39 @@ def _check_i2(
                     f"remittance {item.remittance_id}: missing {missing or '-'}, "
                     f"problems {problems or '-'} (debit {item.debit_fen}, "
                     f"{item.settlement} {item.settled_fen})",
+                )
+            )
+    return found
+
+
+def _check_strict(
+    engines: dict[str, Engine], cases: Collection[str], rows: dict[str, dict[str, dict[str, Any]]]
+) -> list[Violation]:
+    found: list[Violation] = []
+    for side in SIDES:
+        for case_id, row in rows[side].items():
+            if row.get("stuck_since") is not None and not row["terminal"]:
+                found.append(Violation("I1", case_id, f"{side} stuck: {row.get('stuck_reason')}"))
+            if row.get("exception_code"):
+                found.append(
+                    Violation("I1", case_id, f"{side} clerk exception {row['exception_code']}")
+                )
+    if cases:
+        # R5: one enrolment, one transfer: at most one case debits or transfers it out.
+        clause, params = _in(cases)
+        for row in _rows(
+            engines["outgoing"],
+            f"SELECT c.person_key AS person, c.from_region AS region, "
+            f"COUNT(DISTINCT l.case_id) AS n FROM ledger l "
+            f"JOIN case_record c ON c.case_id = l.case_id "
+            f"WHERE l.leg = 'debit_outgoing' AND l.remittance_id = l.case_id || '-main' "
+            f"AND l.case_id IN {clause} GROUP BY c.person_key, c.from_region "
+            f"HAVING COUNT(DISTINCT l.case_id) > 1",
+            **params,
+        ):
+            found.append(
+                Violation(
+                    "I2", "-", f"one enrolment in {row['region']} debited by {row['n']} cases"
                 )
             )
     return found
