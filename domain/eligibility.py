@@ -32,6 +32,8 @@ PERSON_UNKNOWN = "PERSON_UNKNOWN"
 IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
 ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"
 ENROLMENT_IN_TRANSFER = "ENROLMENT_IN_TRANSFER"
+BANK_HOLDER_MISMATCH = "BANK_HOLDER_MISMATCH"
+RETIREE_NOT_ON_RECORD = "RETIREE_NOT_ON_RECORD"
 OPEN_CASE_ELSEWHERE = "OPEN_CASE_ELSEWHERE"
 RETIREE_SAME_PROVINCE = "RETIREE_SAME_PROVINCE"
 BANK_ACCOUNT_REQUIRED = "BANK_ACCOUNT_REQUIRED"
@@ -173,6 +175,26 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
+            code=BANK_HOLDER_MISMATCH,
+            rule="R19",
+            soft=True,
+            message_zh="银行账户户名与转出地参保记录中的参保人姓名不一致，余额只能支付至参保人本人账户。",
+            message_en=(
+                "The bank account holder is not the person on the outgoing region's record; a "
+                "balance is paid only into the person's own account."
+            ),
+        ),
+        Refusal(
+            code=RETIREE_NOT_ON_RECORD,
+            rule="R21",
+            soft=True,
+            message_zh="转出地参保记录中该参保人不是退休人员，不能按异地安置退休人员办理。",
+            message_en=(
+                "The outgoing region's record does not show the person as retired; the "
+                "resettled-retiree payout does not apply."
+            ),
+        ),
+        Refusal(
             code=OPEN_CASE_ELSEWHERE,
             rule="R5",
             soft=False,
@@ -277,6 +299,8 @@ class EnrolmentFacts:
     also_active_in: str | None
     # R5: another open case of this agency holds the enrolment (its transfer-out claim).
     claimed_by_other_case: bool = False
+    # R21: retiree status is a fact of this record, never the applicant's checkbox.
+    retired: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +313,9 @@ class OutgoingRequestFacts:
     to_region: str
     from_scheme: Scheme
     to_scheme: Scheme
+    # What the applicant claims; checked against the record, never trusted (R19, R21).
+    bank_account_holder: str | None = None
+    resettled_retiree: bool = False
 
 
 def _enrolled_by(since: date | None, on: date) -> bool:
@@ -406,4 +433,12 @@ def check_transfer_out(
         request.from_region,
     ):
         refusals.append(_REFUSALS[DOUBLE_ENROLMENT])
+    # R19/R22: a payout goes only to the person's own account.
+    if request.bank_account_holder is not None and _normalised_name(
+        request.bank_account_holder
+    ) != _normalised_name(record.name):
+        refusals.append(_REFUSALS[BANK_HOLDER_MISMATCH])
+    # R21: the record says who is retired.
+    if request.resettled_retiree and not record.retired:
+        refusals.append(_REFUSALS[RETIREE_NOT_ON_RECORD])
     return refusals

@@ -91,6 +91,7 @@ class TransferOutFacts(_Payload):
     balance_fen: int = 0
     incoming_connected: bool = True
     enrolment_periods_months: int = 0
+    retired: bool = False  # R21: from this agency's record
 
 
 class CheckRequestInput(_Payload):

@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     # Retry of a delivery to a region that is not connected (R23): first wait and cap.
     delivery_retry_initial_seconds: float = 5.0
     delivery_retry_max_seconds: float = 600.0
-    # A signed document older than this on arrival is refused as STALE (README "Hostile
-    # input"); documents are signed when sent, so only a backlog this old is refused.
+    # A signed document older than this on arrival is accepted with a WARNING (a receiver
+    # was offline, or a clock is skewed): replays are refused by message id and content.
     replay_window_hours: float = Field(168.0, gt=0)
     # The stuck-case sweep (services/common/stuck.py), run by each side's worker.
     stuck_sweep_seconds: float = Field(60.0, gt=0)

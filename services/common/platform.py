@@ -166,7 +166,7 @@ CLOCK_SKEW = timedelta(minutes=10)
 # Reason codes that mean someone may be attacking the platform (alerted, counted by
 # medtransfer_security_refusals_total), as opposed to a merely malformed message.
 SECURITY_REASONS = frozenset(
-    {"SIGNATURE_INVALID", "UNKNOWN_SENDER_REGION", "REPLAYED", "STALE", "MISADDRESSED"}
+    {"SIGNATURE_INVALID", "UNKNOWN_SENDER_REGION", "REPLAYED", "MISADDRESSED"}
 )
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
@@ -223,7 +223,8 @@ def content_digest(envelope: Envelope) -> str:
 
 
 def stale_problem(envelope: Envelope, now: datetime, window: timedelta) -> InboundProblem | None:
-    """A signed document outside the replay window: too old, or from the future."""
+    """A signed document outside the replay window: too old, or from the future. Only
+    noted (a WARNING): the inbox's message id and content digest refuse replays."""
     ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
     if envelope.sent_at < now - window:
         return InboundProblem(f"STALE: signed more than {window} before arrival", **ids)

@@ -56,6 +56,7 @@ class EnrolmentIn(BaseModel):
     balance_fen: int = Field(default=0, ge=0, le=MAX_FEN)
     contribution_months: int = Field(default=0, ge=0, le=1200)
     also_active_in: str | None = Field(default=None, pattern=r"^\d{6}$")
+    retired: bool = Field(default=False, description="R21: the person draws a pension here")
 
 
 class EnrolmentOut(BaseModel):

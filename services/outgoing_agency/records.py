@@ -54,6 +54,7 @@ def _facts(row: EnrolmentRow, case_id: str, *, lost_claim: bool = False) -> Enro
         contribution_months=row.contribution_months,
         also_active_in=row.also_active_in,
         claimed_by_other_case=claimed_elsewhere or lost_claim,
+        retired=row.retired,
     )
 
 
@@ -65,6 +66,8 @@ def _request_facts(req: TransferRequested) -> OutgoingRequestFacts:
         to_region=req.to_region,
         from_scheme=req.from_scheme,
         to_scheme=req.to_scheme,
+        bank_account_holder=req.bank_account.account_holder if req.bank_account else None,
+        resettled_retiree=req.resettled_retiree,
     )
 
 
@@ -111,6 +114,7 @@ class OutgoingRecordsSql:
             balance_fen=facts.balance_fen if facts else 0,
             incoming_connected=self.connectivity.is_connected(req.to_region, date.today()),
             enrolment_periods_months=facts.contribution_months if facts else 0,
+            retired=facts.retired if facts else False,
         )
 
     @staticmethod

@@ -26,6 +26,8 @@ class EnrolmentRow(SQLModel, table=True):
     balance_fen: int = Field(default=0, sa_type=BigInteger)
     contribution_months: int = 0
     also_active_in: str | None = None
+    # R21: whether the person is retired is this record's fact, not the applicant's.
+    retired: bool = False
     transferred_case_id: str | None = None
     # R5: the one open case that may transfer this enrolment out, set by a conditional
     # update when its request passes the checks and cleared when it ends without a

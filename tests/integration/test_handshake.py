@@ -219,17 +219,46 @@ BANK = {
 }
 
 
-async def test_r21_resettled_retiree_balance_paid_to_own_bank_account(
-    agencies: AgencyStack,
+@pytest.mark.parametrize(
+    ("retired", "holder", "code"),
+    [
+        (False, None, "RETIREE_NOT_ON_RECORD"),  # R21: the record says who is retired
+        (True, "王五", "BANK_HOLDER_MISMATCH"),  # R19/R21: only the person's own account
+    ],
+)
+async def test_r21_r19_retiree_status_and_account_holder_come_from_the_record(
+    agencies: AgencyStack, retired: bool, holder: str | None, code: str
 ) -> None:
     person = agencies.person("110000")
-    await agencies.enrol(person, balance_fen=2_000_000)
+    await agencies.enrol(person, balance_fen=2_000_000, retired=retired)
     case_id = await agencies.submit_ok(
         agencies.application(
             person,
             "440300",
             resettled_retiree=True,
-            bank_account=BANK,
+            bank_account=BANK | {"account_holder": holder or person.name},
+            incoming_enrolled_since=None,
+        )
+    )
+    case = await agencies.wait_status("incoming", case_id, "refused_correctable")
+    refusal = next(e for e in case["timeline"] if e["event"] == "transfer_refused_correctable")
+    assert code in refusal["detail"]["codes"]
+    assert agencies.query("outgoing", "select count(*) from ledger where case_id=?", case_id) == [
+        (0,)
+    ]
+
+
+async def test_r21_resettled_retiree_balance_paid_to_own_bank_account(
+    agencies: AgencyStack,
+) -> None:
+    person = agencies.person("110000")
+    await agencies.enrol(person, balance_fen=2_000_000, retired=True)
+    case_id = await agencies.submit_ok(
+        agencies.application(
+            person,
+            "440300",
+            resettled_retiree=True,
+            bank_account=BANK | {"account_holder": person.name},
             incoming_enrolled_since=None,
         )
     )
@@ -250,7 +279,12 @@ async def test_r22_employee_to_resident_balance_paid_to_bank(agencies: AgencySta
     person = agencies.person("620800")
     await agencies.enrol(person, balance_fen=310_000)
     case_id = await agencies.submit_ok(
-        agencies.application(person, "350100", to_scheme="resident", bank_account=BANK)
+        agencies.application(
+            person,
+            "350100",
+            to_scheme="resident",
+            bank_account=BANK | {"account_holder": person.name},
+        )
     )
     case = await agencies.wait_status("incoming", case_id, "completed")
     paid = next(e for e in case["timeline"] if e["event"] == "balance_paid_to_bank")
@@ -294,7 +328,9 @@ async def test_r19_bank_fallback_when_incoming_region_cannot_receive(agencies: A
     assert response.status_code == 200
     try:
         case_id = await agencies.submit_ok(
-            agencies.application(person, "310000", bank_account=BANK)
+            agencies.application(
+                person, "310000", bank_account=BANK | {"account_holder": person.name}
+            )
         )
         await agencies.wait_status("outgoing", case_id, "waiting_region_connection")
     finally:

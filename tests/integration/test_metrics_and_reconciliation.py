@@ -84,7 +84,9 @@ async def test_r18_r22_cases_show_in_metrics_and_reconcile(agencies: AgencyStack
     paid = agencies.person("620800")
     await agencies.enrol(paid, balance_fen=310_000)
     bank_case = await agencies.submit_ok(
-        agencies.application(paid, "350100", to_scheme="resident", bank_account=BANK)
+        agencies.application(
+            paid, "350100", to_scheme="resident", bank_account=BANK | {"account_holder": paid.name}
+        )
     )
     for case_id in (remit_case, bank_case):
         await agencies.wait_status("incoming", case_id, "completed")

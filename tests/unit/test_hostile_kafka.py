@@ -5,7 +5,8 @@ directory, FastStream's in-memory broker and a fake Temporal client.
 Every record here is one the platform must refuse: bytes that are not JSON or not UTF-8,
 oversized records, missing fields, wrong types, negative, fractional or overflowing
 amounts, ID numbers with a wrong check character, unknown and wrong regions, forged or
-re-keyed signatures, stale timestamps. Each must end as exactly one dead letter with a
+re-keyed signatures (an old or future signing time is no longer hostile: replays are
+caught by message id and content, tests/unit/test_inbound_refusals.py). Each must end as exactly one dead letter with a
 reason (and the same on the dead-letter topic), start or signal no workflow, raise
 nothing (so its partition moves on), and put no personal value in a reason or a log line.
 """
@@ -17,7 +18,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,6 @@ REASON_CODES = {
     "UNKNOWN_SENDER_REGION",
     "SIGNATURE_INVALID",
     "REPLAYED",
-    "STALE",
     "MISADDRESSED",
     "UNKNOWN_CASE",
 }
@@ -251,8 +251,6 @@ def hostile_records(draw: st.DrawFn, platform: Platform) -> tuple[str, bytes, st
                 "tampered",
                 "foreign-key",
                 "bad-signature",
-                "stale",
-                "future",
                 "unknown-case",
             ]
         )
@@ -372,11 +370,6 @@ def hostile_records(draw: st.DrawFn, platform: Platform) -> tuple[str, bytes, st
             st.one_of(st.text(max_size=40), st.from_regex(r"[A-Za-z0-9+/]{86}==", fullmatch=True))
         )
         return side, json.dumps(data).encode(), kind
-    if kind in ("stale", "future"):
-        sent = datetime.now(UTC)
-        sent += timedelta(days=draw(st.integers(8, 3650))) * (-1 if kind == "stale" else 1)
-        data["sent_at"] = sent.isoformat()
-        return side, resign(agency, data), kind
     # unknown-case: a well-formed, validly signed document for a case this side never had
     # (on the outgoing side only a contact letter may start one)
     if side == "outgoing":

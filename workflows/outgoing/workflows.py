@@ -204,7 +204,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             from_scheme=request.from_scheme,
             to_scheme=request.to_scheme,
             balance_fen=facts.balance_fen,
-            resettled_retiree=request.resettled_retiree,
+            # R21: the applicant's claim counts only where the record shows a retiree.
+            resettled_retiree=request.resettled_retiree and facts.retired,
             incoming_connected=facts.incoming_connected,
             has_bank_account=request.bank_account is not None,
             policy=policy,

@@ -1,4 +1,5 @@
-"""The enrolment claim (R5), stuck and exception marks on cases, 64-bit money columns.
+"""The enrolment claim (R5) and retiree status (R21), stuck and exception marks on
+cases, 64-bit money columns.
 
 Revision ID: outgoing_0003
 Revises: outgoing_0002
