@@ -98,7 +98,10 @@ class CaseActivities:
         sent = envelope.model_copy(
             update={"sent_at": activity.info().current_attempt_scheduled_time}
         )
-        await self._publisher.publish_document(self._signer.sign(sent))
+        signed = self._signer.sign(sent)
+        await self._publisher.publish_document(signed)
+        # Sent until received: the resend sweep sends it again until its receipt.
+        self._store.record_sent(signed)
         return envelope.message_id
 
     @activity.defn(name="load_case_context")

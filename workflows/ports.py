@@ -30,6 +30,9 @@ class CaseStore(Protocol):
         """Write the event once (keyed by event_key); return the audit record to publish,
         or None when it was already written."""
 
+    def record_sent(self, envelope: Envelope) -> None:
+        """Keep a published document until its receipt (the resend sweep's work list)."""
+
 
 class DocumentPublisher(Protocol):
     async def publish_document(self, envelope: Envelope) -> None: ...

@@ -37,6 +37,7 @@ from services.common.platform import (
     working_day_calendar,
 )
 from services.common.repository import CaseRepository, RegionConnectivity
+from services.common.resend import ResendSweep
 from services.common.stuck import StuckCaseSweep
 from services.common.tracing import configure_tracing
 from workflows.activities import CaseActivities
@@ -178,13 +179,23 @@ async def run_worker(
         publisher,
         quiet=timedelta(seconds=settings.stuck_quiet_seconds),
     )
-    sweeping = asyncio.create_task(
-        sweep.run_forever(timedelta(seconds=settings.stuck_sweep_seconds))
+    resend = ResendSweep(
+        service.repository,
+        publisher,
+        first_wait=timedelta(seconds=settings.resend_after_seconds),
+        escalate_after=settings.resend_escalate_after,
     )
+    sweeping = [
+        asyncio.create_task(sweep.run_forever(timedelta(seconds=settings.stuck_sweep_seconds))),
+        asyncio.create_task(
+            resend.run_forever(timedelta(seconds=min(30.0, settings.resend_after_seconds)))
+        ),
+    ]
     try:
         await _run_until_stopped(worker)
     finally:
-        sweeping.cancel()
+        for task in sweeping:
+            task.cancel()
         await broker.stop()
         if tracer_provider is not None:
             tracer_provider.shutdown()  # flush the last batch of spans

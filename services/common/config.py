@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # The stuck-case sweep (services/common/stuck.py), run by each side's worker.
     stuck_sweep_seconds: float = Field(60.0, gt=0)
     stuck_quiet_seconds: float = Field(120.0, ge=0)
+    # The resend sweep (services/common/resend.py): a document without receipt is sent
+    # again after this, doubling up to an hour; a clerk exception after so many sends.
+    resend_after_seconds: float = Field(60.0, gt=0)
+    resend_escalate_after: int = Field(10, ge=2)
     log_json: bool = True
     # OpenTelemetry traces (services/common/tracing.py): off, JSON lines per process in
     # tracing_dir, or OTLP over HTTP (endpoint unset = the exporter's OTEL_* defaults).

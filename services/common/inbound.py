@@ -44,7 +44,15 @@ from services.common.repository import CaseRepository, utcnow
 log = logging.getLogger("medtransfer.inbound")
 
 Route = Callable[[Envelope], Awaitable[str]]
-ACCEPTED_OUTCOMES = {"accepted", "started", "signalled"}
+# Outcomes that answer with a signed receipt: the document is received and recorded
+# (acted on, or held for a clerk), so the sender stops resending it.
+ACCEPTED_OUTCOMES = {
+    "accepted",
+    "started",
+    "signalled",
+    "late_after_close",
+    "duplicate_residual",
+}
 # A route's outcome "held:<CODE>": the document is received but not acted on; a clerk
 # exception with that code is opened on the case.
 HELD = "held:"
@@ -171,7 +179,13 @@ class InboundHandler:
         )
 
     async def _send_receipt(self, envelope: Envelope, outcome: str) -> None:
-        if envelope.type != "Receipt" and outcome in ACCEPTED_OUTCOMES:
+        if envelope.type == "Receipt":
+            # The other side has our document: stop resending it (services/common/resend.py).
+            acknowledged = envelope.payload.get("acknowledges_message_id")
+            if isinstance(acknowledged, str):
+                self._repository.receipt_received(acknowledged)
+            return
+        if outcome in ACCEPTED_OUTCOMES or outcome.startswith(HELD):
             receipt = self._signer.sign(receipt_for(envelope, datetime.now(UTC)))
             await self._publisher.publish_document(receipt)
 

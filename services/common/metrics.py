@@ -50,7 +50,13 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from services.common.platform import SECURITY_REASONS, reason_code
-from services.common.tables import CaseEventRow, CaseRow, DeadLetterRow, InboxRow
+from services.common.tables import (
+    CaseEventRow,
+    CaseRow,
+    DeadLetterRow,
+    InboxRow,
+    SentDocumentRow,
+)
 
 if TYPE_CHECKING:
     from services.common.bootstrap import Service
@@ -180,6 +186,11 @@ class CaseMetricsCollector(Collector):
                 .where(col(CaseRow.exception_code).is_not(None))
                 .group_by(col(CaseRow.exception_code))
             ).all()
+            unacknowledged = session.exec(
+                select(func.count())
+                .select_from(SentDocumentRow)
+                .where(col(SentDocumentRow.receipt_at).is_(None))
+            ).one()
             dead = session.exec(select(func.count()).select_from(DeadLetterRow)).one()
             reasons = session.exec(
                 select(DeadLetterRow.reason, func.count()).group_by(col(DeadLetterRow.reason))
@@ -224,6 +235,13 @@ class CaseMetricsCollector(Collector):
         )
         for code, count in exceptions:
             case_exceptions.add_metric([side, code or "unknown"], float(count))
+        without_receipt = GaugeMetricFamily(
+            "medtransfer_documents_without_receipt",
+            "Documents this side sent whose receipt has not arrived yet (resent until it "
+            "does, services/common/resend.py).",
+            labels=["side"],
+        )
+        without_receipt.add_metric([side], float(unacknowledged))
         breach_total = CounterMetricFamily(
             "medtransfer_deadline_breaches",
             "Escalations on the timelines, by the stage whose limit was missed.",
@@ -276,6 +294,7 @@ class CaseMetricsCollector(Collector):
             open_escalated,
             stuck_cases,
             case_exceptions,
+            without_receipt,
             breach_total,
             region_waits,
             dead_letters,

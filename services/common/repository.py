@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from contracts.documents import AuditRecord
+from contracts.envelope import Envelope
 from domain.regions import RegionRegistry
 from services.common.db import session_scope
 from services.common.tables import (
@@ -23,6 +24,7 @@ from services.common.tables import (
     DeadLetterRow,
     InboxRow,
     RegionStatusRow,
+    SentDocumentRow,
 )
 from workflows.types import CaseEvent, Side
 
@@ -343,6 +345,55 @@ class CaseRepository:
                 )
         except IntegrityError:
             pass  # a concurrent redelivery recorded it first
+
+    # --- documents sent, until their receipt -------------------------------------------
+    def record_sent(self, envelope: Envelope) -> None:
+        """A document was published: keep it until its receipt (idempotent; a retried
+        delivery of the same message id counts as one more attempt)."""
+        now = utcnow()
+        with session_scope(self.engine) as session:
+            row = session.get(SentDocumentRow, envelope.message_id)
+            if row is None:
+                session.add(
+                    SentDocumentRow(
+                        message_id=envelope.message_id,
+                        case_id=envelope.case_id,
+                        type=envelope.type,
+                        to_region=envelope.to_region,
+                        envelope=envelope.model_dump(mode="json"),
+                        first_sent_at=now,
+                        last_sent_at=now,
+                    )
+                )
+
+    def receipt_received(self, message_id: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(SentDocumentRow, message_id)
+            if row is not None and row.receipt_at is None:
+                row.receipt_at = utcnow()
+                session.add(row)
+
+    def unacknowledged(self, sent_before: datetime, limit: int = 200) -> Sequence[SentDocumentRow]:
+        with session_scope(self.engine) as session:
+            return session.exec(
+                select(SentDocumentRow)
+                .where(
+                    col(SentDocumentRow.receipt_at).is_(None),
+                    col(SentDocumentRow.last_sent_at) < sent_before,
+                )
+                .order_by(col(SentDocumentRow.last_sent_at))
+                .limit(limit)
+            ).all()
+
+    def resent(self, message_id: str, *, escalated: bool = False) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(SentDocumentRow, message_id)
+            if row is not None:
+                row.attempts += 1
+                row.last_sent_at = utcnow()
+                if escalated and row.escalated_at is None:
+                    row.escalated_at = row.last_sent_at
+                session.add(row)
 
     def inbox(self, case_id: str) -> Sequence[InboxRow]:
         with session_scope(self.engine) as session:

@@ -123,4 +123,33 @@ class DeadLetterRow(SQLModel, table=True):
     received_at: datetime
 
 
-COMMON_TABLES = [CaseRow, CaseEventRow, InboxRow, LedgerEntry, RegionStatusRow, DeadLetterRow]
+class SentDocumentRow(SQLModel, table=True):
+    """A platform document this side sent, kept until the receiver's signed Receipt
+    arrives: the resend sweep (services/common/resend.py) sends it again, the same message
+    id and signature, until then, and escalates a case whose document is never received."""
+
+    __tablename__ = "sent_document"
+
+    message_id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    type: str
+    to_region: str
+    # The signed envelope as sent; it may hold personal data (a contact letter), like the
+    # case row's application, and is never logged.
+    envelope: dict[str, Any] = Field(sa_column=Column(JSON))
+    first_sent_at: datetime
+    last_sent_at: datetime = Field(index=True)
+    attempts: int = 1
+    receipt_at: datetime | None = Field(default=None, index=True)
+    escalated_at: datetime | None = None
+
+
+COMMON_TABLES = [
+    CaseRow,
+    CaseEventRow,
+    InboxRow,
+    LedgerEntry,
+    RegionStatusRow,
+    DeadLetterRow,
+    SentDocumentRow,
+]

@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from tests.integration.test_metrics_and_reconciliation import scrape, value
-from tests.support.agencies import AgencyStack, today
+from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
 from tests.support.invariants import assert_invariants, wait_for_invariants
 
 pytestmark = pytest.mark.integration
@@ -196,3 +196,37 @@ async def test_free_text_with_personal_data_and_impossible_dates_are_refused_at_
     assert phone.status_code == 422
     assert "13812345678" not in phone.text
     await agencies.wait_status("incoming", case_id, "completed", timeout=90)
+
+
+async def test_a_document_is_sent_again_until_its_receipt_and_escalated_without_one(
+    agencies: AgencyStack,
+) -> None:
+    """Transient stays transient: the outgoing agency (the test, PEER_REGION) takes the
+    contact letter but sends no receipt (say it was dead-lettered for a cause that
+    cleared): the incoming agency sends it again, the same message id, and after four
+    sends (test settings) opens NO_RECEIPT on the case; the receipt stops the resending."""
+    async with PeerAgency(agencies, auto_receipts=False) as peer:
+        person = agencies.person(PEER_REGION)
+        case_id = await agencies.submit_ok(agencies.application(person, "610100"))
+        first = await peer.expect(case_id, "TransferRequested")
+        case = await agencies.wait_case(
+            "incoming", case_id, lambda c: c.get("exception_code") == "NO_RECEIPT", timeout=90
+        )
+        assert "document_not_received" in events(case)
+        await peer.drain(1.0)
+        copies = [e for e in peer.received if e.message_id == first.message_id]
+        assert len(copies) >= 2  # sent again, the same message id and signature
+        assert {e.signature for e in copies} == {first.signature}
+        await peer.acknowledge(first)
+        await asyncio.sleep(1.0)
+        sent = agencies.query(
+            "incoming",
+            "select attempts, receipt_at is not null from sent_document where message_id=?",
+            first.message_id,
+        )
+        attempts, received = sent[0]
+        assert received
+        await asyncio.sleep(6.0)  # no further send once the receipt is in
+        assert agencies.query(
+            "incoming", "select attempts from sent_document where message_id=?", first.message_id
+        ) == [(attempts,)]

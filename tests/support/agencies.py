@@ -39,6 +39,7 @@ from contracts.envelope import Envelope
 from contracts.signing import load_region_private_key, sign_envelope
 from contracts.topics import Topics
 from domain.identity import resident_id_check_char
+from services.common.platform import receipt_for
 from tests.support.stack import REPO_DIR
 
 # The region whose outgoing agency the test plays itself (the outgoing service does not
@@ -339,6 +340,9 @@ def stack_env(
         # The stuck-case sweep looks often, so a test sees a stuck case within seconds.
         "MEDTRANSFER_STUCK_SWEEP_SECONDS": "1",
         "MEDTRANSFER_STUCK_QUIET_SECONDS": "2",
+        # Resend soon and escalate after a few, so a test sees both within seconds.
+        "MEDTRANSFER_RESEND_AFTER_SECONDS": "2",
+        "MEDTRANSFER_RESEND_ESCALATE_AFTER": "4",
         # Outgoing serves every region but the peer's; incoming serves all (env per process
         # is the same, so the peer region is excluded for both: no test applies to it).
         "MEDTRANSFER_SERVED_REGIONS": json.dumps(served_by_outgoing),
@@ -352,9 +356,14 @@ def stack_env(
 class PeerAgency:
     """The test as the outgoing agency of PEER_REGION: real signatures, real topics."""
 
-    def __init__(self, stack: AgencyStack, region: str = PEER_REGION) -> None:
+    def __init__(
+        self, stack: AgencyStack, region: str = PEER_REGION, *, auto_receipts: bool = True
+    ) -> None:
         self.stack = stack
         self.region = region
+        # Like a real agency, the peer answers every document it takes with a signed
+        # receipt (else the sender resends it and escalates NO_RECEIPT).
+        self.auto_receipts = auto_receipts
         self.producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
         self.consumer = AIOKafkaConsumer(
             stack.topics.to_outgoing,
@@ -385,10 +394,30 @@ class PeerAgency:
                     envelope = Envelope.model_validate_json(record.value or b"{}")
                     if envelope.to_region == self.region:
                         self.received.append(envelope)
+                        if self.auto_receipts and envelope.type != "Receipt":
+                            await self.acknowledge(envelope)
         raise AssertionError(
             f"peer got no {doc_type} for {case_id}; got "
             f"{[(e.case_id, e.type) for e in self.received]}"
         )
+
+    async def drain(self, seconds: float) -> None:
+        """Take what arrives for ``seconds`` (into ``received``), answering as usual."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = await self.consumer.getmany(timeout_ms=300)
+            for records in batch.values():
+                for record in records:
+                    envelope = Envelope.model_validate_json(record.value or b"{}")
+                    if envelope.to_region == self.region:
+                        self.received.append(envelope)
+                        if self.auto_receipts and envelope.type != "Receipt":
+                            await self.acknowledge(envelope)
+
+    async def acknowledge(self, envelope: Envelope) -> None:
+        receipt = receipt_for(envelope, datetime.now(UTC))
+        key = load_region_private_key(self.stack.keys_dir, self.region)
+        await self.send(sign_envelope(receipt, key, key_id=f"region-{self.region}"))
 
     def envelope(self, document: BaseModel, case_id: str, step: str, to_region: str) -> Envelope:
         unsigned = Envelope.wrap(

@@ -138,6 +138,10 @@ class FakeCaseStore:
         self.sequences: list[int] = []
         self._keys: set[str] = set()
         self.rewrites = 0
+        self.sent_ids: set[str] = set()
+
+    def record_sent(self, envelope: Envelope) -> None:
+        self.sent_ids.add(envelope.message_id)
 
     def append_event(self, event: CaseEvent) -> AuditRecord | None:
         if event.event_key in self._keys:

@@ -233,3 +233,13 @@ def test_a_failing_task_activity_or_closed_workflow_of_an_open_case_is_stuck() -
     )
     failed = Description(status=WorkflowExecutionStatus.FAILED)
     assert stuck_reason(failed, case_terminal=False) == "WORKFLOW_FAILED"
+
+
+def test_a_document_without_receipt_is_resent_with_doubling_waits_up_to_an_hour() -> None:
+    from datetime import timedelta
+
+    from services.common.resend import ResendSweep
+
+    sweep = ResendSweep(None, None, first_wait=timedelta(seconds=60))  # type: ignore[arg-type]
+    waits = [sweep.wait_after(n).total_seconds() for n in (1, 2, 3, 7, 30)]
+    assert waits == [60, 120, 240, 3600, 3600]

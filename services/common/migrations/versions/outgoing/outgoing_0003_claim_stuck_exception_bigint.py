@@ -38,6 +38,10 @@ def upgrade() -> None:
 
     with op.batch_alter_table("enrolment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("claimed_by_case", sa.String(), nullable=True))
+        # R21: existing records are not retirees until an operator says so.
+        batch_op.add_column(
+            sa.Column("retired", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch_op.alter_column(
             "arrears_fen",
             existing_type=sa.INTEGER(),
@@ -83,6 +87,7 @@ def downgrade() -> None:
             type_=sa.INTEGER(),
             existing_nullable=False,
         )
+        batch_op.drop_column("retired")
         batch_op.drop_column("claimed_by_case")
 
     with op.batch_alter_table("case_record", schema=None) as batch_op:
