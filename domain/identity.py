@@ -121,17 +121,26 @@ def fingerprint(value: str, *, key: bytes | None = None) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-# An ID number, a mobile phone number or a bank-account-like run of digits (spaces and
-# dashes between the digits allowed, as people type them).
+# What a person may type between the digit groups of a number: spaces (the ideographic
+# one too), dashes, dots, slashes; dates are set aside first so "2026-12-01 2027-01-15"
+# does not read as an account number.
+_DATE_IN_TEXT = re.compile(
+    r"(?<![0-9])(?:19|20)[0-9]{2}[-./年][0-9]{1,2}[-./月][0-9]{1,2}日?(?![0-9])"
+)
+_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])[\s\-./_·]+(?=[0-9Xx])")
 _PERSONAL_IN_TEXT = (
-    re.compile(r"(?<![0-9])(?:[0-9][ -]?){17}[0-9Xx](?![0-9])"),
-    re.compile(r"(?<![0-9])1[3-9][0-9](?:[ -]?[0-9]){8}(?![0-9])"),
-    re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,29}[0-9](?![0-9])"),
+    re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])"),  # an ID number
+    re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])"),  # a mobile phone number
+    re.compile(r"(?<![0-9])[0-9]{12,30}(?![0-9])"),  # a bank account or card number
 )
 
 
 def personal_data_in_text(text: str) -> bool:
     """True when free text (a reason, a note) carries what looks like an ID number, a
-    phone number or an account number: it is refused where it is typed, before anything
-    is written (it would reach the timeline, the audit trail and the other agency)."""
-    return any(pattern.search(text) for pattern in _PERSONAL_IN_TEXT)
+    phone number or an account number, however it is typed (full-width digits, groups
+    separated by spaces, dashes, dots or slashes): it is refused where it is typed,
+    before anything is written (it would reach the timeline, the audit trail and the
+    other agency)."""
+    folded = unicodedata.normalize("NFKC", text)
+    compact = _BETWEEN_DIGITS.sub("", _DATE_IN_TEXT.sub(" ", folded))
+    return any(pattern.search(compact) for pattern in _PERSONAL_IN_TEXT)

@@ -134,6 +134,10 @@ class OutgoingActivities:
         except (LookupError, ValueError) as error:
             raise _domain_error(error) from None
 
+    @activity.defn(name="was_transferred_out")
+    async def was_transferred_out(self, case_id: str) -> bool:
+        return self._records.was_transferred_out(case_id)
+
     @activity.defn(name="release_enrolment_claim")
     async def release_enrolment_claim(self, case_id: str) -> None:
         """R5: the case ended without a transfer-out; the enrolment is free again."""

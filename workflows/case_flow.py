@@ -507,6 +507,13 @@ class CaseWorkflowBase:
         else:
             self.flow.receive(envelope)
 
+    @workflow.signal
+    def retry_step(self, action: ClerkAction) -> None:
+        """A clerk re-runs a step the case was escalated for (STEP_FAILED, a held
+        document), after checking the records."""
+        if self.flow is not None:
+            self.flow.retry_requested = action
+
     @workflow.query
     def view(self) -> CaseView | None:
         return None if self.flow is None else self.flow.view()

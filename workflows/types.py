@@ -186,6 +186,13 @@ class MismatchResolution(_Payload):
     note: FreeText = ""
 
 
+class StopAnswerInput(_Payload):
+    """A WithdrawalRequested for a case this agency already closed."""
+
+    envelope: Envelope
+    region: str
+
+
 class ResidualInput(_Payload):
     case_id: str
     contribution_id: str

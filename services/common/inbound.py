@@ -52,6 +52,7 @@ ACCEPTED_OUTCOMES = {
     "signalled",
     "late_after_close",
     "duplicate_residual",
+    "answered_after_close",
 }
 # A route's outcome "held:<CODE>": the document is received but not acted on; a clerk
 # exception with that code is opened on the case.

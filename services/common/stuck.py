@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
@@ -89,27 +89,36 @@ class StuckCaseSweep:
         self._quiet = quiet
 
     def candidates(self, now: datetime) -> Sequence[CaseRow]:
+        """The cases marked stuck (to re-check and clear), then the open cases that should
+        have moved, oldest first. A receipt is no document to act on: a case waiting for
+        the other agency after its receipt came is not a candidate."""
         quiet_since = now - self._quiet
         documents_after = (
             select(InboxRow.case_id)
             .where(col(InboxRow.case_id) == col(CaseRow.case_id))
+            .where(col(InboxRow.type) != "Receipt")
             .where(col(InboxRow.received_at) > col(CaseRow.updated_at))
             .exists()
         )
         with session_scope(self._repository.engine) as session:
-            return session.exec(
+            marked = session.exec(
+                select(CaseRow)
+                .where(col(CaseRow.stuck_since).is_not(None))
+                .order_by(col(CaseRow.stuck_since))
+                .limit(SWEEP_LIMIT)
+            ).all()
+            resting = session.exec(
                 select(CaseRow)
                 .where(
-                    or_(
-                        col(CaseRow.stuck_since).is_not(None),
-                        (col(CaseRow.updated_at) < quiet_since)
-                        & col(CaseRow.terminal).is_(False)
-                        & (col(CaseRow.status).in_(INTERNAL_STATUSES) | documents_after),
-                    )
+                    col(CaseRow.stuck_since).is_(None),
+                    col(CaseRow.terminal).is_(False),
+                    col(CaseRow.updated_at) < quiet_since,
+                    col(CaseRow.status).in_(INTERNAL_STATUSES) | documents_after,
                 )
                 .order_by(col(CaseRow.updated_at))
                 .limit(SWEEP_LIMIT)
             ).all()
+        return [*marked, *resting]
 
     async def sweep_once(self) -> SweepResult:
         now = utcnow()
@@ -136,7 +145,9 @@ class StuckCaseSweep:
         return SweepResult(looked_at=len(rows), marked=marked, cleared=cleared)
 
     async def _note(self, row: CaseRow, event: str, reason: str, values: dict[str, object]) -> None:
-        stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+        # The key is what every worker's sweep sees alike (the row as read), so two
+        # sweeps at once note the event once.
+        stamp = (row.stuck_since if event == "stuck_cleared" else row.updated_at) or row.updated_at
         values = {**values, "stuck_reason": reason if event == "stuck_detected" else None}
         if event == "stuck_detected":
             log.warning("alert: case %s stuck: %s", row.case_id, reason)
@@ -144,7 +155,7 @@ class StuckCaseSweep:
             log.info("case %s moves again (was stuck: %s)", row.case_id, reason)
         record = self._repository.note_attention(
             row.case_id,
-            event_key=f"{event}:{row.case_id}:{stamp}",
+            event_key=f"{event}:{row.case_id}:{reason}:{stamp.isoformat()}",
             event=event,
             detail={"reason_code": reason},
             values=values,

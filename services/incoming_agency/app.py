@@ -230,6 +230,14 @@ def case_input(row: CaseRow) -> IncomingCaseInput:
     )
 
 
+def retry_statuses(row: CaseRow) -> set[str]:
+    """Where a clerk's retry of a step applies: a held sheet (``exception``), or any open
+    escalated case (a step failed and waits; the workflow ignores a retry nothing awaits)."""
+    if row.terminal:
+        return set()
+    return {"exception", row.status} if row.escalated else {"exception"}
+
+
 def stop_refusal(row: CaseRow, allowed: set[str]) -> tuple[str, str] | None:
     """Why a withdrawal, cancellation or offline switch is not asked for (again): one
     stop per case is pursued, and one the outgoing agency refused stays refused."""
@@ -627,6 +635,8 @@ def create_app(service: Service | None = None) -> FastAPI:
             ),
             # R5-R8: a soft refusal is corrected on the same case and the request sent again.
             "accept-correction": ({"refused_correctable"}, "accept_correction", accepted),
+            # A step the case was escalated for (STEP_FAILED) or a held sheet, re-run.
+            "retry-step": (retry_statuses(row), "retry_step", clerk_action),
         }[action]
         if row.status not in allowed:
             return 409, f"a case in status {row.status} does not take the action {action}"
@@ -660,6 +670,20 @@ def create_app(service: Service | None = None) -> FastAPI:
     ) -> JSONResponse:
         """Re-check now whether a region that was not connected has gone live (R23)."""
         return await clerk_action(case_id, principal, "retry-delivery", body.reason)
+
+    @app.post(
+        "/v1/cases/{case_id}/actions/retry-step",
+        status_code=202,
+        responses={409: {"model": ErrorBody}},
+    )
+    async def retry_step(
+        case_id: str,
+        body: ActionIn,
+        principal: Principal = a_clerk,
+    ) -> JSONResponse:
+        """Re-run a step the case was escalated for (STEP_FAILED), or let a held sheet go on
+        after checking it with the outgoing agency (R13)."""
+        return await clerk_action(case_id, principal, "retry-step", body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/offline-channel",

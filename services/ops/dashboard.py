@@ -27,6 +27,7 @@ AT_RISK_WORKING_DAYS = 2
 # action name in the page -> (label, API action)
 ACTIONS = {
     "retry-delivery": "Re-check region now 立即重试",
+    "retry-step": "Retry the failed step 重试失败步骤",
     "offline-channel": "Continue offline 转线下办理",
     "cancel": "Cancel case 撤销",
     "credit-received": "Credit what arrived 按到账金额入账",

@@ -3,20 +3,23 @@ entry point for platform documents addressed to the regions it serves."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import date
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlalchemy import update
+from sqlmodel import col, select
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from contracts.documents import MAX_FEN, TransferRequested
+from contracts.documents import MAX_FEN, FreeText, TransferRequested
 from contracts.envelope import Envelope
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import (
+    ErrorBody,
     owned_case,
     problem,
 )
@@ -31,12 +34,14 @@ from services.outgoing_agency.tables import OUTGOING_TABLES, EnrolmentRow
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
+    OutgoingStopAnswerWorkflow,
     main_remittance_id,
     outgoing_residual_workflow_id,
+    outgoing_stop_answer_workflow_id,
     outgoing_workflow_id,
     residual_remittance_id,
 )
-from workflows.types import OutgoingCaseInput, ResidualInput
+from workflows.types import ClerkAction, OutgoingCaseInput, ResidualInput, StopAnswerInput
 
 log = logging.getLogger("medtransfer.outgoing")
 
@@ -67,6 +72,10 @@ class EnrolmentOut(BaseModel):
     balance_fen: int
 
 
+class RetryIn(BaseModel):
+    reason: FreeText = ""
+
+
 class LateContributionIn(BaseModel):
     contribution_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,40}$")
     amount_fen: int = Field(gt=0, le=MAX_FEN)
@@ -77,24 +86,37 @@ class EnrolmentInTransfer(Exception):
 
 
 def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
+    """Insert or update a record; an update is conditional on no case holding the record
+    (R5/R16: the balance a case checked is the balance it debits), so a check claiming it
+    at the same moment wins or loses as a whole (EnrolmentInTransfer)."""
     id_number = normalize_resident_id(body.id_number)
+    values = body.model_dump() | {"id_number": id_number}
     with session_scope(service.engine) as session:
         row = session.exec(
             select(EnrolmentRow).where(
                 EnrolmentRow.id_number == id_number, EnrolmentRow.region == body.region
             )
         ).first()
-        values = body.model_dump() | {"id_number": id_number}
         if row is None:
             row = EnrolmentRow(**values)
-        elif row.claimed_by_case is not None or row.transferred_case_id is not None:
-            # R5/R16: the balance a case checked is the balance it debits.
+            session.add(row)
+            session.flush()
+            session.refresh(row)
+            return row
+        if row.claimed_by_case is not None or row.transferred_case_id is not None:
             raise EnrolmentInTransfer
-        else:
-            for key, value in values.items():
-                setattr(row, key, value)
-        session.add(row)
-        session.flush()
+        edited = session.execute(
+            update(EnrolmentRow)
+            .where(
+                col(EnrolmentRow.id) == row.id,
+                col(EnrolmentRow.claimed_by_case).is_(None),
+                col(EnrolmentRow.transferred_case_id).is_(None),
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if not edited.rowcount:  # type: ignore[attr-defined]
+            raise EnrolmentInTransfer
         session.refresh(row)
         return row
 
@@ -124,6 +146,22 @@ def create_app(service: Service | None = None) -> FastAPI:
             except WorkflowAlreadyStartedError:
                 return "late_after_close"
             return "started"
+        if envelope.type == "WithdrawalRequested":
+            outcome = await signal(
+                client.get_workflow_handle(outgoing_workflow_id(envelope.case_id)), envelope
+            )
+            if outcome != "late_after_close":
+                return outcome
+            # The case closed meanwhile: still answered, from the records.
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await client.start_workflow(
+                    OutgoingStopAnswerWorkflow.run,
+                    StopAnswerInput(envelope=envelope, region=envelope.to_region),
+                    id=outgoing_stop_answer_workflow_id(envelope.message_id),
+                    task_queue=settings.task_queue("outgoing"),
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+            return "answered_after_close"
         remittance_id = getattr(envelope.document(), "remittance_id", None)
         if remittance_id and remittance_id != main_remittance_id(envelope.case_id):
             return await signal(
@@ -141,6 +179,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         workflow_id=outgoing_workflow_id,
     )
     app, temporal = agency.app, agency.temporal
+    a_clerk = agency.a_clerk
     an_operator = Depends(service.auth.require("operator"))
 
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
@@ -173,6 +212,27 @@ def create_app(service: Service | None = None) -> FastAPI:
             balance_fen=row.balance_fen,
         )
 
+    @app.post(
+        "/v1/cases/{case_id}/actions/retry-step",
+        status_code=202,
+        responses={409: {"model": ErrorBody}},
+    )
+    async def retry_step(
+        case_id: str, body: RetryIn, principal: Principal = a_clerk
+    ) -> JSONResponse:
+        """Re-run a step the case was escalated for (STEP_FAILED: the records refused the
+        transfer-out and nothing was debited), after checking the record."""
+        row = owned_case(service.repository, case_id, principal)
+        if row.terminal or not row.escalated:
+            return problem(409, "NOT_APPLICABLE", "the case has no failed step to retry")
+        await (
+            temporal()
+            .get_workflow_handle(outgoing_workflow_id(case_id))
+            .signal("retry_step", ClerkAction(clerk=principal.agency, reason=body.reason))
+        )
+        log.info("clerk action retry-step on case %s by %s", case_id, principal.agency)
+        return JSONResponse(status_code=202, content={"case_id": case_id, "action": "retry-step"})
+
     @app.post("/v1/cases/{case_id}/late-contributions", status_code=202)
     async def late_contribution(
         case_id: str,
@@ -180,9 +240,14 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = an_operator,
     ) -> JSONResponse:
         row = owned_case(service.repository, case_id, principal)
-        if row.status not in ("awaiting_confirmation", "completed", "balance_mismatch"):
+        if row.status != "completed":
+            # R16: a residual follows a balance the incoming agency has confirmed credited;
+            # before that it could meet a case whose own balance is still unsettled.
             return problem(
-                409, "NOT_TRANSFERRED_OUT", "the case has not been transferred out yet", rule="R16"
+                409,
+                "NOT_SETTLED_YET",
+                "the case's balance is not confirmed credited yet; post it once it completes",
+                rule="R16",
             )
         if (row.application or {}).get("balance_action") != "remit":
             # R16 with R19-R22: a residual follows only a balance that was remitted (not

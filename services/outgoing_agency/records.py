@@ -151,6 +151,16 @@ class OutgoingRecordsSql:
                 .execution_options(synchronize_session=False)
             )
 
+    def was_transferred_out(self, case_id: str) -> bool:
+        """Whether this case ended an enrolment here (R16), whatever its status says."""
+        with session_scope(self.engine) as session:
+            return (
+                session.exec(
+                    select(EnrolmentRow).where(EnrolmentRow.transferred_case_id == case_id)
+                ).first()
+                is not None
+            )
+
     def transfer_out(self, request: TransferOutInput) -> InformationSheet:
         """End the enrolment here and, when the balance moves, debit it to zero (R16) in one
         transaction. Idempotent: a second call for the same case returns the same sheet."""

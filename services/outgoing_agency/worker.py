@@ -8,6 +8,7 @@ from workflows.activities import OutgoingActivities
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
+    OutgoingStopAnswerWorkflow,
     outgoing_workflow_id,
 )
 
@@ -16,7 +17,7 @@ async def run(service: Service) -> None:
     side = OutgoingActivities(OutgoingRecordsSql(service.engine, service.connectivity))
     await run_worker(
         service,
-        [OutgoingCaseWorkflow, OutgoingResidualWorkflow],
+        [OutgoingCaseWorkflow, OutgoingResidualWorkflow, OutgoingStopAnswerWorkflow],
         [
             side.check_transfer_out,
             side.transfer_out,
@@ -24,6 +25,7 @@ async def run(service: Service) -> None:
             side.post_residual_remittance,
             side.restore_returned_balance,
             side.release_enrolment_claim,
+            side.was_transferred_out,
         ],
         outgoing_workflow_id,
     )

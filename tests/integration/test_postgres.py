@@ -446,10 +446,13 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
     (as two worker replicas would run them), then each winner's transfer-out."""
     from concurrent.futures import ThreadPoolExecutor
     from datetime import date
+    from types import SimpleNamespace
+    from typing import Any, cast
 
     from contracts.documents import PersonIdentity, TransferRequested
     from domain.regions import load_region_registry
     from services.common.repository import RegionConnectivity
+    from services.outgoing_agency.app import EnrolmentIn, EnrolmentInTransfer, upsert_enrolment
     from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
     from services.outgoing_agency.tables import EnrolmentRow
     from tests.support.agencies import new_person
@@ -491,15 +494,41 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
 
     regions = ["610100", "110000", "350100", "440300"]
     ids = [f"RACE{uuid.uuid4().hex[:8].upper()}" for _ in range(cases)]
+    seen: dict[str, int] = {}
+    edits: list[bool] = []
 
     def check(index: int) -> list[str]:
         facts = records.check_request(
             CheckRequestInput(case_id=ids[index], request=request(regions[index % 4]))
         )
+        seen[ids[index]] = facts.balance_fen
         return [r.code for r in facts.refusals]
 
-    with ThreadPoolExecutor(max_workers=cases) as pool:
-        outcomes = list(pool.map(check, range(cases)))
+    def edit(index: int) -> None:
+        # An operator's correction of the balance at the same moment (R16: it must not
+        # land under a claim).
+        body = EnrolmentIn(
+            id_number=person.id_number,
+            name=person.name,
+            region="620800",
+            scheme="employee",
+            status="suspended",
+            enrolled_since=date(2016, 3, 1),
+            suspended_on=date(2026, 10, 31),
+            balance_fen=523_400 + index,
+            contribution_months=120,
+        )
+        try:
+            upsert_enrolment(cast(Any, SimpleNamespace(engine=engine)), body)
+            edits.append(True)
+        except EnrolmentInTransfer:
+            edits.append(False)
+
+    with ThreadPoolExecutor(max_workers=cases * 2) as pool:
+        checking = [pool.submit(check, i) for i in range(cases)]
+        for i in range(cases):
+            pool.submit(edit, i)
+        outcomes = [f.result() for f in checking]
     transferred: list[str] = []
     for index, case_id in enumerate(ids):
         try:
@@ -511,7 +540,7 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
                     balance_rule="R18",
                     remittance_id=f"{case_id}-main",
                     transferred_out_on=date(2026, 12, 2),
-                    expected_balance_fen=523_400,
+                    expected_balance_fen=seen[case_id],
                 )
             )
             transferred.append(case_id)
@@ -529,7 +558,8 @@ def test_r5_concurrent_checks_of_one_enrolment_let_exactly_one_case_transfer_it_
 ) -> None:
     """The conditional update that claims the enrolment holds on SQLite and PostgreSQL:
     of eight concurrent cases exactly one passes, the others are refused with R5, and
-    only the winner's transfer-out debits (once)."""
+    only the winner's transfer-out debits (once). Eight balance edits race the checks:
+    none lands under the claim, so the winner debits the balance it checked."""
     outcomes, transferred = _claim_race(new_url("outgoing"), cases=8)
     passed = [o for o in outcomes if o == []]
     assert len(passed) == 1, outcomes

@@ -69,10 +69,12 @@ TERMINAL_STATUSES = frozenset(
 AGREEING: dict[str, frozenset[str | None]] = {
     "completed": frozenset({"completed"}),
     "refused": frozenset({"refused"}),
-    "withdrawn": frozenset({"withdrawn", None}),
-    "cancelled": frozenset({"cancelled", None}),
+    # A stop reaching an outgoing case that closed refused meanwhile is accepted there
+    # (OutgoingStopAnswerWorkflow): both sides say "no transfer".
+    "withdrawn": frozenset({"withdrawn", "refused", None}),
+    "cancelled": frozenset({"cancelled", "refused", None}),
     "balance_returned": frozenset({"balance_returned"}),
-    "offline_channel": frozenset({"offline_channel", None}),
+    "offline_channel": frozenset({"offline_channel", "refused", None}),
 }
 SIDES = ("incoming", "outgoing")
 

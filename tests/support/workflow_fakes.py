@@ -11,6 +11,7 @@ deadline) is held: its documents are recorded and forwarded only on ``release``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -54,6 +55,8 @@ from workflows.incoming.workflows import (
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
+    OutgoingStopAnswerWorkflow,
+    outgoing_stop_answer_workflow_id,
     outgoing_workflow_id,
 )
 from workflows.types import (
@@ -70,6 +73,7 @@ from workflows.types import (
     ResidualInput,
     ReturnInput,
     Side,
+    StopAnswerInput,
     TransferInInput,
     TransferInResult,
     TransferOutFacts,
@@ -81,6 +85,7 @@ ALL_WORKFLOWS: list[type] = [
     OutgoingCaseWorkflow,
     IncomingResidualWorkflow,
     OutgoingResidualWorkflow,
+    OutgoingStopAnswerWorkflow,
 ]
 
 OUTGOING_REGION = "620800"  # Pingliang, Gansu
@@ -287,6 +292,9 @@ class FakeOutgoingRecords:
     def release_claim(self, case_id: str) -> None:
         self.released.append(case_id)
 
+    def was_transferred_out(self, case_id: str) -> bool:
+        return any(t.case_id == case_id for t in self.transfers)
+
     def post_residual(self, request: ResidualInput) -> str:
         return f"{request.case_id}-residual-{request.contribution_id}"
 
@@ -434,6 +442,19 @@ class InMemoryPlatform:
                 await self._signal(incoming_workflow_id(envelope.case_id), envelope)
 
     async def _to_outgoing(self, envelope: Envelope) -> None:
+        if envelope.type == "WithdrawalRequested":
+            # Like services/outgoing_agency/app.py: a stop for a closed case is answered.
+            late = len(self.late)
+            await self._signal(outgoing_workflow_id(envelope.case_id), envelope)
+            if len(self.late) > late:
+                with contextlib.suppress(WorkflowAlreadyStartedError):
+                    await self.client.start_workflow(
+                        OutgoingStopAnswerWorkflow.run,
+                        StopAnswerInput(envelope=envelope, region=envelope.to_region),
+                        id=outgoing_stop_answer_workflow_id(envelope.message_id),
+                        task_queue=self.queues["outgoing"],
+                    )
+            return
         if envelope.type != "TransferRequested":
             await self._signal(outgoing_workflow_id(envelope.case_id), envelope)
             return
@@ -491,6 +512,7 @@ class InMemoryPlatform:
             out.post_residual_remittance,
             out.restore_returned_balance,
             out.release_enrolment_claim,
+            out.was_transferred_out,
         ]
 
     def worker(self, side: Side) -> Worker:

@@ -204,9 +204,9 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     break
                 # A stop asked during the correction window: the outgoing agency waits
                 # for a correction, so it accepts; the case ends on its answer.
-                answered = await self._await_reply(
-                    flow, None, plan.transfer_out_due.due, request.from_region, attempt
-                )
+                # No R12 reminder or escalation here: the outgoing agency answered in
+                # time (R12 runs again only from a corrected request).
+                answered = await self._await_reply(flow, None, None, request.from_region, attempt)
                 if answered is None:
                     return flow.status
                 reply = answered
@@ -220,6 +220,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         completed = reply.document_as(TransferOutCompleted)
         sheet = completed.info_sheet
         asyncio.get_running_loop().create_task(self._late_answers(flow))
+        asyncio.get_running_loop().create_task(self._stops_after_the_sheet(flow))
         await self._check_sheet(flow, request, sheet, reply)
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
@@ -364,6 +365,27 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             detail={"clerk": action.clerk, "reason": action.reason},
         )
 
+    async def _stops_after_the_sheet(self, flow: CaseFlow) -> None:
+        """A stop asked once the sheet is here (say while a later delivery waits for the
+        region): the outgoing agency has transferred out, so it is too late; recorded
+        with the reason, never dropped, never sent."""
+        while True:
+            await workflow.wait_condition(lambda: self._stop is not None and not self._stop_sent)
+            stop = self._stop
+            assert stop is not None
+            self._stop, self._stop_refused = None, True
+            flow.interrupted = False
+            await flow.record(
+                "withdrawal_refused",
+                rule="R16",
+                detail={
+                    "reason_code": "TOO_LATE_TRANSFERRED_OUT",
+                    "kind": stop.kind,
+                    "after": "information sheet received",
+                },
+                facts={"stop": "refused"},
+            )
+
     async def _late_answers(self, flow: CaseFlow) -> None:
         """An answer to a stop that arrives after the sheet: the refusal is recorded (the
         case goes on); an acceptance after a sheet contradicts it, so a clerk looks."""
@@ -434,7 +456,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         self,
         flow: CaseFlow,
         reminder_on: date | None,
-        due: date,
+        due: date | None,
         outgoing_region: str,
         attempt: int,
     ) -> Envelope | None:
@@ -443,7 +465,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         meanwhile is sent as a request and pursued here: None when the outgoing agency
         accepted it (the case is closed), the sheet when it came first or the stop was
         too late (R16: the case goes on to its credit)."""
-        stages: list[str] = ([] if reminder_on is None else ["reminder"]) + ["escalation", "after"]
+        stages: list[str] = (
+            ([] if reminder_on is None else ["reminder"])
+            + ([] if due is None else ["escalation"])
+            + ["after"]
+        )
         asked = lambda: self._stop is not None and not self._stop_sent  # noqa: E731
         while True:
             stage = stages[0]
@@ -451,7 +477,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 morning_of(reminder_on)
                 if stage == "reminder" and reminder_on is not None
                 else end_of_day(due)
-                if stage == "escalation"
+                if stage == "escalation" and due is not None
                 else None
             )
             document = await flow.wait_for(REPLY_TYPES + ANSWER, until, asked)
@@ -460,6 +486,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 continue
             if document is None:
                 stages.pop(0)
+                assert due is not None  # only the reminder and escalation stages time out
                 await self._remind_or_escalate(flow, stage, due, outgoing_region, attempt)
                 continue
             if document.type in ANSWER:
@@ -500,8 +527,9 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 "transfer_out",
                 "TRANSFER_OUT_OVERDUE",
                 due,
-                "The outgoing agency did not answer within 10 working days.",
-                "转出地经办机构未在10个工作日内办结。",
+                f"The outgoing agency did not answer within {flow.limits.transfer_out_days} "
+                "working days.",
+                f"转出地经办机构未在{flow.limits.transfer_out_days}个工作日内办结。",
                 rule="R12",
             )
             await flow.deliver(
@@ -831,15 +859,16 @@ def incoming_residual_workflow_id(remittance_id: str) -> str:
 
 
 @workflow.defn
-class IncomingResidualWorkflow:
+class IncomingResidualWorkflow(CaseWorkflowBase):
     """A late contribution forwarded after the case closed: credited on the same case, once
-    (the workflow id is the remittance id, so a redelivery cannot start a second one)."""
+    (the workflow id is the remittance id, so a redelivery cannot start a second one). A
+    credit the records refuse waits for a clerk's ``retry_step``."""
 
     @workflow.run
     async def run(self, residual: IncomingResidualInput) -> str:
         envelope = residual.envelope
         remitted = envelope.document_as(BalanceRemitted)
-        flow = CaseFlow(envelope.case_id, "incoming", envelope.to_region)
+        flow = self.adopt(CaseFlow(envelope.case_id, "incoming", envelope.to_region))
         await flow.load_context(flow.today())
         flow.status = "completed"
         await credit_and_confirm(

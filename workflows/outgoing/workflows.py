@@ -8,6 +8,7 @@ from datetime import date, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.documents import (
@@ -17,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         BalancePaidToBank,
         BalanceRemitted,
         BalanceReturned,
+        InformationSheet,
         RefusalReason,
         TransferOutCompleted,
         TransferRefused,
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         OutgoingCaseInput,
         ResidualInput,
         ReturnInput,
+        StopAnswerInput,
         TransferOutFacts,
         TransferOutInput,
     )
@@ -106,38 +109,35 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 start_to_close_timeout=QUICK,
                 retry_policy=QUICK_RETRY,
             )
-            if not facts.refusals:
+            if facts.refusals:
+                corrected = await self._refuse(
+                    flow, facts.refusals, attempt, incoming_region, first
+                )
+                if corrected is None:
+                    await self._release_claim(flow)
+                    return flow.status
+                first, request = corrected, corrected.document_as(TransferRequested)
+                attempt += 1
+                continue
+            stop = flow.take(WITHDRAWAL)
+            if stop is not None:  # before transfer-out: accepted, nothing moves
+                return await self._withdrawn(flow, stop, incoming_region)
+            # No await between the last look and this flag: a withdrawal signalled from
+            # now on is answered "too late" (R16: the balance is on its way).
+            self._transferring = True
+            decision = self._decide(flow, request, facts, incoming_region)
+            await flow.decide([balance_decision(decision, context.policy_version)])
+            sheet = await self._transfer_out(flow, request, decision, facts)
+            if sheet is not None:
                 break
-            corrected = await self._refuse(flow, facts.refusals, attempt, incoming_region, first)
-            if corrected is None:
-                await self._release_claim(flow)
-                return flow.status
-            first, request = corrected, corrected.document_as(TransferRequested)
-            attempt += 1
+            # The records refused the transfer-out and rolled it back: nothing was
+            # debited, so a withdrawal is still accepted; a clerk's retry checks again.
+            self._transferring = False
+            stop = flow.take(WITHDRAWAL)
+            if stop is not None:
+                return await self._withdrawn(flow, stop, incoming_region)
 
-        stop = flow.take(WITHDRAWAL)
-        if stop is not None:  # before transfer-out: accepted, nothing moves
-            return await self._withdrawn(flow, stop, incoming_region)
-        # No await between the last look and this flag: a withdrawal signalled from now
-        # on is answered "too late" (R16: the balance is on its way).
-        self._transferring = True
-        decision = self._decide(flow, request, facts, incoming_region)
-        await flow.decide([balance_decision(decision, context.policy_version)])
         asyncio.get_running_loop().create_task(self._answer_late_withdrawals(flow, incoming_region))
-        sheet = await flow.step(
-            "transfer_out",
-            OutgoingActivities.transfer_out,
-            TransferOutInput(
-                case_id=case.case_id,
-                request=request,
-                balance_action=decision.action,
-                balance_rule=decision.rule,
-                remittance_id=main_remittance_id(case.case_id),
-                transferred_out_on=flow.today(),
-                expected_balance_fen=facts.balance_fen,
-            ),
-            PATIENT_RETRY,
-        )
         await flow.deliver(
             flow.envelope(
                 TransferOutCompleted(
@@ -336,6 +336,57 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 detail={"message_id": stop.message_id, "kind": request.kind},
             )
 
+    async def _transfer_out(
+        self,
+        flow: CaseFlow,
+        request: TransferRequested,
+        decision: BalanceDecision,
+        facts: TransferOutFacts,
+    ) -> InformationSheet | None:
+        """R16: end the enrolment and debit it, retried while the records are away; None
+        when the records refuse it (a domain error, rolled back: nothing debited). The
+        case is then escalated and waits for a clerk's retry or a withdrawal."""
+        try:
+            sheet: InformationSheet = await workflow.execute_activity_method(
+                OutgoingActivities.transfer_out,
+                TransferOutInput(
+                    case_id=flow.case_id,
+                    request=request,
+                    balance_action=decision.action,
+                    balance_rule=decision.rule,
+                    remittance_id=main_remittance_id(flow.case_id),
+                    transferred_out_on=flow.today(),
+                    expected_balance_fen=facts.balance_fen,
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=PATIENT_RETRY,
+            )
+            return sheet
+        except ActivityError as error:
+            error_type = getattr(error.cause, "type", None) or type(error.cause).__name__
+        await flow.escalate(
+            "transfer_out",
+            "STEP_FAILED",
+            None,
+            f"The records refused the transfer-out ({error_type}); nothing was debited. A "
+            "clerk checks the record and retries, or the case is withdrawn.",
+            f"转出记录处理失败（{error_type}），未扣减余额，请经办人员核查后重试。",
+            rule="R16",
+        )
+        flow.failed_step = "transfer_out"
+        await workflow.wait_condition(
+            lambda: (
+                flow.retry_requested is not None or any(e.type in WITHDRAWAL for e in flow.inbox)
+            )
+        )
+        flow.failed_step = None
+        if flow.retry_requested is not None:
+            action, flow.retry_requested = flow.retry_requested, None
+            await flow.record(
+                "clerk_retry_step", detail={"step": "transfer_out", "clerk": action.clerk}
+            )
+        return None
+
     async def _release_claim(self, flow: CaseFlow) -> None:
         await workflow.execute_activity_method(
             OutgoingActivities.release_enrolment_claim,
@@ -531,3 +582,52 @@ class OutgoingResidualWorkflow(CaseWorkflowBase):
             "residual_credit_confirmed", rule="R16", detail={"remittance_id": remittance_id}
         )
         return "credited"
+
+
+def outgoing_stop_answer_workflow_id(message_id: str) -> str:
+    return f"outgoing-stop-answer-{message_id}"
+
+
+@workflow.defn
+class OutgoingStopAnswerWorkflow:
+    """A stop that reaches a case this agency already closed (its correction window ran
+    out while the stop waited for a region, or it refused meanwhile) is still answered,
+    from the records: accepted when nothing was transferred out, too late when it was.
+    The incoming case would otherwise wait for the answer for ever."""
+
+    @workflow.run
+    async def run(self, stop: StopAnswerInput) -> str:
+        envelope = stop.envelope
+        request = envelope.document_as(WithdrawalRequested)
+        flow = CaseFlow(envelope.case_id, "outgoing", stop.region)
+        await flow.load_context(flow.today())
+        transferred: bool = await workflow.execute_activity_method(
+            OutgoingActivities.was_transferred_out,
+            envelope.case_id,
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        if transferred:
+            answer = WithdrawalAnswered(
+                kind=request.kind,
+                accepted=False,
+                reason_code="TOO_LATE_TRANSFERRED_OUT",
+                rule="R16",
+                message_en="Too late: the enrolment was transferred out.",
+                message_zh="已办理转出，无法撤回。",
+            )
+        else:
+            answer = WithdrawalAnswered(
+                kind=request.kind,
+                accepted=True,
+                reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+                rule="R16",
+                message_en="Accepted: this case was closed without a transfer-out.",
+                message_zh="已受理：本案已终止，未办理转出。",
+            )
+        await flow.deliver(
+            flow.envelope(
+                answer, "withdrawal-answer-closed", envelope.from_region, envelope.message_id
+            )
+        )
+        return "refused" if transferred else "accepted"
