@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support.postgres import Postgres, session_postgres
 from tests.support.stack import (
     REPO_DIR,
     TEST_SERVER_BIN,
@@ -74,3 +75,9 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 def fresh() -> str:
     """A unique suffix for topic names, task queues and ids, so tests share no leftovers."""
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """PostgreSQL for the session (tests/support/postgres.py)."""
+    yield from session_postgres()

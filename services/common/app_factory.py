@@ -4,6 +4,7 @@ Each side adds its own routes and its routing of documents to workflows."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -55,6 +56,18 @@ class AgencyApp:
     any_caller: Any
     a_clerk: Any
     an_operator: Any
+    publisher: KafkaDocumentPublisher | None = None  # for audit records of the API's own
+
+
+async def redrive_forever(handler: InboundHandler, interval: timedelta) -> None:
+    """Dead letters whose cause can clear are handed to their case again on a schedule
+    (a document that came before its case's first one; services/common/inbound.py)."""
+    while True:
+        await asyncio.sleep(interval.total_seconds())
+        try:
+            await handler.redrive(older_than=interval)
+        except Exception:  # the schedule outlives a database or Temporal blip
+            logging.getLogger("medtransfer.inbound").exception("dead-letter re-drive failed")
 
 
 def build_agency_app(
@@ -116,7 +129,11 @@ def build_agency_app(
         await ensure_topics(settings)
         await broker.start()
         log.info("%s agency API up; serving regions %s", side, ",".join(sorted(service.served)))
+        redriving = asyncio.create_task(
+            redrive_forever(handler, timedelta(seconds=settings.redrive_dead_letters_seconds))
+        )
         yield
+        redriving.cancel()
         await broker.stop()
 
     app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
@@ -150,6 +167,7 @@ def build_agency_app(
         any_caller=Depends(service.auth.require(*ANY_ROLE)),
         a_clerk=Depends(service.auth.require(*CLERK_ROLES)),
         an_operator=Depends(service.auth.require("operator")),
+        publisher=publisher,
     )
     any_caller = built.any_caller
 
@@ -193,6 +211,14 @@ def build_agency_app(
             offset=offset,
         )
         return [case_out(r, calendar, today) for r in rows]
+
+    @app.post("/v1/admin/dead-letters/redrive")
+    async def redrive_dead_letters(principal: Principal = built.an_operator) -> JSONResponse:
+        """Hand the dead letters whose cause can clear (UNKNOWN_CASE, UNKNOWN_SENDER_REGION)
+        to their case again now; the outcomes by count (the schedule does the same)."""
+        counts = await handler.redrive()
+        log.info("dead letters re-driven by %s: %s", principal.agency, counts)
+        return JSONResponse({"redriven": counts})
 
     @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
     async def set_connectivity(

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # again after this, doubling up to an hour; a clerk exception after so many sends.
     resend_after_seconds: float = Field(60.0, gt=0)
     resend_escalate_after: int = Field(10, ge=2)
+    # How often each API hands dead letters whose cause can clear to their case again.
+    redrive_dead_letters_seconds: float = Field(300.0, gt=0)
     log_json: bool = True
     # OpenTelemetry traces (services/common/tracing.py): off, JSON lines per process in
     # tracing_dir, or OTLP over HTTP (endpoint unset = the exporter's OTEL_* defaults).

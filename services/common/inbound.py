@@ -57,6 +57,9 @@ ACCEPTED_OUTCOMES = {
 # A route's outcome "held:<CODE>": the document is received but not acted on; a clerk
 # exception with that code is opened on the case.
 HELD = "held:"
+# Dead-letter causes that can clear: the case is not known here yet (its first document
+# is still on its way), or the sender's region is not in the registry yet.
+REDRIVABLE = frozenset({"UNKNOWN_CASE", "UNKNOWN_SENDER_REGION"})
 # Documents that may meet a closed case without harm: notices, and the answer to a stop
 # of a case that ended otherwise meanwhile. Anything else for a closed case (a sheet, a
 # remittance, a confirmation) may carry money: a clerk exception, never a silent park.
@@ -124,6 +127,12 @@ class InboundHandler:
         except InboundProblem as problem:
             await self._dead_letter(problem, raw, topic, partition, offset)
             return "dead_letter"
+        await self._after_route(envelope, outcome, digest)
+        return outcome
+
+    async def _after_route(self, envelope: Envelope, outcome: str, digest: str) -> None:
+        """Record the document once, open a clerk exception where it cannot be acted on,
+        and answer with the receipt."""
         self._repository.remember(
             envelope.message_id,
             envelope.case_id,
@@ -139,7 +148,6 @@ class InboundHandler:
         crash_point("after-inbox-commit", envelope.type)  # test-only hook (faults.py)
         log.info("received %s %s: %s", envelope.type, envelope.message_id, outcome)
         await self._send_receipt(envelope, outcome)
-        return outcome
 
     async def _open_exception(self, envelope: Envelope, code: str, event: str) -> None:
         """A document that may move money and cannot be acted on (it arrived for a closed
@@ -161,6 +169,45 @@ class InboundHandler:
         )
         if record is not None:
             await self._publisher.publish_audit(record)
+
+    async def redrive(self, older_than: timedelta = timedelta(0)) -> dict[str, int]:
+        """Hand the dead letters whose cause can clear to the route again (the schedule in
+        each API and ``POST /v1/admin/dead-letters/redrive``): acted on now, or left with
+        the cause it still has. Returns outcomes by count."""
+        counts: dict[str, int] = {}
+        now = datetime.now(UTC)
+        for row in self._repository.redrivable(REDRIVABLE, now - timedelta(days=30)):
+            if row.id is None or row.raw_base64 is None:
+                continue
+            received = (
+                row.received_at if row.received_at.tzinfo else row.received_at.replace(tzinfo=UTC)
+            )
+            if now - received < older_than:
+                continue
+            outcome = await self._redrive_one(base64.b64decode(row.raw_base64))
+            self._repository.redriven(row.id, outcome)
+            counts[outcome] = counts.get(outcome, 0) + 1
+        if counts:
+            log.info("dead letters re-driven: %s", counts)
+        return counts
+
+    async def _redrive_one(self, raw: bytes) -> str:
+        try:
+            envelope = parse_and_verify(raw, self._registry, self._served)
+        except InboundProblem as problem:
+            return reason_code(problem.reason)
+        earlier = self._repository.received(envelope.message_id)
+        if earlier is not None:
+            return "duplicate"
+        refusal = self._refusal(envelope, replayed=False)
+        if refusal is not None:
+            return reason_code(refusal.reason)
+        try:
+            outcome = await self._route(envelope)
+        except InboundProblem as problem:
+            return reason_code(problem.reason)
+        await self._after_route(envelope, outcome, content_digest(envelope))
+        return outcome
 
     def _refusal(self, envelope: Envelope, *, replayed: bool) -> InboundProblem | None:
         """Replay safety: a validly signed document that must still not be acted on."""
@@ -207,6 +254,7 @@ class InboundHandler:
             log.warning(
                 "security refusal %s on %s[%s]@%s: not acted on", code, topic, partition, offset
             )
+        raw_base64 = base64.b64encode(raw[:MAX_DOCUMENT_BYTES]).decode("ascii")
         self._repository.dead_letter(
             reason=problem.reason,
             topic=topic,
@@ -214,6 +262,7 @@ class InboundHandler:
             case_id=problem.case_id,
             partition=partition,
             offset=offset,
+            raw_base64=raw_base64 if reason_code(problem.reason) in REDRIVABLE else None,
         )
         record = DeadLetter(
             reason=problem.reason,
@@ -224,7 +273,7 @@ class InboundHandler:
             offset=offset,
             # An oversized record keeps only its head, so the dead letter itself always
             # fits the topic's max.message.bytes.
-            raw_base64=base64.b64encode(raw[:MAX_DOCUMENT_BYTES]).decode("ascii"),
+            raw_base64=raw_base64,
             raw_truncated=len(raw) > MAX_DOCUMENT_BYTES,
         )
         await self._dead_letters.publish(

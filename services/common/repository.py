@@ -3,7 +3,7 @@ region connectivity and dead letters. Implements the CaseStore and Connectivity 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -12,7 +12,7 @@ from sqlalchemy import case as sa_case
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from contracts.documents import AuditRecord
 from contracts.envelope import Envelope
@@ -198,6 +198,44 @@ class CaseRepository:
             session.add(row)
             session.flush()
             return self._audit(row, sequence)
+
+    def append_record_event(
+        self, subject: str, *, event: str, detail: dict[str, Any]
+    ) -> AuditRecord:
+        """An audited change of a record that is not a case (an enrolment edit): one
+        event in the timeline table under ``subject`` (e.g. ``ENROLMENT-620800-17``, its
+        own sequence and hash chain in the audit trail), returned for publishing."""
+        for _ in range(5):
+            try:
+                with self.engine.begin() as connection:
+                    last = connection.execute(_LAST_SEQUENCE, {"case_id": subject}).scalar()
+                    sequence = (last or 0) + 1
+                    occurred = utcnow()
+                    connection.execute(
+                        _INSERT_EVENT,
+                        {
+                            "case_id": subject,
+                            "sequence": sequence,
+                            "event_key": f"{subject}:{sequence}",
+                            "event": event,
+                            "status": "recorded",
+                            "occurred_at": occurred,
+                            "rule": None,
+                            "detail": dict(detail),
+                        },
+                    )
+                return AuditRecord(
+                    case_id=subject,
+                    side=self.side,
+                    sequence=sequence,
+                    event=event,
+                    status="recorded",
+                    occurred_at=occurred,
+                    detail=dict(detail),
+                )
+            except IntegrityError:
+                continue  # two edits raced for the sequence
+        raise RuntimeError("could not assign a record sequence")
 
     # --- case rows ----------------------------------------------------------------------
     def case_regions(self, case_id: str) -> tuple[str, str] | None:
@@ -408,6 +446,7 @@ class CaseRepository:
         case_id: str | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        raw_base64: str | None = None,
     ) -> None:
         with session_scope(self.engine) as session:
             session.add(
@@ -419,8 +458,35 @@ class CaseRepository:
                     partition=partition,
                     offset=offset,
                     received_at=utcnow(),
+                    raw_base64=raw_base64,
                 )
             )
+
+    def redrivable(
+        self, codes: Collection[str], received_after: datetime, limit: int = 200
+    ) -> Sequence[DeadLetterRow]:
+        """Dead letters whose cause can clear, not yet acted on, oldest first."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(DeadLetterRow)
+                .where(
+                    col(DeadLetterRow.raw_base64).is_not(None),
+                    col(DeadLetterRow.received_at) > received_after,
+                    or_(
+                        col(DeadLetterRow.redrive_outcome).is_(None),
+                        col(DeadLetterRow.redrive_outcome).in_(codes),
+                    ),
+                )
+                .order_by(col(DeadLetterRow.id))
+            ).all()
+        return [r for r in rows if r.reason.split(":", 1)[0] in codes][:limit]
+
+    def redriven(self, dead_letter_id: int, outcome: str) -> None:
+        with session_scope(self.engine) as session:
+            row = session.get(DeadLetterRow, dead_letter_id)
+            if row is not None:
+                row.redriven_at, row.redrive_outcome = utcnow(), outcome
+                session.add(row)
 
     def dead_letters(self) -> Sequence[DeadLetterRow]:
         with session_scope(self.engine) as session:

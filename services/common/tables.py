@@ -121,6 +121,11 @@ class DeadLetterRow(SQLModel, table=True):
     partition: int | None = None
     offset: int | None = None
     received_at: datetime
+    # The record as received (base64, at most the document size limit), so a dead letter
+    # whose cause can clear (a case not known here yet) is re-driven (InboundHandler).
+    raw_base64: str | None = None
+    redriven_at: datetime | None = None
+    redrive_outcome: str | None = None
 
 
 class SentDocumentRow(SQLModel, table=True):

@@ -204,6 +204,23 @@ def create_app(service: Service | None = None) -> FastAPI:
             )
         assert row.id is not None
         log.info("enrolment record %s upserted by %s", row.id, principal.agency)
+        # On the audit trail: who changed which record to what (money and status, never
+        # the person's data), a chain of its own per record.
+        record = service.repository.append_record_event(
+            f"ENROLMENT-{row.region}-{row.id}",
+            event="enrolment_upserted",
+            detail={
+                "operator": principal.agency,
+                "status": row.status,
+                "balance_fen": row.balance_fen,
+                "arrears_fen": row.arrears_fen,
+                "account_status": row.account_status,
+                "retired": row.retired,
+                "contribution_months": row.contribution_months,
+            },
+        )
+        if agency.publisher is not None:
+            await agency.publisher.publish_audit(record)
         return EnrolmentOut(
             record_id=row.id,
             person=mask_id(row.id_number),

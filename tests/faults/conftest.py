@@ -26,6 +26,7 @@ from temporalio.client import Client
 
 from tests.support.agencies import AgencyStack, free_port, stack_env
 from tests.support.invariants import InvariantReport
+from tests.support.postgres import Postgres
 from tests.support.stack import REPO_DIR, ScriptServer, kafka_server, temporal_server
 
 FIGURES_FILE = (
@@ -48,6 +49,7 @@ class FaultFigures:
     dead_letters: int = 0
     violations: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+    suffix: str = ""  # " [postgresql]" when the agencies run on PostgreSQL
 
     def checked(self, report: InvariantReport) -> None:
         self.cases = max(self.cases, len(report.case_ids))
@@ -72,7 +74,10 @@ def fault_figures() -> Iterator[list[FaultFigures]]:
 @pytest.fixture
 def figures(request: pytest.FixtureRequest, fault_figures: list[FaultFigures]) -> FaultFigures:
     """This test's figures (recorded even when it fails, so a bad run shows up too)."""
-    entry = FaultFigures(fault=request.node.name.removeprefix("test_"))
+    backend = getattr(getattr(request.node, "callspec", None), "params", {}).get("dedicated")
+    name = request.node.originalname.removeprefix("test_")
+    suffix = "" if backend in (None, "sqlite") else f" [{backend}]"
+    entry = FaultFigures(fault=name + suffix, suffix=suffix)
     fault_figures.append(entry)
     return entry
 
@@ -106,7 +111,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 # --- stacks ------------------------------------------------------------------------------
 async def start_stack(
-    root: Path, kafka_target: str, temporal_target: str, client: Client
+    root: Path,
+    kafka_target: str,
+    temporal_target: str,
+    client: Client,
+    database_urls: dict[str, str] | None = None,
 ) -> AgencyStack:
     prefix = f"ft{uuid.uuid4().hex[:10]}"
     stack = AgencyStack(
@@ -116,7 +125,7 @@ async def start_stack(
         temporal=client,
         incoming_url=f"http://127.0.0.1:{free_port()}",
         outgoing_url=f"http://127.0.0.1:{free_port()}",
-        env=stack_env(root, prefix, kafka_target, temporal_target),
+        env=stack_env(root, prefix, kafka_target, temporal_target, database_urls),
     )
     stack.start()
     try:
@@ -138,6 +147,7 @@ class Dedicated:
     kafka: ScriptServer
     temporal: ScriptServer
     stack: AgencyStack
+    backend: str = "sqlite"
 
     @property
     def kafka_pid(self) -> int:
@@ -148,8 +158,17 @@ class Dedicated:
         return pid_of(STATE / "temporal" / "temporal.pid")
 
 
-@pytest.fixture(scope="package")
-async def dedicated(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Dedicated]:
+@pytest.fixture(scope="package", params=["sqlite", "postgresql"])
+async def dedicated(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Dedicated]:
+    """The suite runs once with SQLite files and once with both agencies on PostgreSQL
+    (SQLite hides races that PostgreSQL shows)."""
+    backend = str(request.param)
+    urls: dict[str, str] | None = None
+    if backend == "postgresql":
+        pg: Postgres = request.getfixturevalue("postgres")
+        urls = {side: pg.new_database(f"fault_{side}") for side in ("incoming", "outgoing")}
     kafka = kafka_server(STATE, free_port(), free_port())
     temporal = temporal_server(STATE, free_port(), free_port())
     # Leftovers of an aborted run are stopped through their pid files, then wiped.
@@ -161,9 +180,13 @@ async def dedicated(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[D
     try:
         client = await Client.connect(temporal.target)
         stack = await start_stack(
-            tmp_path_factory.mktemp("fault-agencies"), kafka.target, temporal.target, client
+            tmp_path_factory.mktemp(f"fault-agencies-{backend}"),
+            kafka.target,
+            temporal.target,
+            client,
+            urls,
         )
-        yield Dedicated(kafka, temporal, stack)
+        yield Dedicated(kafka, temporal, stack, backend)
     finally:
         if stack is not None:
             stack.stop()

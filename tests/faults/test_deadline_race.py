@@ -58,7 +58,7 @@ async def test_r12_r14_limit_and_answer_in_the_same_second(
     stage: str,
     offset: float,
 ) -> None:
-    figures.fault = f"{stage.split('_')[0]} limit and answer {offset:+.1f} s"
+    figures.fault = f"{stage.split('_')[0]} limit and answer {offset:+.1f} s" + figures.suffix
     held, days, codes = STAGES[stage]
     async with running_platform(time_skipping_env, client) as platform:
         platform.hold("outgoing", held)

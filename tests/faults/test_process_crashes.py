@@ -47,7 +47,7 @@ async def test_r16_worker_killed_after_the_debit_commit_debits_and_credits_once(
 ) -> None:
     """The outgoing worker dies right after the debit commits, before the activity
     reports: Temporal retries it on the restarted worker, which must not debit again."""
-    figures.fault = "worker SIGKILLed after debit commit"
+    figures.fault = "worker SIGKILLed after debit commit" + figures.suffix
     stack = fault_stack
     marker = armed(stack, "outgoing-worker", "after-debit-commit")
     cases = await start_cases(stack, 3)
@@ -84,7 +84,7 @@ async def test_r15_consumer_killed_after_its_inbox_commit_acts_once(
     """The incoming API's consumer dies after committing the information sheet to its
     inbox and before committing the Kafka offset: the sheet comes again after the restart
     and is recognised; the case moves on once, and its receipt still goes out."""
-    figures.fault = "consumer SIGKILLed after inbox commit"
+    figures.fault = "consumer SIGKILLed after inbox commit" + figures.suffix
     stack = fault_stack
     marker = armed(stack, "incoming-api", "after-inbox-commit:TransferOutCompleted")
     await stack.wait_ready()

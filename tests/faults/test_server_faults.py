@@ -76,7 +76,7 @@ async def settle_and_record(
 async def test_kafka_broker_killed_and_restarted_loses_nothing(
     dedicated: Dedicated, figures: FaultFigures
 ) -> None:
-    figures.fault = "kafka broker kill -9, restarted"
+    figures.fault = "kafka broker kill -9, restarted" + figures.suffix
     stack = dedicated.stack
     cases = await start_cases(stack, 3)
     duplicates_before = duplicates_seen(stack)
@@ -95,7 +95,7 @@ async def test_kafka_broker_killed_and_restarted_loses_nothing(
 async def test_kafka_broker_frozen_past_the_session_timeout_loses_nothing(
     dedicated: Dedicated, figures: FaultFigures
 ) -> None:
-    figures.fault = f"kafka broker SIGSTOP {SESSION_TIMEOUT_SECONDS + 4} s"
+    figures.fault = f"kafka broker SIGSTOP {SESSION_TIMEOUT_SECONDS + 4} s" + figures.suffix
     stack = dedicated.stack
     cases = await start_cases(stack, 3)
     duplicates_before = duplicates_seen(stack)
@@ -116,7 +116,7 @@ async def test_kafka_broker_frozen_past_the_session_timeout_loses_nothing(
 async def test_temporal_dev_server_killed_and_restarted_with_its_database(
     dedicated: Dedicated, figures: FaultFigures
 ) -> None:
-    figures.fault = "temporal kill -9, restarted on its db"
+    figures.fault = "temporal kill -9, restarted on its db" + figures.suffix
     stack = dedicated.stack
     cases = await start_cases(stack, 3)
     duplicates_before = duplicates_seen(stack)

@@ -8,13 +8,11 @@ end when this session started it. Every test uses fresh databases.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,65 +32,12 @@ from services.common.tables import LedgerEntry
 from services.ops.reconciliation import reconcile
 from tests.support.agencies import AgencyStack, free_port, stack_env
 from tests.support.invariants import wait_for_invariants
-from tests.support.stack import DEPLOY, REPO_DIR, ScriptServer
+from tests.support.postgres import Postgres
+from tests.support.stack import REPO_DIR, ScriptServer
 
 pytestmark = pytest.mark.integration
 
-TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
-POSTGRES_PORT = int(os.environ.get("POSTGRES_PORT", "5433"))
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@dataclass
-class Postgres:
-    """The session's cluster; databases made through it are dropped at the end."""
-
-    env: dict[str, str]
-    started_here: bool = False
-    created: list[str] = field(default_factory=list)
-
-    def script(self, *args: str) -> str:
-        result = subprocess.run(
-            [str(DEPLOY / "postgres.sh"), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"postgres.sh {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
-        return result.stdout.strip()
-
-    def new_database(self, label: str) -> str:
-        name = f"t_{label}_{uuid.uuid4().hex[:10]}"
-        self.script("createdb", name)
-        self.created.append(name)
-        return self.script("url", name)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """PostgreSQL on POSTGRES_PORT; fails (never skips) when it cannot be had."""
-    pg = Postgres(
-        env={
-            **os.environ,
-            "MEDTRANSFER_STATE": str(TEST_STATE_DIR),
-            "POSTGRES_PORT": str(POSTGRES_PORT),
-        }
-    )
-    try:
-        pg.script("status")
-    except RuntimeError:
-        pg.script("start")
-        pg.started_here = True
-    yield pg
-    if pg.created:
-        pg.script("dropdb", *pg.created)
-    if pg.started_here:
-        pg.script("stop")
 
 
 @pytest.fixture(params=BACKENDS)

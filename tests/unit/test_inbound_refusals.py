@@ -173,3 +173,38 @@ async def test_residual_remittance_for_an_unknown_case_starts_no_workflow(
     assert await incoming.deliver(raw(envelope)) == "dead_letter"
     assert incoming.dead_letters()[-1].startswith("UNKNOWN_CASE:")
     assert len(incoming.temporal.starts) == starts
+
+
+async def test_a_dead_letter_whose_cause_clears_is_redriven_to_its_case(
+    incoming: InProcessAgency,
+) -> None:
+    """Transient stays transient: a document for a case not known here yet is a dead
+    letter (UNKNOWN_CASE) that keeps its record; once the case exists the re-drive (the
+    schedule, or POST /v1/admin/dead-letters/redrive) hands it to the case, once."""
+    case_id = f"TR20260105{uuid.uuid4().hex[:10].upper()}"
+    early = remitted(incoming, case_id)
+    assert await incoming.deliver(raw(early)) == "dead_letter"
+    assert incoming.dead_letters()[-1].startswith("UNKNOWN_CASE")
+    handler = incoming.app.state.inbound
+
+    def outcome() -> str | None:
+        rows = [
+            r
+            for r in incoming.service.repository.dead_letters()
+            if r.message_id == early.message_id
+        ]
+        return rows[-1].redrive_outcome
+
+    await handler.redrive()
+    assert outcome() == "UNKNOWN_CASE"  # still unknown: left as it is
+    incoming.seed_case(
+        case_id, "awaiting_balance", from_region=OUTGOING, to_region=INCOMING, person_id=PERSON_ID
+    )
+    signals = len(incoming.temporal.signals)
+    assert (await handler.redrive()).get("signalled") == 1
+    assert outcome() == "signalled"
+    assert len(incoming.temporal.signals) == signals + 1
+    assert "signalled" not in await handler.redrive()  # acted on: never again
+    # A malformed record keeps no raw copy and is never re-driven.
+    assert await incoming.deliver(b"not json") == "dead_letter"
+    assert incoming.service.repository.dead_letters()[-1].raw_base64 is None

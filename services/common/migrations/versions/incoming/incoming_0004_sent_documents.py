@@ -1,4 +1,5 @@
-"""Documents sent, kept until the receiver's receipt (the resend sweep).
+"""Documents sent, kept until the receiver's receipt (the resend sweep); dead letters
+keep their record for a re-drive.
 
 Revision ID: incoming_0004
 Revises: incoming_0003
@@ -41,6 +42,10 @@ def upgrade() -> None:
             batch_op.f("ix_sent_document_receipt_at"), ["receipt_at"], unique=False
         )
 
+    with op.batch_alter_table("dead_letter", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("raw_base64", sa.String(), nullable=True))
+        batch_op.add_column(sa.Column("redriven_at", sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("redrive_outcome", sa.String(), nullable=True))
     # ### end Alembic commands ###
 
 
@@ -52,4 +57,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sent_document_case_id"))
 
     op.drop_table("sent_document")
+    with op.batch_alter_table("dead_letter", schema=None) as batch_op:
+        batch_op.drop_column("redrive_outcome")
+        batch_op.drop_column("redriven_at")
+        batch_op.drop_column("raw_base64")
     # ### end Alembic commands ###
