@@ -6,7 +6,7 @@ silently. Every ``interval`` the sweep looks at the open cases that should have 
 case's last change, or a case already marked stuck) and asks Temporal how their
 workflow stands. A workflow task failing again and again, an activity failing attempt
 after attempt (other than the R23 wait for a region), or a workflow closed while the
-case is open, marks the case stuck: ``stuck_since`` and ``stuck_reason`` on its row, an
+case is open, marks the case stuck and escalated: ``stuck_since`` and ``stuck_reason`` on its row, an
 event on its timeline and the audit trail, ``medtransfer_stuck_cases``, the operations
 page's stuck list. The reason names a step and an error type, never a message (it may
 carry personal data). A case that moves again is cleared the same way.
@@ -135,7 +135,9 @@ class StuckCaseSweep:
             else:
                 reason = stuck_reason(description, row.terminal)
             if reason is not None and row.stuck_reason != reason:
-                await self._note(row, "stuck_detected", reason, {"stuck_since": now})
+                await self._note(
+                    row, "stuck_detected", reason, {"stuck_since": now, "escalated": True}
+                )
                 marked.append(row.case_id)
             elif reason is None and row.stuck_since is not None:
                 await self._note(
