@@ -121,26 +121,38 @@ def fingerprint(value: str, *, key: bytes | None = None) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-# What a person may type between the digit groups of a number: spaces (the ideographic
-# one too), dashes, dots, slashes; dates are set aside first so "2026-12-01 2027-01-15"
-# does not read as an account number.
-_DATE_IN_TEXT = re.compile(
-    r"(?<![0-9])(?:19|20)[0-9]{2}[-./年][0-9]{1,2}[-./月][0-9]{1,2}日?(?![0-9])"
+# What a person may type between the digit groups of a number: any space, any dash
+# (NFKC leaves the en and em dashes), dots, slashes, commas, middle dots; zero-width
+# characters are dropped first.
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+_SEPARATOR = r"[\s\-\u2010-\u2015\u2212\ufe58\ufe63./_·•,，、]+"
+_BETWEEN_DIGITS = re.compile(rf"(?<=[0-9]){_SEPARATOR}(?=[0-9Xx])")
+# Dates, year-months and years, set aside before looking for an account number, so
+# "2019.03-2024.11" or "20261201-20270115" does not read as one (an ID number or a phone
+# number is looked for with them in place: an ID number holds a birth date).
+_DATES = re.compile(
+    r"(?<![0-9])(?:"
+    r"(?:19|20)[0-9]{2}(?:[-./年][0-9]{1,2}(?:[-./月][0-9]{1,2}日?)?)?"
+    r"|[0-9]{1,2}[-./][0-9]{1,2}[-./](?:19|20)[0-9]{2}"
+    r"|(?:19|20)[0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])"
+    r")(?![0-9])"
 )
-_BETWEEN_DIGITS = re.compile(r"(?<=[0-9])[\s\-./_·]+(?=[0-9Xx])")
-_PERSONAL_IN_TEXT = (
+_ID_OR_PHONE = (
     re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])"),  # an ID number
     re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])"),  # a mobile phone number
-    re.compile(r"(?<![0-9])[0-9]{12,30}(?![0-9])"),  # a bank account or card number
 )
+_ACCOUNT = re.compile(r"(?<![0-9])[0-9]{12,30}(?![0-9])")  # a bank account or card
 
 
 def personal_data_in_text(text: str) -> bool:
     """True when free text (a reason, a note) carries what looks like an ID number, a
     phone number or an account number, however it is typed (full-width digits, groups
-    separated by spaces, dashes, dots or slashes): it is refused where it is typed,
-    before anything is written (it would reach the timeline, the audit trail and the
-    other agency)."""
-    folded = unicodedata.normalize("NFKC", text)
-    compact = _BETWEEN_DIGITS.sub("", _DATE_IN_TEXT.sub(" ", folded))
-    return any(pattern.search(compact) for pattern in _PERSONAL_IN_TEXT)
+    separated by spaces, dashes, dots, slashes or commas): it is refused where it is
+    typed, before anything is written (it would reach the timeline, the audit trail and
+    the other agency). A heuristic: dates and years are not read as account numbers."""
+    folded = _ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text))
+    compact = _BETWEEN_DIGITS.sub("", folded)
+    if any(pattern.search(compact) for pattern in _ID_OR_PHONE):
+        return True
+    without_dates = _BETWEEN_DIGITS.sub("", _DATES.sub(" ", folded))
+    return _ACCOUNT.search(without_dates) is not None

@@ -355,6 +355,7 @@ class CaseFlow:
                     f"步骤{name}失败（{error_type}），请经办人员核查记录后重试。",
                 )
                 self.failed_step = name
+                self.retry_requested = None  # only a retry asked from now on counts
                 await workflow.wait_condition(lambda: self.retry_requested is not None)
                 action, self.retry_requested = self.retry_requested, None
                 self.failed_step = None

@@ -231,7 +231,9 @@ class InboundHandler:
             # The other side has our document: stop resending it (services/common/resend.py).
             acknowledged = envelope.payload.get("acknowledges_message_id")
             if isinstance(acknowledged, str):
-                self._repository.receipt_received(acknowledged)
+                self._repository.receipt_received(
+                    acknowledged, case_id=envelope.case_id, from_region=envelope.from_region
+                )
             return
         if outcome in ACCEPTED_OUTCOMES or outcome.startswith(HELD):
             receipt = self._signer.sign(receipt_for(envelope, datetime.now(UTC)))

@@ -35,6 +35,7 @@ _LAST_SEQUENCE = sa_select(func.max(_EVENTS.c.sequence)).where(
 )
 _INSERT_EVENT = insert(_EVENTS)
 _INBOX: Table = InboxRow.__table__  # type: ignore[attr-defined]
+_SENT: Table = SentDocumentRow.__table__  # type: ignore[attr-defined]
 _INBOX_ENTRY = sa_select(_INBOX).where(_INBOX.c.message_id == bindparam("message_id"))
 _INSERT_INBOX = insert(_INBOX)
 _CASE_REGIONS = sa_select(_CASES.c.from_region, _CASES.c.to_region).where(
@@ -156,6 +157,16 @@ class CaseRepository:
             detail=dict(source.detail or {}),
             rule=source.rule,
         )
+
+    def count_events(self, case_id: str, event: str) -> int:
+        with session_scope(self.engine) as session:
+            return len(
+                session.exec(
+                    select(CaseEventRow.id).where(
+                        CaseEventRow.case_id == case_id, CaseEventRow.event == event
+                    )
+                ).all()
+            )
 
     def note_attention(
         self,
@@ -404,12 +415,35 @@ class CaseRepository:
                     )
                 )
 
-    def receipt_received(self, message_id: str) -> None:
+    def receipt_received(self, message_id: str, *, case_id: str, from_region: str) -> None:
+        """The receiver acknowledged our document: it is not sent again. Only a receipt on
+        the document's own case, from the region it went to, counts; a NO_RECEIPT
+        exception it cleared goes with it."""
         with session_scope(self.engine) as session:
             row = session.get(SentDocumentRow, message_id)
-            if row is not None and row.receipt_at is None:
-                row.receipt_at = utcnow()
-                session.add(row)
+            if (
+                row is None
+                or row.receipt_at is not None
+                or row.case_id != case_id
+                or row.to_region != from_region
+            ):
+                return
+            row.receipt_at = utcnow()
+            session.add(row)
+            if row.escalated_at is None:
+                return
+            session.flush()
+            others = session.exec(
+                select(SentDocumentRow).where(
+                    SentDocumentRow.case_id == case_id,
+                    col(SentDocumentRow.receipt_at).is_(None),
+                    col(SentDocumentRow.escalated_at).is_not(None),
+                )
+            ).first()
+            case = session.get(CaseRow, case_id)
+            if others is None and case is not None and case.exception_code == "NO_RECEIPT":
+                case.exception_code, case.exception_since = None, None
+                session.add(case)
 
     def unacknowledged(self, sent_before: datetime, limit: int = 200) -> Sequence[SentDocumentRow]:
         with session_scope(self.engine) as session:
@@ -419,19 +453,28 @@ class CaseRepository:
                     col(SentDocumentRow.receipt_at).is_(None),
                     col(SentDocumentRow.last_sent_at) < sent_before,
                 )
-                .order_by(col(SentDocumentRow.last_sent_at))
+                # Fresh documents first: long-failing ones (an hour between sends) must
+                # not fill every batch and delay a new document's first resend.
+                .order_by(col(SentDocumentRow.attempts), col(SentDocumentRow.last_sent_at))
                 .limit(limit)
             ).all()
 
     def resent(self, message_id: str, *, escalated: bool = False) -> None:
-        with session_scope(self.engine) as session:
-            row = session.get(SentDocumentRow, message_id)
-            if row is not None:
-                row.attempts += 1
-                row.last_sent_at = utcnow()
-                if escalated and row.escalated_at is None:
-                    row.escalated_at = row.last_sent_at
-                session.add(row)
+        now = utcnow()
+        values: dict[str, Any] = {
+            "attempts": _SENT.c.attempts + 1,  # in SQL: two sweeping replicas add up
+            "last_sent_at": now,
+        }
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(_SENT).where(_SENT.c.message_id == message_id).values(**values)
+            )
+            if escalated:
+                connection.execute(
+                    update(_SENT)
+                    .where(_SENT.c.message_id == message_id, _SENT.c.escalated_at.is_(None))
+                    .values(escalated_at=now)
+                )
 
     def inbox(self, case_id: str) -> Sequence[InboxRow]:
         with session_scope(self.engine) as session:

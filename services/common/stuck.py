@@ -147,17 +147,20 @@ class StuckCaseSweep:
         return SweepResult(looked_at=len(rows), marked=marked, cleared=cleared)
 
     async def _note(self, row: CaseRow, event: str, reason: str, values: dict[str, object]) -> None:
-        # The key is what every worker's sweep sees alike (the row as read), so two
-        # sweeps at once note the event once.
-        stamp = (row.stuck_since if event == "stuck_cleared" else row.updated_at) or row.updated_at
+        # The key is what every worker's sweep sees alike: the how-manieth time the case
+        # is stuck (cleared times so far), so two sweeps at once note it once, and a case
+        # stuck again after it moved is noted again.
+        rounds = self._repository.count_events(row.case_id, "stuck_cleared")
         values = {**values, "stuck_reason": reason if event == "stuck_detected" else None}
         if event == "stuck_detected":
             log.warning("alert: case %s stuck: %s", row.case_id, reason)
+            key = f"stuck_detected:{row.case_id}:{rounds}:{reason}"
         else:
             log.info("case %s moves again (was stuck: %s)", row.case_id, reason)
+            key = f"stuck_cleared:{row.case_id}:{rounds}"
         record = self._repository.note_attention(
             row.case_id,
-            event_key=f"{event}:{row.case_id}:{reason}:{stamp.isoformat()}",
+            event_key=key,
             event=event,
             detail={"reason_code": reason},
             values=values,

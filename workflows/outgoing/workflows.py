@@ -67,9 +67,48 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         # the transfer-out starts: from then on a withdrawal is answered "too late".
         self._transferring = False
         self._sheet_delivered = False
+        self._answering = 0  # answers to late stops on their way (the case waits for them)
+        self._closing = False
 
     @workflow.run
     async def run(self, case: OutgoingCaseInput) -> str:
+        status = await self._run(case)
+        return await self._close(status)
+
+    async def _close(self, status: str) -> str:
+        """Whatever ended the case, a stop still in the inbox is answered before the
+        workflow ends (one arriving during the last workflow task makes Temporal run
+        another, so this look is the last word): accepted when nothing was transferred
+        out, too late when it was. The incoming case waits for that answer."""
+        flow = self.flow
+        assert flow is not None
+        self._closing = True  # from here on this loop answers, not the background task
+        await workflow.wait_condition(lambda: self._answering == 0)
+        while (stop := flow.take(WITHDRAWAL)) is not None:
+            request = stop.document_as(WithdrawalRequested)
+            answer = (
+                _too_late(request)
+                if self._transferring
+                else WithdrawalAnswered(
+                    kind=request.kind,
+                    accepted=True,
+                    reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+                    rule="R16",
+                    message_en="Accepted: this case ended without a transfer-out.",
+                    message_zh="已受理：本案已终止，未办理转出。",
+                )
+            )
+            await flow.deliver(
+                flow.envelope(
+                    answer,
+                    f"withdrawal-answer-{flow.take_count(WITHDRAWAL)}",
+                    stop.from_region,
+                    stop.message_id,
+                )
+            )
+        return status
+
+    async def _run(self, case: OutgoingCaseInput) -> str:
         flow = self.adopt(CaseFlow(case.case_id, "outgoing", case.region))
         flow.listen_for_notices()
         # The request comes with the start (signal-with-start); wait for it all the same.
@@ -306,22 +345,17 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         reaches the incoming agency first (one case, one partition, in order)."""
         while True:
             await workflow.wait_condition(
-                lambda: self._sheet_delivered and any(e.type in WITHDRAWAL for e in flow.inbox)
+                lambda: (
+                    self._sheet_delivered
+                    and not self._closing
+                    and any(e.type in WITHDRAWAL for e in flow.inbox)
+                )
             )
             stop = flow.take(WITHDRAWAL)
             assert stop is not None
+            self._answering += 1
             request = stop.document_as(WithdrawalRequested)
-            answer = WithdrawalAnswered(
-                kind=request.kind,
-                accepted=False,
-                reason_code="TOO_LATE_TRANSFERRED_OUT",
-                rule="R16",
-                message_en=(
-                    "Too late: the enrolment was transferred out and the balance moved; "
-                    "the case goes on to the credit at the incoming agency."
-                ),
-                message_zh="已办理转出，余额已划转，无法撤回；本案继续办理至转入地入账。",
-            )
+            answer = _too_late(request)
             await flow.deliver(
                 flow.envelope(
                     answer,
@@ -335,6 +369,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 rule="R16",
                 detail={"message_id": stop.message_id, "kind": request.kind},
             )
+            self._answering -= 1
 
     async def _transfer_out(
         self,
@@ -374,6 +409,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             rule="R16",
         )
         flow.failed_step = "transfer_out"
+        flow.retry_requested = None  # only a retry asked from now on counts
         await workflow.wait_condition(
             lambda: (
                 flow.retry_requested is not None or any(e.type in WITHDRAWAL for e in flow.inbox)
@@ -533,6 +569,20 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     },
                 )
         return not returned
+
+
+def _too_late(request: WithdrawalRequested) -> WithdrawalAnswered:
+    return WithdrawalAnswered(
+        kind=request.kind,
+        accepted=False,
+        reason_code="TOO_LATE_TRANSFERRED_OUT",
+        rule="R16",
+        message_en=(
+            "Too late: the enrolment was transferred out and the balance moved; "
+            "the case goes on to the credit at the incoming agency."
+        ),
+        message_zh="已办理转出，余额已划转，无法撤回；本案继续办理至转入地入账。",
+    )
 
 
 def outgoing_residual_workflow_id(remittance_id: str) -> str:
