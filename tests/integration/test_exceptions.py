@@ -13,11 +13,12 @@ from pydantic import ValidationError
 
 from contracts.documents import (
     BalanceRemitted,
-    WithdrawalAnswered,
+    WithdrawalRequested,
 )
 from contracts.envelope import Envelope
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
+from workflows.outgoing.workflows import stop_answer
 
 pytestmark = pytest.mark.integration
 
@@ -87,14 +88,7 @@ async def test_withdrawal_before_transfer_out(agencies: AgencyStack, peer: PeerA
     assert not pending["closed"]
     again = await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "again"})
     assert again.json()["reasons"][0]["code"] == "STOP_ALREADY_REQUESTED"
-    answer = WithdrawalAnswered(
-        kind="withdrawal",
-        accepted=True,
-        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-        rule="R16",
-        message_en="Accepted.",
-        message_zh="已受理。",
-    )
+    answer = stop_answer(request.document_as(WithdrawalRequested), transferred_out=False)
     await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
     case = await agencies.wait_status("incoming", case_id, "withdrawn")
     assert case["closed"]
@@ -110,15 +104,8 @@ async def test_a_money_document_for_a_closed_case_opens_a_clerk_exception(
     accepted the withdrawal and sent the sheet anyway) is held with an alert."""
     case_id, id_number, name = await peer_case(agencies, peer)
     await agencies.post("incoming", f"/v1/cases/{case_id}/withdraw", {"reason": "stays"})
-    await peer.expect(case_id, "WithdrawalRequested")
-    answer = WithdrawalAnswered(
-        kind="withdrawal",
-        accepted=True,
-        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-        rule="R16",
-        message_en="Accepted.",
-        message_zh="已受理。",
-    )
+    request = await peer.expect(case_id, "WithdrawalRequested")
+    answer = stop_answer(request.document_as(WithdrawalRequested), transferred_out=False)
     await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
     await agencies.wait_status("incoming", case_id, "withdrawn")
     sheet = peer.envelope(sheet_document(id_number, name, 70_000), case_id, "sheet", "610100")

@@ -17,8 +17,9 @@ from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from contracts.documents import WithdrawalAnswered
+from contracts.documents import WithdrawalRequested
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
+from workflows.outgoing.workflows import stop_answer
 
 pytestmark = pytest.mark.integration
 
@@ -108,14 +109,7 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
     # The cancellation is a request the outgoing agency (the peer) answers (R16).
     request = await peer.expect(case_id, "WithdrawalRequested")
     assert request.payload["kind"] == "cancellation"
-    answer = WithdrawalAnswered(
-        kind="cancellation",
-        accepted=True,
-        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-        rule="R16",
-        message_en="Accepted.",
-        message_zh="已受理。",
-    )
+    answer = stop_answer(request.document_as(WithdrawalRequested), transferred_out=False)
     await peer.send(peer.envelope(answer, case_id, "withdrawal-answer", "610100"))
     timeline = await session
     assert "case_cancelled_by_clerk" in timeline

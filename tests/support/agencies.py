@@ -388,14 +388,7 @@ class PeerAgency:
             for envelope in self.received:
                 if envelope.case_id == case_id and envelope.type == doc_type:
                     return envelope
-            batch = await self.consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    envelope = Envelope.model_validate_json(record.value or b"{}")
-                    if envelope.to_region == self.region:
-                        self.received.append(envelope)
-                        if self.auto_receipts and envelope.type != "Receipt":
-                            await self.acknowledge(envelope)
+            await self._take(500)
         raise AssertionError(
             f"peer got no {doc_type} for {case_id}; got "
             f"{[(e.case_id, e.type) for e in self.received]}"
@@ -405,14 +398,19 @@ class PeerAgency:
         """Take what arrives for ``seconds`` (into ``received``), answering as usual."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            batch = await self.consumer.getmany(timeout_ms=300)
-            for records in batch.values():
-                for record in records:
-                    envelope = Envelope.model_validate_json(record.value or b"{}")
-                    if envelope.to_region == self.region:
-                        self.received.append(envelope)
-                        if self.auto_receipts and envelope.type != "Receipt":
-                            await self.acknowledge(envelope)
+            await self._take(300)
+
+    async def _take(self, timeout_ms: int) -> None:
+        """One poll: what is addressed to the peer goes into ``received``, answered with
+        a receipt like a real agency's (unless ``auto_receipts`` is off)."""
+        batch = await self.consumer.getmany(timeout_ms=timeout_ms)
+        for records in batch.values():
+            for record in records:
+                envelope = Envelope.model_validate_json(record.value or b"{}")
+                if envelope.to_region == self.region:
+                    self.received.append(envelope)
+                    if self.auto_receipts and envelope.type != "Receipt":
+                        await self.acknowledge(envelope)
 
     async def acknowledge(self, envelope: Envelope) -> None:
         receipt = receipt_for(envelope, datetime.now(UTC))

@@ -557,10 +557,15 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
 
     async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
         """The outgoing agency accepted the stop: nothing was transferred out."""
+        await self._record_stopped(flow, {"answer": answer.message_id})
+
+    async def _record_stopped(self, flow: CaseFlow, extra: dict[str, AuditValue]) -> None:
+        """The case ends as the stop asked (withdrawn, cancelled, offline channel), with
+        who asked and why."""
         stop = self._stop
         assert stop is not None
         event, status, rule = STOPPED[stop.kind]
-        detail: dict[str, AuditValue] = {"reason": stop.reason, "answer": answer.message_id}
+        detail: dict[str, AuditValue] = {"reason": stop.reason, **extra}
         if stop.clerk is not None:
             detail["clerk"] = stop.clerk
         await flow.record(
@@ -594,19 +599,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         the outgoing agency knows the case: it is told first, before anything else."""
         stop = self._stop
         assert stop is not None
-        event, status, rule = STOPPED[stop.kind]
-        detail: dict[str, AuditValue] = {"reason": stop.reason, "before_request": True}
-        if stop.clerk is not None:
-            detail["clerk"] = stop.clerk
-        await flow.record(
-            event,
-            status,
-            rule=rule,
-            detail=detail,
-            awaiting=None,
-            terminal=True,
-            facts={"stop": "accepted"},
-        )
+        await self._record_stopped(flow, {"before_request": True})
         if attempt > 1:
             request = WithdrawalRequested(
                 kind=stop.kind, reason=stop.reason, requested_on=flow.today()

@@ -86,18 +86,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         await workflow.wait_condition(lambda: self._answering == 0)
         while (stop := flow.take(WITHDRAWAL)) is not None:
             request = stop.document_as(WithdrawalRequested)
-            answer = (
-                _too_late(request)
-                if self._transferring
-                else WithdrawalAnswered(
-                    kind=request.kind,
-                    accepted=True,
-                    reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-                    rule="R16",
-                    message_en="Accepted: this case ended without a transfer-out.",
-                    message_zh="已受理：本案已终止，未办理转出。",
-                )
-            )
+            answer = stop_answer(request, transferred_out=self._transferring)
             await flow.deliver(
                 flow.envelope(
                     answer,
@@ -313,14 +302,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         Nothing was debited and nothing will be; the enrolment is free again (R5)."""
         request = stop.document_as(WithdrawalRequested)
         await self._release_claim(flow)
-        answer = WithdrawalAnswered(
-            kind=request.kind,
-            accepted=True,
-            reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-            rule="R16",
-            message_en="Accepted: nothing was transferred out; the case ends here.",
-            message_zh="已受理：尚未办理转出，本案终止。",
-        )
+        answer = stop_answer(request, transferred_out=False)
         await flow.deliver(
             flow.envelope(answer, "withdrawal-answer", incoming_region, stop.message_id)
         )
@@ -355,7 +337,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             assert stop is not None
             self._answering += 1
             request = stop.document_as(WithdrawalRequested)
-            answer = _too_late(request)
+            answer = stop_answer(request, transferred_out=True)
             await flow.deliver(
                 flow.envelope(
                     answer,
@@ -571,17 +553,29 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         return not returned
 
 
-def _too_late(request: WithdrawalRequested) -> WithdrawalAnswered:
+def stop_answer(request: WithdrawalRequested, *, transferred_out: bool) -> WithdrawalAnswered:
+    """R16: the answer to a withdrawal, cancellation or offline switch: accepted while
+    nothing was transferred out, refused as too late once it was (the case goes on to its
+    credit)."""
+    if transferred_out:
+        return WithdrawalAnswered(
+            kind=request.kind,
+            accepted=False,
+            reason_code="TOO_LATE_TRANSFERRED_OUT",
+            rule="R16",
+            message_en=(
+                "Too late: the enrolment was transferred out and the balance moved; "
+                "the case goes on to the credit at the incoming agency."
+            ),
+            message_zh="已办理转出，余额已划转，无法撤回；本案继续办理至转入地入账。",
+        )
     return WithdrawalAnswered(
         kind=request.kind,
-        accepted=False,
-        reason_code="TOO_LATE_TRANSFERRED_OUT",
+        accepted=True,
+        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
         rule="R16",
-        message_en=(
-            "Too late: the enrolment was transferred out and the balance moved; "
-            "the case goes on to the credit at the incoming agency."
-        ),
-        message_zh="已办理转出，余额已划转，无法撤回；本案继续办理至转入地入账。",
+        message_en="Accepted: nothing was transferred out; the case ends here.",
+        message_zh="已受理：尚未办理转出，本案终止。",
     )
 
 
@@ -657,24 +651,7 @@ class OutgoingStopAnswerWorkflow:
             start_to_close_timeout=QUICK,
             retry_policy=QUICK_RETRY,
         )
-        if transferred:
-            answer = WithdrawalAnswered(
-                kind=request.kind,
-                accepted=False,
-                reason_code="TOO_LATE_TRANSFERRED_OUT",
-                rule="R16",
-                message_en="Too late: the enrolment was transferred out.",
-                message_zh="已办理转出，无法撤回。",
-            )
-        else:
-            answer = WithdrawalAnswered(
-                kind=request.kind,
-                accepted=True,
-                reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
-                rule="R16",
-                message_en="Accepted: this case was closed without a transfer-out.",
-                message_zh="已受理：本案已终止，未办理转出。",
-            )
+        answer = stop_answer(request, transferred_out=transferred)
         await flow.deliver(
             flow.envelope(
                 answer, "withdrawal-answer-closed", envelope.from_region, envelope.message_id
