@@ -95,6 +95,7 @@ def figures_table(entries: list[FaultFigures]) -> list[str]:
             "ok" if f.violations == 0 else f"{f.violations} violated",
         )
         for f in entries
+        if f.cases or f.recovery_seconds is not None  # a skipped fault ran nothing
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
@@ -274,6 +275,6 @@ async def start_cases(stack: AgencyStack, count: int, to_region: str = "610100")
 def terminal_count(stack: AgencyStack, case_ids: list[str]) -> int:
     """How many of the cases are closed on both sides."""
     marks = ",".join("?" * len(case_ids))
-    sql = f"select count(*) from case_record where terminal=1 and case_id in ({marks})"
+    sql = f"select count(*) from case_record where terminal and case_id in ({marks})"
     both = [stack.query(side, sql, *case_ids)[0][0] for side in ("incoming", "outgoing")]
     return int(min(both))
