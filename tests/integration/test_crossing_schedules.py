@@ -14,10 +14,12 @@ same schedule: the plan is printed with the report.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,10 +27,11 @@ import pytest
 
 from tests.support.agencies import AgencyStack, Person
 from tests.support.invariants import check_invariants
+from tests.support.stack import REPO_DIR
 
 pytestmark = pytest.mark.integration
 
-SEEDS = [int(s) for s in os.environ.get("MEDTRANSFER_SCHEDULE_SEEDS", "7,19").split(",") if s]
+SEEDS = [int(s) for s in os.environ.get("MEDTRANSFER_SCHEDULE_SEEDS", "7,19,1007").split(",") if s]
 CASES = int(os.environ.get("MEDTRANSFER_SCHEDULE_CASES", "14"))
 FROM_REGIONS = ("620800", "350100")  # served by the outgoing agency under test
 TO_REGIONS = ("610100", "110000", "440300")  # cross-province from both
@@ -78,10 +81,17 @@ def make_plan(rng: random.Random, stack: AgencyStack, people: list[Person]) -> R
             plan.append(Step(later, "cancel", index))
         elif crossing < 0.5:
             plan.append(Step(later, "offline", index))
+    # An outgoing region off the platform at the incoming agency (requests wait: a stop
+    # takes effect at once), and an incoming region off at the outgoing agency (sheets
+    # and remittances wait after the debit: a stop crosses the transfer-out).
     outage_at = rng.uniform(0, HORIZON_SECONDS / 2)
     region = rng.randrange(len(FROM_REGIONS))
     plan.append(Step(outage_at, "disconnect", region))
     plan.append(Step(outage_at + rng.uniform(1.0, 3.0), "reconnect", region))
+    outage_at = rng.uniform(0, HORIZON_SECONDS / 2)
+    region = rng.randrange(len(TO_REGIONS))
+    plan.append(Step(outage_at, "disconnect-incoming", region))
+    plan.append(Step(outage_at + rng.uniform(1.0, 4.0), "reconnect-incoming", region))
     plan.append(Step(rng.uniform(0.5, HORIZON_SECONDS), "kill-outgoing-worker", 0))
     plan.sort(key=lambda s: s.at)
     return Run(applications=applications, plan=plan)
@@ -95,12 +105,13 @@ async def perform(stack: AgencyStack, run: Run, step: Step) -> None:
         else:
             run.rejections.append(response)
         return
-    if step.action in ("disconnect", "reconnect"):
-        region = FROM_REGIONS[step.subject]
+    if step.action.startswith(("disconnect", "reconnect")):
+        incoming_side = step.action.endswith("-incoming")
+        region = (TO_REGIONS if incoming_side else FROM_REGIONS)[step.subject]
         response = await stack.post(
-            "incoming",
+            "outgoing" if incoming_side else "incoming",
             f"/v1/admin/regions/{region}/connectivity",
-            {"connected": step.action == "reconnect"},
+            {"connected": step.action.startswith("reconnect")},
             method="PUT",
         )
         assert response.status_code == 200, response.text
@@ -156,6 +167,59 @@ def settled(stack: AgencyStack, case_ids: list[str]) -> bool:
     return all(t for (t,) in rows) and all(t for (t,) in out)
 
 
+FIGURES = (
+    Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
+    / "schedule-figures.jsonl"
+)
+
+
+def stop_events(stack: AgencyStack, case_ids: list[str]) -> dict[str, int]:
+    """How the stops went: asked, accepted (the stopped statuses), refused as too late."""
+    if not case_ids:
+        return {}
+    marks = ",".join("?" * len(case_ids))
+    rows = stack.query(
+        "incoming",
+        f"select event, count(*) from case_event where case_id in ({marks}) and event in "
+        "('withdrawal_requested', 'withdrawal_refused', 'application_withdrawn', "
+        "'case_cancelled_by_clerk', 'switched_to_offline_channel') group by event",
+        *case_ids,
+    )
+    return {str(event): int(count) for event, count in rows}
+
+
+def record_figures(
+    seed: int,
+    run: Run,
+    states: dict[str, tuple[str | None, str | None]],
+    seconds: float,
+    stops: dict[str, int],
+) -> None:
+    """One line per schedule: what it did and where its cases ended (make soak sums them)."""
+    actions: dict[str, int] = {}
+    for step in run.plan:
+        actions[step.action] = actions.get(step.action, 0) + 1
+    ended: dict[str, int] = {}
+    for incoming, outgoing in states.values():
+        key = f"{incoming}/{outgoing}"
+        ended[key] = ended.get(key, 0) + 1
+    line = {
+        "seed": seed,
+        "applications": len(run.applications),
+        "cases": len(states),
+        "refused_at_the_api": sum(
+            1 for r in run.rejections if r.request.url.path.endswith("applications")
+        ),
+        "actions": actions,
+        "ended": ended,
+        "stops": stops,
+        "seconds": round(seconds, 1),
+    }
+    FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    with FIGURES.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(line, sort_keys=True) + "\n")
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 async def test_i1_i2_i3_hold_over_seeded_crossing_schedules(
     agencies: AgencyStack, seed: int
@@ -165,6 +229,7 @@ async def test_i1_i2_i3_hold_over_seeded_crossing_schedules(
     for person in people:
         await agencies.enrol(person, balance_fen=rng.choice([0, 100, 523_400, 9_007_199_254]))
     run = make_plan(rng, agencies, people)
+    started = time.monotonic()
     try:
         await execute(agencies, run)
         case_ids = list(dict.fromkeys(run.case_ids.values()))
@@ -177,14 +242,18 @@ async def test_i1_i2_i3_hold_over_seeded_crossing_schedules(
     finally:
         if "outgoing-worker" not in agencies.processes:
             agencies.start_process("outgoing", "worker", "0")
-        # Whatever happened, the region is connected again for the next test.
-        for region in FROM_REGIONS:
-            await agencies.post(
-                "incoming",
-                f"/v1/admin/regions/{region}/connectivity",
-                {"connected": True},
-                method="PUT",
-            )
+        # Whatever happened, the regions are connected again for the next test.
+        for side, regions in (("incoming", FROM_REGIONS), ("outgoing", TO_REGIONS)):
+            for region in regions:
+                await agencies.post(
+                    side,
+                    f"/v1/admin/regions/{region}/connectivity",
+                    {"connected": True},
+                    method="PUT",
+                )
+    record_figures(
+        seed, run, report.states, time.monotonic() - started, stop_events(agencies, case_ids)
+    )
     plan = "\n".join(str(s) for s in run.plan)
     assert report.ok, f"seed {seed}:\n{report.describe()}\nplan:\n{plan}\nanswers:\n" + "\n".join(
         run.answers
