@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -252,18 +250,15 @@ class CaseFlow:
         if awaiting is not False:
             self.awaiting = awaiting if isinstance(awaiting, Awaiting) else None
         self._step += 1
-        # The key names the step and what it records: a workflow task that dies after its
-        # local activity committed (a worker killed) may, run again with a signal that
+        # The key names the step and the event it records: a workflow task that dies after
+        # its local activity committed (a worker killed) may, run again with a signal that
         # came meanwhile, take another branch at the same step; that event must be written,
-        # not mistaken for the one already there. The same step re-run writes once.
-        content = json.dumps(
-            [event, self.status, rule, detail or {}], sort_keys=True, default=str
-        ).encode("utf-8")
-        digest = hashlib.sha256(content).hexdigest()[:12]
+        # not taken for the one already there. The same event at the same step, run again
+        # (its times may differ: workflow.now() is the new task's), is written once.
         record = CaseEvent(
             case_id=self.case_id,
             side=self.side,
-            event_key=f"{workflow.info().workflow_id}:{self._step}:{event}:{digest}",
+            event_key=f"{workflow.info().workflow_id}:{self._step}:{event}",
             event=event,
             status=self.status,
             occurred_at=workflow.now(),
