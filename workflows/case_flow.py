@@ -349,23 +349,35 @@ class CaseFlow:
                     method, arg, start_to_close_timeout=QUICK, retry_policy=retry
                 )
             except ActivityError as error:
-                cause = error.cause
-                error_type = getattr(cause, "type", None) or type(cause).__name__
-                await self.escalate(
-                    name,
-                    "STEP_FAILED",
-                    None,
-                    f"The step {name} failed with {error_type}; a clerk checks the records "
-                    "and retries it.",
-                    f"步骤{name}失败（{error_type}），请经办人员核查记录后重试。",
-                )
-                self.failed_step = name
-                self.retry_requested = None  # only a retry asked from now on counts
-                await workflow.wait_condition(lambda: self.retry_requested is not None)
-                action, self.retry_requested = self.retry_requested, None
-                self.failed_step = None
-                assert action is not None
-                await self.record("clerk_retry_step", detail={"step": name, "clerk": action.clerk})
+                await self.step_failed(name, error)
+
+    async def step_failed(
+        self,
+        name: str,
+        error: ActivityError,
+        *,
+        en: str = "The step {name} failed with {error_type}; a clerk checks the records "
+        "and retries it.",
+        zh: str = "步骤{name}失败（{error_type}），请经办人员核查记录后重试。",
+        rule: str | None = None,
+        give_up: Callable[[], bool] = lambda: False,
+    ) -> bool:
+        """A step the records refused: escalated with the step and the error type, then
+        wait for a clerk's retry (True) or until ``give_up`` holds (False)."""
+        error_type = getattr(error.cause, "type", None) or type(error.cause).__name__
+        values = {"name": name, "error_type": error_type}
+        await self.escalate(
+            name, "STEP_FAILED", None, en.format(**values), zh.format(**values), rule=rule
+        )
+        self.failed_step = name
+        self.retry_requested = None  # only a retry asked from now on counts
+        await workflow.wait_condition(lambda: self.retry_requested is not None or give_up())
+        self.failed_step = None
+        action, self.retry_requested = self.retry_requested, None
+        if action is None:
+            return False
+        await self.record("clerk_retry_step", detail={"step": name, "clerk": action.clerk})
+        return True
 
     # --- delivery ------------------------------------------------------------------------
     def envelope(

@@ -160,13 +160,11 @@ class CaseRepository:
 
     def count_events(self, case_id: str, event: str) -> int:
         with session_scope(self.engine) as session:
-            return len(
-                session.exec(
-                    select(CaseEventRow.id).where(
-                        CaseEventRow.case_id == case_id, CaseEventRow.event == event
-                    )
-                ).all()
-            )
+            return session.exec(
+                select(func.count())
+                .select_from(CaseEventRow)
+                .where(CaseEventRow.case_id == case_id, CaseEventRow.event == event)
+            ).one()
 
     def note_attention(
         self,

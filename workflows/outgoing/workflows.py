@@ -380,30 +380,16 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             )
             return sheet
         except ActivityError as error:
-            error_type = getattr(error.cause, "type", None) or type(error.cause).__name__
-        await flow.escalate(
-            "transfer_out",
-            "STEP_FAILED",
-            None,
-            f"The records refused the transfer-out ({error_type}); nothing was debited. A "
-            "clerk checks the record and retries, or the case is withdrawn.",
-            f"转出记录处理失败（{error_type}），未扣减余额，请经办人员核查后重试。",
-            rule="R16",
-        )
-        flow.failed_step = "transfer_out"
-        flow.retry_requested = None  # only a retry asked from now on counts
-        await workflow.wait_condition(
-            lambda: (
-                flow.retry_requested is not None or any(e.type in WITHDRAWAL for e in flow.inbox)
+            await flow.step_failed(
+                "transfer_out",
+                error,
+                en="The records refused the transfer-out ({error_type}); nothing was debited. "
+                "A clerk checks the record and retries, or the case is withdrawn.",
+                zh="转出记录处理失败（{error_type}），未扣减余额，请经办人员核查后重试。",
+                rule="R16",
+                give_up=lambda: any(e.type in WITHDRAWAL for e in flow.inbox),
             )
-        )
-        flow.failed_step = None
-        if flow.retry_requested is not None:
-            action, flow.retry_requested = flow.retry_requested, None
-            await flow.record(
-                "clerk_retry_step", detail={"step": "transfer_out", "clerk": action.clerk}
-            )
-        return None
+            return None
 
     async def _release_claim(self, flow: CaseFlow) -> None:
         await workflow.execute_activity_method(
