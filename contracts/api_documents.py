@@ -60,6 +60,8 @@ def api_documents() -> dict[str, dict[str, dict[str, Any]]]:
             settings = _FixedSettings(
                 data_dir=Path(tmp) / side / "data",
                 keys_dir=Path(tmp) / side / "keys",
+                key_registry_file=Path(tmp) / "trust" / "registry.json",
+                local_demo=True,  # a throw-away deployment, only to render its documents
                 topic_prefix=TOPIC_PREFIX,
             )
             service = build_service(side, tables, settings)

@@ -9,12 +9,12 @@ recognises it as a duplicate.
 from __future__ import annotations
 
 import builtins
-import json
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from contracts.canonical import canonical_json
 from contracts.documents import DOCUMENT_TYPES, RegionCode
 
 SCHEMA_VERSION = 1
@@ -117,9 +117,9 @@ class Envelope(BaseModel):
     def signing_bytes(self) -> bytes:
         """Canonical bytes that the signature covers: everything but ``signature``.
 
-        JSON with sorted keys, no whitespace, non-ASCII kept as is, UTF-8 encoded.
+        RFC 8785 (JCS) canonical JSON of the envelope's JSON form without ``signature``
+        (``key_id`` included), UTF-8 encoded, so a verifier in any language gets the same
+        bytes from its own JCS library (``docs/signatures.md``). Raises ``ValueError`` for
+        a value JCS cannot carry exactly, such as an integer beyond 2**53 - 1.
         """
-        data = self.model_dump(mode="json", exclude={"signature"})
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-            "utf-8"
-        )
+        return canonical_json(self.model_dump(mode="json", exclude={"signature"}))

@@ -1,19 +1,14 @@
-"""Ed25519 signatures on envelopes, and the per-region key files.
+"""Ed25519 signatures on envelopes.
 
-Each region's private key lives in ``<dir>/<region>.pem`` (PKCS#8, mode 0600); its public key
-is shared as base64 of the 32 raw bytes. A receiver verifies a message against the public key
-of the message's ``from_region``.
+A public key is shared as base64 of its 32 raw bytes; private keys are PKCS#8 PEM. Which
+key a region signs with, and which keys verify it, is key custody (contracts/keyring.py).
+The signed bytes are defined in docs/signatures.md.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
-import re
-import tempfile
-from collections.abc import Mapping
-from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -23,8 +18,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from contracts.envelope import Envelope
-
-_REGION = re.compile(r"^\d{6}$")
 
 
 class SignatureInvalid(Exception):
@@ -85,64 +78,14 @@ def verify_envelope(env: Envelope, public_key_b64: str) -> None:
     except binascii.Error as exc:
         raise SignatureInvalid("malformed signature") from exc
     try:
-        public_key.verify(signature, env.signing_bytes())
+        signed = env.signing_bytes()
+    except ValueError as exc:
+        # A number JCS cannot carry (beyond 2^53) can only come from a hostile sender.
+        raise SignatureInvalid("not representable as RFC 8785 JSON") from exc
+    try:
+        public_key.verify(signature, signed)
     except InvalidSignature as exc:
         raise SignatureInvalid("signature does not match") from exc
-
-
-def verify_from_region(env: Envelope, region_keys: Mapping[str, str]) -> None:
-    """Verify ``env`` against the registered key of its ``from_region``.
-
-    Raises ``SignatureInvalid`` when the region has no registered key or the check fails.
-    """
-    public_key = region_keys.get(env.from_region)
-    if public_key is None:
-        raise SignatureInvalid(f"no public key registered for region {env.from_region}")
-    verify_envelope(env, public_key)
-
-
-def write_region_key(dir: Path, region: str) -> str:
-    """Create ``<dir>/<region>.pem`` (mode 0600) unless it exists; return the public key."""
-    path = _key_path(dir, region)
-    if path.exists():
-        return public_key_b64(load_region_private_key(dir, region))
-    dir.mkdir(parents=True, exist_ok=True)
-    pem, public_key = generate_keypair()
-    fd, tmp_name = tempfile.mkstemp(dir=dir, prefix=f".{region}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(pem)
-        try:
-            # link() fails if the name exists: a concurrent writer never sees a half key
-            # and never has its key overwritten.
-            os.link(tmp_name, path)
-        except FileExistsError:
-            return public_key_b64(load_region_private_key(dir, region))
-    finally:
-        os.unlink(tmp_name)
-    return public_key
-
-
-def load_region_private_key(dir: Path, region: str) -> Ed25519PrivateKey:
-    """Load the private key of ``region`` from ``<dir>/<region>.pem``."""
-    return load_private_key(_key_path(dir, region).read_bytes())
-
-
-def load_region_keys(dir: Path) -> dict[str, str]:
-    """Region -> base64 public key, for every ``<region>.pem`` in ``dir``."""
-    keys: dict[str, str] = {}
-    for path in sorted(dir.glob("*.pem")):
-        if not _REGION.match(path.stem):
-            raise ValueError(f"key file {path.name} is not named after a 6-digit region code")
-        keys[path.stem] = public_key_b64(load_private_key(path.read_bytes()))
-    return keys
-
-
-def _key_path(dir: Path, region: str) -> Path:
-    if not _REGION.match(region):
-        raise ValueError(f"region must be a 6-digit code, got {region!r}")
-    return dir / f"{region}.pem"
 
 
 def _private_pem(private_key: Ed25519PrivateKey) -> bytes:

@@ -20,6 +20,7 @@ from workflows.ports import (
     IncomingRecords,
     OutgoingRecords,
     Signer,
+    VerifiedDocuments,
 )
 from workflows.types import (
     BankPayoutInput,
@@ -112,6 +113,20 @@ class CaseActivities:
 DOMAIN_ERROR = "DomainError"
 
 
+UNVERIFIED_DOCUMENT = "UnverifiedDocument"
+
+
+def _unverified(case_id: str, what: str) -> ApplicationError:
+    """Money is moved only on a document whose signature the inbound path verified: a
+    request or remittance that reached the workflow any other way (a signal sent to
+    Temporal directly) moves nothing; not retried, so the case is escalated."""
+    return ApplicationError(
+        f"case {case_id}: no verified {what} matches; nothing is moved",
+        type=UNVERIFIED_DOCUMENT,
+        non_retryable=True,
+    )
+
+
 def _domain_error(error: Exception) -> ApplicationError:
     """A records error no retry can fix (a vanished record, a lost claim, a changed
     balance): not retried, so the workflow escalates it (CaseFlow.step). The message
@@ -120,8 +135,9 @@ def _domain_error(error: Exception) -> ApplicationError:
 
 
 class OutgoingActivities:
-    def __init__(self, records: OutgoingRecords) -> None:
+    def __init__(self, records: OutgoingRecords, verified: VerifiedDocuments) -> None:
         self._records = records
+        self._verified = verified
 
     @activity.defn(name="check_transfer_out")
     async def check_transfer_out(self, request: CheckRequestInput) -> TransferOutFacts:
@@ -129,6 +145,10 @@ class OutgoingActivities:
 
     @activity.defn(name="transfer_out")
     async def transfer_out(self, request: TransferOutInput) -> InformationSheet:
+        if not self._verified.has_verified(
+            request.case_id, "TransferRequested", request.request.model_dump(mode="json")
+        ):
+            raise _unverified(request.case_id, "transfer request")
         try:
             return self._records.transfer_out(request)
         except (LookupError, ValueError) as error:
@@ -150,7 +170,12 @@ class OutgoingActivities:
     @activity.defn(name="restore_returned_balance")
     async def restore_returned_balance(self, request: ReturnInput) -> int:
         """The amount restored: this agency's own debit for the remittance, whatever the
-        other agency claims to return (0 when there is no such debit)."""
+        other agency claims to return (0 when there is no such debit, or when no verified
+        return names the remittance)."""
+        if not self._verified.has_verified(
+            request.case_id, "BalanceReturned", {"remittance_id": request.remittance_id}
+        ):
+            return 0
         return self._records.restore_returned(request)
 
     @activity.defn(name="post_residual_remittance")
@@ -159,8 +184,9 @@ class OutgoingActivities:
 
 
 class IncomingActivities:
-    def __init__(self, records: IncomingRecords) -> None:
+    def __init__(self, records: IncomingRecords, verified: VerifiedDocuments) -> None:
         self._records = records
+        self._verified = verified
 
     @activity.defn(name="complete_transfer_in")
     async def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:
@@ -168,6 +194,9 @@ class IncomingActivities:
 
     @activity.defn(name="credit_balance")
     async def credit_balance(self, request: CreditInput) -> None:
+        remittance = {"remittance_id": request.remittance_id, "amount_fen": request.amount_fen}
+        if not self._verified.has_verified(request.case_id, "BalanceRemitted", remittance):
+            raise _unverified(request.case_id, "remittance")
         try:
             self._records.credit(request)
         except LookupError as error:

@@ -4,7 +4,7 @@ workflow tests register fakes under the same activity names."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from contracts.documents import AuditRecord, InformationSheet
 from contracts.envelope import Envelope
@@ -32,6 +32,13 @@ class CaseStore(Protocol):
 
     def record_sent(self, envelope: Envelope) -> None:
         """Keep a published document until its receipt (the resend sweep's work list)."""
+
+
+class VerifiedDocuments(Protocol):
+    def has_verified(self, case_id: str, doc_type: str, fields: dict[str, Any]) -> bool:
+        """Whether the inbound path verified the signature of a document of ``doc_type``
+        of the case whose payload has these JSON ``fields`` (what a money-moving activity
+        may act on)."""
 
 
 class DocumentPublisher(Protocol):

@@ -30,15 +30,16 @@ from services.common.api import (
 )
 from services.common.auth import ANY_ROLE, CLERK_ROLES, AuthError, Principal
 from services.common.bootstrap import Service
+from services.common.codec import CodecError, decode_for_ui
 from services.common.inbound import InboundHandler, Route, raw_body
 from services.common.kafka_topics import ensure_topics
 from services.common.metrics import InboundCounters, install_metrics
 from services.common.platform import (
     MAX_DOCUMENT_BYTES,
     KafkaDocumentPublisher,
-    RegionSigner,
     connect_temporal,
     make_broker,
+    temporal_codec,
 )
 from services.common.tracing import configure_tracing, instrument_app
 
@@ -97,7 +98,8 @@ def build_agency_app(
         served=service.served,
         broker=broker,
         topics=settings.topics,
-        signer=RegionSigner(settings.keys_dir),
+        signer=service.signer,
+        keys=service.keys,
         route=route,
         publisher=publisher,
         replay_window=timedelta(hours=settings.replay_window_hours),
@@ -106,7 +108,9 @@ def build_agency_app(
 
     @broker.subscriber(
         inbox_topic,
-        group_id=f"{settings.topic_prefix}-{side}-agency",
+        # One group per deployment: two deployments of one side (different regions) each
+        # read every document and skip the ones for regions they do not serve.
+        group_id=settings.consumer_group(side),
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,
@@ -219,6 +223,30 @@ def build_agency_app(
         counts = await handler.redrive()
         log.info("dead letters re-driven by %s: %s", principal.agency, counts)
         return JSONResponse({"redriven": counts})
+
+    codec = temporal_codec(settings)
+
+    @app.post("/codec/decode", include_in_schema=False)
+    async def codec_decode(request: Request) -> JSONResponse:
+        """The Temporal UI's codec server: an operator's key (X-Api-Key, or the bearer
+        token the UI passes on) sees a case's payloads decrypted; nobody else does."""
+        bearer = request.headers.get("authorization", "")
+        presented = request.headers.get("x-api-key") or bearer.removeprefix("Bearer ").strip()
+        try:
+            principal = service.auth.principal(presented or None)
+        except AuthError as exc:
+            return auth_error_response(exc)
+        if "operator" not in principal.roles:
+            return problem(
+                403, "ROLE_REQUIRED", "decoding Temporal payloads needs the operator role"
+            )
+        try:
+            body = await request.json()
+            decoded = decode_for_ui(codec, body if isinstance(body, dict) else {})
+        except (CodecError, ValueError):
+            return problem(400, "MALFORMED_BODY", "a codec request is {payloads: [...]} of ours")
+        log.info("codec: %s decoded Temporal payloads", principal.agency)
+        return JSONResponse(decoded)
 
     @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
     async def set_connectivity(

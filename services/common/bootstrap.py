@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from contracts.keyring import KeyRegistrySource, RegionSigner
 from domain.calendar import WorkingDayCalendar
 from domain.regions import RegionRegistry
 from services.common.auth import Authenticator, parse_api_keys
@@ -30,10 +31,11 @@ from services.common.migrate import upgrade as migrate_database
 from services.common.platform import (
     KafkaDocumentPublisher,
     PolicyContext,
-    RegionSigner,
     connect_temporal,
     load_registry,
+    load_trust,
     make_broker,
+    served_regions,
     working_day_calendar,
 )
 from services.common.repository import CaseRepository, RegionConnectivity
@@ -67,6 +69,8 @@ class Service:
     connectivity: RegionConnectivity
     policy: PolicyContext
     auth: Authenticator
+    keys: KeyRegistrySource
+    signer: RegionSigner
     served: set[str] = field(default_factory=set)
 
     def calendar(self, today: date) -> WorkingDayCalendar:
@@ -90,7 +94,10 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     engine = make_engine(settings.database_url(side))
     migrate_database(engine, side)  # create, adopt or upgrade: services/common/migrate.py
     registry = load_registry(settings)
-    served = set(settings.served_regions) or set(registry.codes())
+    served = served_regions(settings, registry)
+    # Key custody is checked before anything else starts: a key directory with another
+    # region's private key stops the service.
+    keys = load_trust(settings, served)
     return Service(
         side=side,
         settings=settings,
@@ -101,6 +108,8 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
         # Invalid policy data stops the service here, naming the file, line and rule.
         policy=PolicyContext(settings, registry),
         auth=Authenticator(parse_api_keys(settings.api_keys)),
+        keys=keys,
+        signer=RegionSigner(settings.keys_dir, served, keys),
         served=served,
     )
 
@@ -157,7 +166,7 @@ async def run_worker(
     shared = CaseActivities(
         service.repository,
         publisher,
-        RegionSigner(settings.keys_dir),
+        service.signer,
         service.connectivity,
         service.policy,
     )
@@ -182,6 +191,7 @@ async def run_worker(
     resend = ResendSweep(
         service.repository,
         publisher,
+        service.signer,
         first_wait=timedelta(seconds=settings.resend_after_seconds),
         escalate_after=settings.resend_escalate_after,
     )

@@ -33,7 +33,24 @@ class Settings(BaseSettings):
     topic_prefix: str = "medtransfer"
     task_queue_prefix: str = "medtransfer"
     data_dir: Path = REPO_DIR / "var" / "local" / "data"
+    # This deployment's own private keys only: <keys_dir>/<region>/<key_id>.pem, for the
+    # regions it serves (contracts/keyring.py); every other region's key is public.
     keys_dir: Path = REPO_DIR / "var" / "local" / "keys"
+    # The public-key registry (every region's keys with their validity), signed by the
+    # platform operator, whose public key (base64 raw Ed25519) verifies it.
+    key_registry_file: Path = REPO_DIR / "var" / "local" / "trust" / "registry.json"
+    platform_public_key: str = ""
+    # The local demo and the tests only: plaintext API keys and "*" regions are allowed,
+    # and the deployment plays the platform operator (creates its served regions' keys and
+    # enters them in the registry, platform.pem beside it). Never set in production.
+    local_demo: bool = False
+    # This deployment's name: its Kafka consumer groups are <prefix>-<side>-<deployment>,
+    # so two deployments of one side each get every document (and skip other regions').
+    deployment: str = "local"
+    # Temporal payload encryption (services/common/codec.py): JSON {key_id: base64 32-byte
+    # AES-256 key}; new payloads use temporal_codec_key_id, any listed key decrypts.
+    temporal_codec_keys: str = ""
+    temporal_codec_key_id: str = ""
     # An explicit URL (postgresql+psycopg://...) overrides the per-side SQLite file.
     incoming_database_url: str | None = None
     outgoing_database_url: str | None = None
@@ -75,6 +92,11 @@ class Settings(BaseSettings):
     @property
     def topics(self) -> Topics:
         return Topics(prefix=self.topic_prefix)
+
+    def consumer_group(self, side: Side) -> str:
+        """This deployment's group on its side's platform inbox: a group per deployment,
+        so two deployments of one side never take each other's documents."""
+        return f"{self.topic_prefix}-{side}-{self.deployment}"
 
     def task_queue(self, side: Side) -> str:
         return f"{self.task_queue_prefix}-{side}"

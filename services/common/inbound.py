@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.dead_letter import DeadLetter
 from contracts.envelope import Envelope
+from contracts.keyring import KeyRegistrySource, RegionSigner
 from contracts.topics import Topics
 from domain.regions import RegionRegistry
 from services.common.faults import crash_point
@@ -31,7 +32,6 @@ from services.common.platform import (
     InboundProblem,
     KafkaDocumentPublisher,
     NotAddressedToUs,
-    RegionSigner,
     content_digest,
     misaddressed_problem,
     parse_and_verify,
@@ -78,6 +78,7 @@ class InboundHandler:
         broker: KafkaBroker,
         topics: Topics,
         signer: RegionSigner,
+        keys: KeyRegistrySource,
         route: Route,
         publisher: KafkaDocumentPublisher,
         replay_window: timedelta = DEFAULT_REPLAY_WINDOW,
@@ -89,6 +90,7 @@ class InboundHandler:
         self._registry = registry
         self._served = served
         self._signer = signer
+        self._keys = keys
         self._route = route
         self._publisher = publisher
         self._dead_letters = broker.publisher(
@@ -102,7 +104,7 @@ class InboundHandler:
         self, raw: bytes, *, topic: str, partition: int | None, offset: int | None
     ) -> str:
         try:
-            envelope = parse_and_verify(raw, self._registry, self._served)
+            envelope = parse_and_verify(raw, self._registry, self._served, self._keys)
         except NotAddressedToUs:
             return "not_ours"
         except InboundProblem as problem:
@@ -122,6 +124,8 @@ class InboundHandler:
         if refusal is not None:
             await self._dead_letter(refusal, raw, topic, partition, offset)
             return "dead_letter"
+        # Before the workflow hears of it: what the money-moving activities may act on.
+        self._repository.record_verified(envelope)
         try:
             outcome = await self._route(envelope)
         except InboundProblem as problem:
@@ -193,7 +197,7 @@ class InboundHandler:
 
     async def _redrive_one(self, raw: bytes) -> str:
         try:
-            envelope = parse_and_verify(raw, self._registry, self._served)
+            envelope = parse_and_verify(raw, self._registry, self._served, self._keys)
         except InboundProblem as problem:
             return reason_code(problem.reason)
         earlier = self._repository.received(envelope.message_id)
@@ -202,6 +206,7 @@ class InboundHandler:
         refusal = self._refusal(envelope, replayed=False)
         if refusal is not None:
             return reason_code(refusal.reason)
+        self._repository.record_verified(envelope)
         try:
             outcome = await self._route(envelope)
         except InboundProblem as problem:

@@ -1,4 +1,4 @@
-"""Adapters to the platform: signing keys, the Kafka publisher, inbound verification,
+"""Adapters to the platform: key custody, the Kafka publisher, inbound verification,
 the case context (calendar + limits), and the Temporal client."""
 
 from __future__ import annotations
@@ -8,32 +8,26 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.documents import AuditRecord, Receipt, TransferRequested
 from contracts.envelope import Envelope
-from contracts.signing import (
-    SignatureInvalid,
-    load_region_keys,
-    load_region_private_key,
-    sign_envelope,
-    verify_from_region,
-    write_region_key,
-)
+from contracts.keyring import KeyRegistrySource, custody_problems
+from contracts.local_trust import enrol_local_regions, platform_public_key
+from contracts.signing import SignatureInvalid
 from contracts.topics import Topics
 from domain.calendar import WorkingDayCalendar, build_calendar
 from domain.limits import CaseLimits
 from domain.policy import PolicyDataError, PolicyTable, load_policy_table
 from domain.regions import RegionRegistry, load_region_registry
+from services.common.codec import EncryptionCodec, codec_from_settings, encrypted_converter
 from services.common.config import Settings, Side
 from services.common.tracing import kafka_middlewares, temporal_interceptors
 from workflows.types import CaseContext, LoadContextInput
@@ -42,33 +36,41 @@ log = logging.getLogger("medtransfer.platform")
 
 
 def load_registry(settings: Settings) -> RegionRegistry:
-    """The region registry with the public keys found in the keys directory merged in
-    (local deployments create a missing key per region first)."""
-    registry = load_region_registry(settings.region_registry_file)
-    ensure_region_keys(settings.keys_dir, registry)
-    keys = load_region_keys(settings.keys_dir) if settings.keys_dir.exists() else {}
-    return registry.with_public_keys({k: v for k, v in keys.items() if registry.get(k)})
+    """The region registry (names, provinces, platform connection); keys are apart."""
+    return load_region_registry(settings.region_registry_file)
 
 
-def ensure_region_keys(keys_dir: Path, registry: RegionRegistry) -> None:
-    """Local deployments hold one signing key per region; create the missing ones."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
-    for code in registry.codes():
-        write_region_key(keys_dir, code)
+def served_regions(settings: Settings, registry: RegionRegistry) -> set[str]:
+    """The regions this deployment serves. Only the local demo may leave them unset (then
+    it serves every region, playing both agencies)."""
+    served = set(settings.served_regions)
+    unknown = sorted(code for code in served if registry.get(code) is None)
+    if unknown:
+        raise ValueError(f"MEDTRANSFER_SERVED_REGIONS names unknown regions: {unknown}")
+    if not served and not settings.local_demo:
+        raise ValueError("MEDTRANSFER_SERVED_REGIONS must list the regions this deployment serves")
+    return served or set(registry.codes())
 
 
-class RegionSigner:
-    """Signs outgoing documents with the sending region's private key (Ed25519)."""
+def load_trust(settings: Settings, served: set[str]) -> KeyRegistrySource:
+    """The public-key registry, verified with the platform operator's key, after checking
+    key custody: the key directory holds private keys of served regions only.
 
-    def __init__(self, keys_dir: Path) -> None:
-        self._keys_dir = keys_dir
-        self._keys: dict[str, Ed25519PrivateKey] = {}  # read once per region, not per document
-
-    def sign(self, envelope: Envelope) -> Envelope:
-        region = envelope.from_region
-        if region not in self._keys:
-            self._keys[region] = load_region_private_key(self._keys_dir, region)
-        return sign_envelope(envelope, self._keys[region], key_id=f"region-{region}")
+    In the local demo the deployment first plays the platform operator for its own
+    regions (contracts/local_trust.py); elsewhere it never creates or registers a key.
+    """
+    platform_public = settings.platform_public_key
+    if settings.local_demo:
+        enrol_local_regions(settings.key_registry_file, settings.keys_dir, served)
+        platform_public = platform_public or platform_public_key(settings.key_registry_file.parent)
+    problems = custody_problems(settings.keys_dir, served)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not platform_public:
+        raise ValueError(
+            "MEDTRANSFER_PLATFORM_PUBLIC_KEY is not set: the key registry cannot be checked"
+        )
+    return KeyRegistrySource(settings.key_registry_file, platform_public)
 
 
 class KafkaDocumentPublisher:
@@ -131,13 +133,23 @@ def make_broker(
     )
 
 
+def temporal_codec(settings: Settings) -> EncryptionCodec:
+    """The payload codec: Temporal sees only ciphertext (services/common/codec.py)."""
+    return codec_from_settings(
+        settings.temporal_codec_keys,
+        settings.temporal_codec_key_id,
+        local_demo=settings.local_demo,
+        trust_dir=settings.key_registry_file.parent,
+    )
+
+
 async def connect_temporal(
     settings: Settings, tracer_provider: TracerProvider | None = None
 ) -> Client:
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=encrypted_converter(temporal_codec(settings)),
         interceptors=temporal_interceptors(tracer_provider),
     )
 
@@ -185,7 +197,9 @@ def _fields(exc: ValidationError) -> str:
     return ",".join(".".join(part(p) for p in e["loc"]) for e in exc.errors()[:5])
 
 
-def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> Envelope:
+def parse_and_verify(
+    raw: bytes, registry: RegionRegistry, served: set[str], keys: KeyRegistrySource
+) -> Envelope:
     """Check the size, validate the envelope and its document, check it is for a region
     we serve, and verify the sending region's signature. Raises InboundProblem with a
     reason naming codes and fields, never values."""
@@ -206,9 +220,8 @@ def parse_and_verify(raw: bytes, registry: RegionRegistry, served: set[str]) -> 
         raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {_fields(exc)}", **ids) from None
     if registry.get(envelope.from_region) is None:
         raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
-    keys = {r.code: r.public_key for r in registry.regions() if r.public_key}
     try:
-        verify_from_region(envelope, keys)
+        keys.verify(envelope, datetime.now(UTC))
     except SignatureInvalid as exc:
         raise InboundProblem(f"SIGNATURE_INVALID: {exc.reason}", **ids) from None
     return envelope

@@ -3,6 +3,7 @@ region connectivity and dead letters. Implements the CaseStore and Connectivity 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from services.common.tables import (
     InboxRow,
     RegionStatusRow,
     SentDocumentRow,
+    VerifiedDocumentRow,
 )
 from workflows.types import CaseEvent, Side
 
@@ -360,6 +362,39 @@ class CaseRepository:
     # --- inbox ----------------------------------------------------------------------------
     def seen(self, message_id: str) -> bool:
         return self.received(message_id) is not None
+
+    def record_verified(self, envelope: Envelope) -> None:
+        """Note a document whose signature was verified (once per message id)."""
+        try:
+            with session_scope(self.engine) as session:
+                if session.get(VerifiedDocumentRow, envelope.message_id) is None:
+                    session.add(
+                        VerifiedDocumentRow(
+                            message_id=envelope.message_id,
+                            case_id=envelope.case_id,
+                            type=envelope.type,
+                            from_region=envelope.from_region,
+                            key_id=envelope.key_id or "",
+                            payload_json=json.dumps(envelope.payload, ensure_ascii=False),
+                            verified_at=utcnow(),
+                        )
+                    )
+        except IntegrityError:
+            pass  # a concurrent delivery of the same message noted it first
+
+    def has_verified(self, case_id: str, doc_type: str, fields: dict[str, Any]) -> bool:
+        """Whether a verified document of that type of the case carries these fields."""
+        with session_scope(self.engine) as session:
+            rows = session.exec(
+                select(VerifiedDocumentRow.payload_json).where(
+                    VerifiedDocumentRow.case_id == case_id, VerifiedDocumentRow.type == doc_type
+                )
+            ).all()
+        for text in rows:
+            payload = json.loads(text)
+            if all(payload.get(name) == value for name, value in fields.items()):
+                return True
+        return False
 
     def received(self, message_id: str) -> InboxRow | None:
         # Core, not the ORM: asked for every inbound document (make bench profiles).

@@ -6,7 +6,8 @@ receiver was offline past the topic's retention. Every document a workflow deliv
 kept in ``sent_document`` until the receiver's signed Receipt names it. The sweep, run by
 each side's worker, publishes an unacknowledged document again (the same message id and
 signature: a receiver that has it answers with its receipt again, one that does not acts
-on it) with doubling waits, and after ``escalate_after`` attempts opens a clerk exception
+on it; signed again with the current key when its key was rotated out or revoked, so a
+revocation loses no document in flight) with doubling waits, and after ``escalate_after`` attempts opens a clerk exception
 ``NO_RECEIPT`` on the case (timeline, audit trail, alert) while it keeps resending.
 """
 
@@ -17,6 +18,7 @@ import logging
 from datetime import timedelta
 
 from contracts.envelope import Envelope
+from contracts.keyring import KeyCustodyError, RegionSigner
 from services.common.platform import KafkaDocumentPublisher
 from services.common.repository import CaseRepository, utcnow
 
@@ -30,12 +32,14 @@ class ResendSweep:
         self,
         repository: CaseRepository,
         publisher: KafkaDocumentPublisher,
+        signer: RegionSigner,
         *,
         first_wait: timedelta = timedelta(minutes=1),
         escalate_after: int = 10,
     ) -> None:
         self._repository = repository
         self._publisher = publisher
+        self._signer = signer
         self._first_wait = first_wait
         self._escalate_after = escalate_after
 
@@ -54,13 +58,26 @@ class ResendSweep:
             )
             if now - last < self.wait_after(row.attempts):
                 continue
-            await self._publisher.publish_document(Envelope.model_validate(row.envelope))
+            await self._publisher.publish_document(
+                self._current(Envelope.model_validate(row.envelope))
+            )
             escalate = row.attempts + 1 >= self._escalate_after and row.escalated_at is None
             self._repository.resent(row.message_id, escalated=escalate)
             resent += 1
             if escalate:
                 await self._escalate(row.case_id, row.message_id, row.type, row.attempts + 1)
         return resent
+
+    def _current(self, envelope: Envelope) -> Envelope:
+        """The envelope as sent, or signed anew when its key is no longer the one to use
+        (same message id and content: the receiver takes it as the same document)."""
+        now = utcnow()
+        try:
+            if envelope.key_id == self._signer.current_key_id(envelope.from_region, now):
+                return envelope
+        except KeyCustodyError:
+            return envelope  # no usable key now: the old signature is the best there is
+        return self._signer.sign(envelope.model_copy(update={"sent_at": now}))
 
     async def _escalate(self, case_id: str, message_id: str, doc_type: str, attempts: int) -> None:
         log.warning(

@@ -83,6 +83,22 @@ class InboxRow(SQLModel, table=True):
     digest: str | None = None
 
 
+class VerifiedDocumentRow(SQLModel, table=True):
+    """A platform document whose signature this side verified, written before it is handed
+    to a workflow: the money-moving activities act only on what is here (a signal sent
+    to Temporal by anyone else finds nothing and moves nothing)."""
+
+    __tablename__ = "verified_document"
+
+    message_id: str = Field(primary_key=True)
+    case_id: str = Field(index=True)
+    type: str
+    from_region: str
+    key_id: str
+    payload_json: str
+    verified_at: datetime
+
+
 class LedgerEntry(SQLModel, table=True):
     """One money movement. (remittance_id, leg) is unique: a retried activity or a
     redelivered message can never move the same money twice."""
@@ -153,6 +169,7 @@ COMMON_TABLES = [
     CaseRow,
     CaseEventRow,
     InboxRow,
+    VerifiedDocumentRow,
     LedgerEntry,
     RegionStatusRow,
     DeadLetterRow,

@@ -13,7 +13,7 @@ from workflows.incoming.workflows import (
 
 
 async def run(service: Service) -> None:
-    side = IncomingActivities(IncomingRecordsSql(service.engine))
+    side = IncomingActivities(IncomingRecordsSql(service.engine), service.repository)
     await run_worker(
         service,
         [IncomingCaseWorkflow, IncomingResidualWorkflow],

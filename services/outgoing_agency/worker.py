@@ -14,7 +14,9 @@ from workflows.outgoing.workflows import (
 
 
 async def run(service: Service) -> None:
-    side = OutgoingActivities(OutgoingRecordsSql(service.engine, service.connectivity))
+    side = OutgoingActivities(
+        OutgoingRecordsSql(service.engine, service.connectivity), service.repository
+    )
     await run_worker(
         service,
         [OutgoingCaseWorkflow, OutgoingResidualWorkflow, OutgoingStopAnswerWorkflow],

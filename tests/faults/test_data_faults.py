@@ -163,8 +163,8 @@ async def test_whole_topics_replayed_from_the_earliest_offset_change_nothing(
     cases = await start_cases(stack, 2)
     await wait_for_invariants(stack, cases, timeout=180)
     topics = {
-        stack.topics.to_incoming: f"{stack.prefix}-incoming-agency",
-        stack.topics.to_outgoing: f"{stack.prefix}-outgoing-agency",
+        stack.topics.to_incoming: f"{stack.prefix}-incoming-local",
+        stack.topics.to_outgoing: f"{stack.prefix}-outgoing-local",
     }
 
     async def quiet() -> None:

@@ -36,7 +36,7 @@ from contracts.documents import (
     TransferOutCompleted,
 )
 from contracts.envelope import Envelope
-from contracts.signing import load_region_private_key, sign_envelope
+from contracts.local_trust import enrol_local_regions, sign_locally
 from contracts.topics import Topics
 from domain.identity import resident_id_check_char
 from services.common.platform import receipt_for
@@ -333,6 +333,8 @@ def stack_env(
         "MEDTRANSFER_TASK_QUEUE_PREFIX": prefix,
         "MEDTRANSFER_DATA_DIR": str(root / "data"),
         "MEDTRANSFER_KEYS_DIR": str(root / "keys"),
+        "MEDTRANSFER_KEY_REGISTRY_FILE": str(root / "trust" / "registry.json"),
+        "MEDTRANSFER_LOCAL_DEMO": "true",
         "MEDTRANSFER_POLICY_FILE": str(policy_file),
         "MEDTRANSFER_API_KEYS": json.dumps(TEST_API_KEYS),
         "MEDTRANSFER_DELIVERY_RETRY_INITIAL_SECONDS": "0.5",
@@ -372,6 +374,10 @@ class PeerAgency:
             auto_offset_reset="earliest",
         )
         self.received: list[Envelope] = []
+        # The peer is another agency: its own key folder, its key entered in the local
+        # registry the services read (they reload it when it changes).
+        self.keys_dir = stack.root / f"peer-keys-{region}"
+        enrol_local_regions(stack.root / "trust" / "registry.json", self.keys_dir, [region])
 
     async def __aenter__(self) -> PeerAgency:
         await self.producer.start()
@@ -414,8 +420,7 @@ class PeerAgency:
 
     async def acknowledge(self, envelope: Envelope) -> None:
         receipt = receipt_for(envelope, datetime.now(UTC))
-        key = load_region_private_key(self.stack.keys_dir, self.region)
-        await self.send(sign_envelope(receipt, key, key_id=f"region-{self.region}"))
+        await self.send(sign_locally(self.keys_dir, receipt))
 
     def envelope(self, document: BaseModel, case_id: str, step: str, to_region: str) -> Envelope:
         unsigned = Envelope.wrap(
@@ -426,8 +431,7 @@ class PeerAgency:
             to_region=to_region,
             sent_at=datetime.now(UTC),
         )
-        key = load_region_private_key(self.stack.keys_dir, self.region)
-        return sign_envelope(unsigned, key, key_id=f"region-{self.region}")
+        return sign_locally(self.keys_dir, unsigned)
 
     async def send(self, envelope: Envelope, topic: str | None = None) -> None:
         await self.producer.send_and_wait(

@@ -26,7 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.envelope import Envelope
-from contracts.signing import load_region_private_key, sign_envelope
+from contracts.local_trust import sign_locally
 from domain.identity import fingerprint, mask_id
 from services.common.bootstrap import Service, build_service
 from services.common.config import Settings, Side
@@ -125,7 +125,10 @@ def _logging_kept() -> Iterator[None]:
 def build_inprocess_service(side: Side, root: Path, **settings: Any) -> Service:
     values: dict[str, Any] = {
         "data_dir": root / side / "data",
-        "keys_dir": root / "keys",  # one key set for both sides, as in a deployment
+        # One deployment playing both agencies (and the platform operator): the local demo.
+        "keys_dir": root / "keys",
+        "key_registry_file": root / "trust" / "registry.json",
+        "local_demo": True,
         "topic_prefix": TOPIC_PREFIX,
         "task_queue_prefix": TOPIC_PREFIX,
         "api_keys": json.dumps(TEST_API_KEYS),
@@ -161,9 +164,7 @@ class InProcessAgency:
 
     def signed(self, envelope: Envelope) -> Envelope:
         """The envelope signed with its sending region's real key."""
-        keys_dir = self.service.settings.keys_dir
-        key = load_region_private_key(keys_dir, envelope.from_region)
-        return sign_envelope(envelope, key, key_id=f"region-{envelope.from_region}")
+        return sign_locally(self.service.settings.keys_dir, envelope)
 
     def envelope(
         self,

@@ -322,11 +322,24 @@ class FakeIncomingRecords:
         self.credits.append(request)
 
 
+class FakeVerifiedDocuments:
+    """Workflow tests hand documents to the workflows directly: all count as verified
+    unless a test says a type was never verified (the inbound path is tested apart)."""
+
+    def __init__(self) -> None:
+        self.unverified_types: set[str] = set()
+        self.asked: list[tuple[str, str, dict[str, Any]]] = []
+
+    def has_verified(self, case_id: str, doc_type: str, fields: dict[str, Any]) -> bool:
+        self.asked.append((case_id, doc_type, fields))
+        return doc_type not in self.unverified_types
+
+
 class GatedOutgoingActivities(OutgoingActivities):
     """The outgoing checks wait for the test to open ``gate`` (a slow records system)."""
 
-    def __init__(self, records: FakeOutgoingRecords) -> None:
-        super().__init__(records)
+    def __init__(self, records: FakeOutgoingRecords, verified: FakeVerifiedDocuments) -> None:
+        super().__init__(records, verified)
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
@@ -391,10 +404,11 @@ class InMemoryPlatform:
         self.context = context or FakeContextSource()
         self.outgoing_records = outgoing_records or FakeOutgoingRecords()
         self.incoming_records = incoming_records or FakeIncomingRecords()
+        self.verified = FakeVerifiedDocuments()
         self.outgoing_activities: OutgoingActivities = (
-            GatedOutgoingActivities(self.outgoing_records)
+            GatedOutgoingActivities(self.outgoing_records, self.verified)
             if gate_outgoing_checks
-            else OutgoingActivities(self.outgoing_records)
+            else OutgoingActivities(self.outgoing_records, self.verified)
         )
         self.copies = 1  # deliveries per document: 2 = the platform redelivers everything
         self.deliveries = 0
@@ -501,7 +515,7 @@ class InMemoryPlatform:
             shared.load_case_context,
         ]
         if side == "incoming":
-            records = IncomingActivities(self.incoming_records)
+            records = IncomingActivities(self.incoming_records, self.verified)
             return [*common, records.complete_transfer_in, records.credit_balance]
         out = self.outgoing_activities
         return [

@@ -3,6 +3,8 @@ import re
 import stat
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -44,16 +46,13 @@ from contracts.export import (
     write_documents,
 )
 from contracts.export import main as export_main
+from contracts.keyring import KeyEntry, KeyRegistry, private_key_path, write_private_key
 from contracts.signing import (
     SignatureInvalid,
     generate_keypair,
     load_private_key,
-    load_region_keys,
-    load_region_private_key,
     sign_envelope,
     verify_envelope,
-    verify_from_region,
-    write_region_key,
 )
 
 pytestmark = pytest.mark.unit
@@ -194,10 +193,34 @@ def wrap(doc: BaseModel, case_id: str, step: str = "s1", **kwargs: object) -> En
     return Envelope.wrap(doc, **params)  # type: ignore[arg-type]
 
 
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def key_id(region: str) -> str:
+    return f"{region}-k1"
+
+
+def region_key(region_dir: Path, region: str) -> Any:
+    write_private_key(region_dir, region, key_id(region))
+    return load_private_key(private_key_path(region_dir, region, key_id(region)).read_bytes())
+
+
+def registry_of(region_dir: Path) -> KeyRegistry:
+    """The public keys of every key file in ``region_dir``, valid since long ago."""
+    entries = []
+    for path in sorted(region_dir.glob("*/*.pem")):
+        public = write_private_key(region_dir, path.parent.name, path.stem)
+        entries.append(KeyEntry(path.parent.name, path.stem, public, LONG_AGO))
+    return KeyRegistry(tuple(entries), LONG_AGO)
+
+
+def public_of(region_dir: Path, region: str) -> str:
+    return write_private_key(region_dir, region, key_id(region))
+
+
 def signed_request(region_dir, region: str = PINGLIANG) -> Envelope:
-    write_region_key(region_dir, region)
     env = wrap(sample_documents()["TransferRequested"], new_case_id(), from_region=region)
-    return sign_envelope(env, load_region_private_key(region_dir, region), key_id=region)
+    return sign_envelope(env, region_key(region_dir, region), key_id=key_id(region))
 
 
 def test_samples_cover_every_document_type():
@@ -302,10 +325,10 @@ def test_region_codes_must_have_six_digits():
 def test_sign_and_verify(tmp_path):
     env = signed_request(tmp_path)
 
-    verify_envelope(env, load_region_keys(tmp_path)[PINGLIANG])
+    verify_envelope(env, public_of(tmp_path, PINGLIANG))
     received = Envelope.model_validate_json(env.model_dump_json())
-    verify_from_region(received, load_region_keys(tmp_path))
-    assert received.key_id == PINGLIANG
+    registry_of(tmp_path).verify(received, datetime.now(UTC))
+    assert received.key_id == key_id(PINGLIANG)
 
 
 def test_a_changed_payload_byte_fails_verification(tmp_path):
@@ -315,14 +338,14 @@ def test_a_changed_payload_byte_fails_verification(tmp_path):
     tampered = Envelope.model_validate_json(raw.replace("工作调动", "工作调迁"))
 
     with pytest.raises(SignatureInvalid, match="does not match"):
-        verify_envelope(tampered, load_region_keys(tmp_path)[PINGLIANG])
+        verify_envelope(tampered, public_of(tmp_path, PINGLIANG))
 
 
 def test_a_changed_key_id_fails_verification(tmp_path):
     env = signed_request(tmp_path)
-    relabelled = env.model_copy(update={"key_id": XIAN})
+    relabelled = env.model_copy(update={"key_id": key_id(XIAN)})
     with pytest.raises(SignatureInvalid):
-        verify_envelope(relabelled, load_region_keys(tmp_path)[PINGLIANG])
+        verify_envelope(relabelled, public_of(tmp_path, PINGLIANG))
 
 
 def test_a_wrong_key_fails_verification(tmp_path):
@@ -335,43 +358,44 @@ def test_a_wrong_key_fails_verification(tmp_path):
 def test_a_missing_signature_fails_verification(tmp_path):
     env = signed_request(tmp_path).model_copy(update={"signature": None})
     with pytest.raises(SignatureInvalid, match="missing"):
-        verify_envelope(env, load_region_keys(tmp_path)[PINGLIANG])
+        verify_envelope(env, public_of(tmp_path, PINGLIANG))
 
 
 def test_another_regions_key_fails_verification(tmp_path):
-    write_region_key(tmp_path, XIAN)
+    region_key(tmp_path, XIAN)
     env = signed_request(tmp_path, region=PINGLIANG)
-    # A message claiming to come from Xi'an but signed with Pingliang's key.
-    forged = sign_envelope(
-        env.model_copy(update={"from_region": XIAN}),
-        load_region_private_key(tmp_path, PINGLIANG),
-        key_id=XIAN,
-    )
-    registry = load_region_keys(tmp_path)
-
+    # A message claiming to come from Xi'an but signed with Pingliang's key, under
+    # Xi'an's key id or under Pingliang's.
+    registry = registry_of(tmp_path)
+    for claimed in (key_id(XIAN), key_id(PINGLIANG)):
+        forged = sign_envelope(
+            env.model_copy(update={"from_region": XIAN}),
+            region_key(tmp_path, PINGLIANG),
+            key_id=claimed,
+        )
+        with pytest.raises(SignatureInvalid):
+            registry.verify(forged, datetime.now(UTC))
     with pytest.raises(SignatureInvalid):
-        verify_envelope(env, registry[XIAN])
-    with pytest.raises(SignatureInvalid):
-        verify_from_region(forged, registry)
+        verify_envelope(env, public_of(tmp_path, XIAN))
 
 
 def test_an_unregistered_region_fails_verification(tmp_path):
     env = signed_request(tmp_path)
-    with pytest.raises(SignatureInvalid, match="no public key"):
-        verify_from_region(env, {XIAN: generate_keypair()[1]})
+    with pytest.raises(SignatureInvalid, match="no key"):
+        KeyRegistry((), LONG_AGO).verify(env, datetime.now(UTC))
 
 
 def test_region_key_file_is_private_and_kept(tmp_path):
     key_dir = tmp_path / "keys"
-    public = write_region_key(key_dir, FUZHOU)
+    public = write_private_key(key_dir, FUZHOU, key_id(FUZHOU))
 
-    path = key_dir / f"{FUZHOU}.pem"
+    path = key_dir / FUZHOU / f"{key_id(FUZHOU)}.pem"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert write_region_key(key_dir, FUZHOU) == public
-    assert load_region_keys(key_dir) == {FUZHOU: public}
-    assert sorted(p.name for p in key_dir.iterdir()) == [f"{FUZHOU}.pem"]
+    assert write_private_key(key_dir, FUZHOU, key_id(FUZHOU)) == public
+    assert [e.public_key for e in registry_of(key_dir).entries] == [public]
+    assert sorted(p.name for p in (key_dir / FUZHOU).iterdir()) == [f"{key_id(FUZHOU)}.pem"]
     with pytest.raises(ValueError, match="6-digit"):
-        write_region_key(key_dir, "../etc")
+        write_private_key(key_dir, "../etc", "../etc-1")
 
 
 def test_generated_keypair_loads():
@@ -383,20 +407,14 @@ def test_generated_keypair_loads():
     verify_envelope(env, public)
 
 
-def test_keys_cli_prints_public_keys_only(tmp_path, capsys):
-    assert (
-        keys_cli.main(
-            ["generate", "--dir", str(tmp_path), "--region", PINGLIANG, "--region", FUZHOU]
-        )
-        == 0
-    )
+def test_keys_cli_prints_the_public_registry_entry_only(tmp_path, capsys):
+    assert keys_cli.main(["generate", "--dir", str(tmp_path), "--region", PINGLIANG]) == 0
 
     out = capsys.readouterr().out
-    registry = load_region_keys(tmp_path)
-    assert out.splitlines() == [
-        f"{PINGLIANG} {registry[PINGLIANG]}",
-        f"{FUZHOU} {registry[FUZHOU]}",
-    ]
+    entry = KeyEntry.from_json(json.loads(out))
+    assert entry.region == PINGLIANG
+    assert entry.key_id.startswith(f"{PINGLIANG}-")
+    assert registry_of(tmp_path).entries[0].public_key == entry.public_key
     assert "PRIVATE" not in out
 
 

@@ -240,6 +240,6 @@ def test_a_document_without_receipt_is_resent_with_doubling_waits_up_to_an_hour(
 
     from services.common.resend import ResendSweep
 
-    sweep = ResendSweep(None, None, first_wait=timedelta(seconds=60))  # type: ignore[arg-type]
+    sweep = ResendSweep(None, None, None, first_wait=timedelta(seconds=60))  # type: ignore[arg-type]
     waits = [sweep.wait_after(n).total_seconds() for n in (1, 2, 3, 7, 30)]
     assert waits == [60, 120, 240, 3600, 3600]

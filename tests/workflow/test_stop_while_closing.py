@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from tests.support.workflow_fakes import (
     FakeOutgoingRecords,
+    FakeVerifiedDocuments,
     InMemoryPlatform,
     refusal_reason,
     wait_until,
@@ -30,7 +31,7 @@ class SlowRelease(OutgoingActivities):
     """The records database is slow / briefly down when the claim is released."""
 
     def __init__(self, records: FakeOutgoingRecords) -> None:
-        super().__init__(records)
+        super().__init__(records, FakeVerifiedDocuments())
         self.entered = asyncio.Event()
         self.gate = asyncio.Event()
 
