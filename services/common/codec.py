@@ -5,7 +5,10 @@ and its UI hold no ID number, name or bank account in clear.
 A payload becomes ``encoding: binary/encrypted`` with the key id in its metadata and
 ``nonce (12 bytes) || ciphertext+tag`` as data; the key id is bound as associated data.
 Keys rotate by adding a new key id and making it current: every listed key decrypts, the
-current one encrypts. A payload that is not encrypted is refused on decode: whoever can
+current one encrypts. A payload that is not encrypted under one of our keys is refused on
+decode: it becomes an empty payload of an encoding no converter reads, so the SDK drops
+such a signal ("Failed deserializing signal input ... dropping the signal") instead of
+acting on it, and the workflow task does not fail (which would jam the case): whoever can
 reach Temporal but holds no codec key cannot hand a workflow a document or a decision.
 
 The codec endpoint (``POST /codec/decode`` on the APIs, operator role) lets the Temporal
@@ -20,9 +23,11 @@ import binascii
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -31,8 +36,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
 ENCODING = b"binary/encrypted"
+REFUSED = b"binary/refused-not-ours"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+
+log = logging.getLogger("medtransfer.codec")
 
 
 class CodecError(ValueError):
@@ -53,7 +61,14 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        return [self.decrypt(payload) for payload in payloads]
+        decoded = []
+        for payload in payloads:
+            try:
+                decoded.append(self.decrypt(payload))
+            except CodecError as refused:
+                log.warning("security refusal: a Temporal payload refused: %s", refused)
+                decoded.append(Payload(metadata={"encoding": REFUSED}))
+        return decoded
 
     def encrypt(self, payload: Payload) -> Payload:
         nonce = os.urandom(NONCE_BYTES)
@@ -127,14 +142,14 @@ def encrypted_converter(codec: EncryptionCodec) -> DataConverter:
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
-def decode_for_ui(codec: EncryptionCodec, body: dict[str, object]) -> dict[str, object]:
+def decode_for_ui(codec: EncryptionCodec, body: dict[str, Any]) -> dict[str, Any]:
     """The Temporal UI's codec-server ``/decode`` exchange: ``{"payloads": [{"metadata":
     {name: base64}, "data": base64}]}`` in and out. A payload that is not ours is shown
     as it came (the UI also sends its own plain ones)."""
     items = body.get("payloads")
     if not isinstance(items, list):
         raise CodecError("the body needs a payloads list")
-    out: list[dict[str, object]] = []
+    out: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, dict):
             raise CodecError("a payload is an object")

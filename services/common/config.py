@@ -27,7 +27,21 @@ class Settings(BaseSettings):
     kafka_topic_partitions: int = Field(6, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)
     kafka_min_insync_replicas: int = Field(1, ge=1)
+    # Kafka transport security (services/common/transport.py): PLAINTEXT on loopback only.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
     temporal_target: str = "127.0.0.1:7233"
+    # Mutual TLS to the Temporal frontend (a client certificate its authorizer maps to
+    # this deployment's namespace); unset = plaintext on loopback.
+    temporal_tls_cert_file: Path | None = None
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_ca_file: Path | None = None
+    temporal_tls_server_name: str = ""
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     topic_prefix: str = "medtransfer"

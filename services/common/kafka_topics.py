@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from services.common.config import Settings
+from services.common.transport import kafka_client_options
 
 log = logging.getLogger("medtransfer.kafka.topics")
 
@@ -22,7 +23,11 @@ async def ensure_topics(settings: Settings) -> list[str]:
     """Create the missing topics of ``settings.topics`` and return their names. Existing
     topics are left alone: changing a live topic's partitions or replicas is an
     operator's decision (it moves keys between partitions)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="setup")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id="setup",
+        **kafka_client_options(settings),
+    )
     await admin.start()
     try:
         missing = sorted(set(settings.topics.all()) - set(await admin.list_topics()))

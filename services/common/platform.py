@@ -30,6 +30,7 @@ from domain.regions import RegionRegistry, load_region_registry
 from services.common.codec import EncryptionCodec, codec_from_settings, encrypted_converter
 from services.common.config import Settings, Side
 from services.common.tracing import kafka_middlewares, temporal_interceptors
+from services.common.transport import kafka_security, temporal_tls
 from workflows.types import CaseContext, LoadContextInput
 
 log = logging.getLogger("medtransfer.platform")
@@ -118,6 +119,7 @@ def make_broker(
     return KafkaBroker(
         settings.kafka_servers,
         client_id=client_id,
+        security=kafka_security(settings),
         enable_idempotence=True,
         acks="all",
         # FastStream would create a subscribed topic itself with 1 partition and 1
@@ -149,6 +151,7 @@ async def connect_temporal(
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
+        tls=temporal_tls(settings),
         data_converter=encrypted_converter(temporal_codec(settings)),
         interceptors=temporal_interceptors(tracer_provider),
     )

@@ -17,6 +17,7 @@ from contracts.documents import (
 )
 from contracts.envelope import Envelope
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
+from contracts.local_trust import local_key_id
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
 from workflows.outgoing.workflows import stop_answer
 
@@ -221,7 +222,7 @@ async def test_forged_document_is_dead_lettered_not_acted_on(
         to_region="610100",
         sent_at=peer.envelope(sheet_document(id_number, name, 1), case_id, "x", "610100").sent_at,
     )
-    await peer.send(sign_envelope(unsigned, forger_key, key_id=f"region-{PEER_REGION}"))
+    await peer.send(sign_envelope(unsigned, forger_key, key_id=local_key_id(PEER_REGION)))
     await peer.send_raw(b"{not json", key=case_id.encode())
     await peer.send_raw(b'{"message_id": "x"}', key=case_id.encode())
 

@@ -117,6 +117,8 @@ class AgencyStack:
     env: dict[str, str] = field(default_factory=dict)
     # Where the services' code is run from (the benchmark runs an older checkout's too).
     code_dir: Path = REPO_DIR
+    # The sides this deployment runs (a deployment may serve only one).
+    sides: tuple[str, ...] = ("outgoing", "incoming")
 
     @property
     def topics(self) -> Topics:
@@ -237,7 +239,7 @@ class AgencyStack:
     # --- processes ---------------------------------------------------------------------
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for side in ("outgoing", "incoming"):
+        for side in self.sides:
             port = self.outgoing_url if side == "outgoing" else self.incoming_url
             for role in ("api", "worker"):
                 self.start_process(side, role, port.rsplit(":", 1)[1])
@@ -262,7 +264,8 @@ class AgencyStack:
 
     async def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
-        for url in (self.incoming_url, self.outgoing_url):
+        urls = {"incoming": self.incoming_url, "outgoing": self.outgoing_url}
+        for url in (urls[side] for side in self.sides):
             while True:
                 self._check_alive()
                 try:
@@ -274,7 +277,7 @@ class AgencyStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{url} not healthy; logs in {self.log_dir}")
                 await asyncio.sleep(0.3)
-        for side in ("incoming", "outgoing"):
+        for side in self.sides:
             queue = f"{self.prefix}-{side}"
             while not await self._has_pollers(queue):
                 self._check_alive()
@@ -291,7 +294,7 @@ class AgencyStack:
     async def _has_pollers(self, queue: str) -> bool:
         response = await self.temporal.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
-                namespace="default",
+                namespace=self.env.get("MEDTRANSFER_TEMPORAL_NAMESPACE", "default"),
                 task_queue=TaskQueue(name=queue),
                 task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
             )
