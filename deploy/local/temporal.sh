@@ -36,7 +36,7 @@ start() {
   setsid "$TEMPORAL_BIN" server start-dev \
       --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
       --db-filename "$TEMPORAL_STATE/temporal.db" \
-      --namespace default --log-level warn \
+      --namespace default --namespace agency-a --namespace agency-b --log-level warn \
       --dynamic-config-value frontend.enableUpdateWorkflowExecution=true \
       "${tuning[@]}" \
       >>"$LOGFILE" 2>&1 </dev/null &

@@ -109,7 +109,8 @@ def parse_codec_keys(text: str) -> dict[str, bytes]:
 
 
 def local_codec_keys(trust_dir: Path) -> tuple[dict[str, bytes], str]:
-    """The local demo's one codec key, made on first use beside the local registry."""
+    """The local demo's one codec key, made on first use in the deployment's secret
+    folder (its key directory)."""
     trust_dir.mkdir(parents=True, exist_ok=True)
     path = trust_dir / "temporal-codec.json"
     with open(trust_dir / "codec.lock", "a+b") as lock:

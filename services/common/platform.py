@@ -141,7 +141,8 @@ def temporal_codec(settings: Settings) -> EncryptionCodec:
         settings.temporal_codec_keys,
         settings.temporal_codec_key_id,
         local_demo=settings.local_demo,
-        trust_dir=settings.key_registry_file.parent,
+        # The local demo's codec key is the deployment's own secret, beside its keys.
+        trust_dir=settings.keys_dir,
     )
 
 

@@ -49,25 +49,33 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         "TEMPORAL_UI_PORT": str(free_port()),
         "INCOMING_PORT": str(free_port()),
         "OUTGOING_PORT": str(free_port()),
+        "A_OUTGOING_PORT": str(free_port()),
+        "B_INCOMING_PORT": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port()),
     }
     try:
         up = stack("up", env)
         assert up.returncode == 0, up.stderr[-3000:]
         status = stack("status", env)
         assert status.returncode == 0, status.stdout + status.stderr
-        for part in (
-            "kafka",
-            "temporal",
-            "incoming-api",
-            "incoming-worker",
-            "outgoing-api",
-            "outgoing-worker",
-            "audit",
-        ):
-            assert f"{part}" in status.stdout
+        parts = ["kafka", "temporal", "audit"] + [
+            f"{agency}-{side}-{role}"
+            for agency in ("a", "b")
+            for side in ("incoming", "outgoing")
+            for role in ("api", "worker")
+        ]
+        for part in parts:
+            assert part in status.stdout
         assert "DOWN" not in status.stdout
         started = pids(state)
-        assert len(started) == 7  # Kafka, Temporal, two APIs, two workers, the audit consumer
+        # Kafka, Temporal, per agency deployment two APIs and two workers, the audit consumer.
+        assert len(started) == 11
+        # Each deployment holds its own regions' private keys only.
+        a_keys = {p.parent.name for p in (state / "agency-a" / "keys").glob("*/*.pem")}
+        b_keys = {p.parent.name for p in (state / "agency-b" / "keys").glob("*/*.pem")}
+        assert "610100" in a_keys
+        assert "620800" in b_keys
+        assert not a_keys & b_keys
         assert all(alive(pid) for pid in started)
     finally:
         down = stack("down", env)

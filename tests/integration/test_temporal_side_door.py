@@ -44,7 +44,7 @@ async def test_a_remittance_signalled_into_temporal_directly_credits_nothing(
     )
     # An insider with Temporal access and the codec key: a validly signed document, but not
     # one the inbound path verified and recorded.
-    keys, current = local_codec_keys(agencies.root / "trust")
+    keys, current = local_codec_keys(agencies.keys_dir)
     namespace = agencies.env.get("MEDTRANSFER_TEMPORAL_NAMESPACE", "default")
     target = agencies.env["MEDTRANSFER_TEMPORAL_TARGET"]
     insider = await Client.connect(
