@@ -94,6 +94,8 @@ cluster_env() {
   export MEDTRANSFER_TEMPORAL_UI_URL="http://127.0.0.1:$TEMPORAL_UI_PORT"
   export MEDTRANSFER_DATA_DIR="${MEDTRANSFER_DATA_DIR:-$STATE_DIR/data}"
   export MEDTRANSFER_KEYS_DIR="${MEDTRANSFER_KEYS_DIR:-$STATE_DIR/keys}"
+  export MEDTRANSFER_LOCAL_DEMO=true  # one deployment playing both agencies and the platform operator
+  export MEDTRANSFER_KEY_REGISTRY_FILE="${MEDTRANSFER_KEY_REGISTRY_FILE:-$STATE_DIR/trust/registry.json}"
   export MEDTRANSFER_API_KEYS="${MEDTRANSFER_API_KEYS:-$DEMO_API_KEYS}"
   # Each worker gets its own metrics port on its command line.
   unset MEDTRANSFER_INCOMING_WORKER_METRICS_PORT MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT

@@ -75,6 +75,11 @@ def print_error(console: Console, error: CliError) -> None:
             console.print(
                 "  hint: the API key was not accepted; set --api-key or MEDTRANSFER_API_KEY"
             )
+        elif error.status == 403 and any(r.code == "NOT_YOUR_PARTY" for r in error.reasons):
+            console.print(
+                "  hint: this is the other agency's side of the case; "
+                "use a key that holds the region named above"
+            )
         elif error.status == 403:
             console.print("  hint: the API key lacks the role, or the case is outside its regions")
     elif isinstance(error, Unreachable):

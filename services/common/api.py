@@ -3,8 +3,9 @@ the case views, region connectivity administration."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,9 +15,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain.calendar import WorkingDayCalendar
-from services.common.auth import AuthError, Principal, check_regions
+from services.common.auth import (
+    AuthError,
+    Principal,
+    check_regions,
+    require_every_region,
+    require_party,
+)
 from services.common.repository import CaseRepository
 from services.common.tables import CaseEventRow, CaseRow
+
+if TYPE_CHECKING:
+    from services.common.bootstrap import Service
+    from services.common.inbound import InboundHandler
 
 
 class ErrorReason(BaseModel):
@@ -121,7 +132,10 @@ _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 _ERROR_DESCRIPTIONS = {
     "400": "The body is not UTF-8 JSON (MALFORMED_BODY)",
     "401": "No API key, or an unknown one (CREDENTIALS_REQUIRED, CREDENTIALS_INVALID)",
-    "403": "The key lacks the role, or the case is another agency's (ROLE_REQUIRED, NOT_YOUR_REGION)",
+    "403": (
+        "The key lacks the role, the case is another agency's, or the action is the other "
+        "party's (ROLE_REQUIRED, NOT_YOUR_REGION, NOT_YOUR_PARTY)"
+    ),
     "404": "No such case or region",
     "409": "Not possible in the case's current state (or its workflow has ended)",
     "413": "The body is over 256 KiB (TOO_LARGE)",
@@ -173,7 +187,9 @@ class ApiProblem(AuthError):
 
 
 def owned_case(repository: CaseRepository, case_id: str, principal: Principal) -> CaseRow:
-    """The case, if it exists and belongs to one of the caller's regions (else 404/403)."""
+    """The case, if it exists and belongs to one of the caller's regions (else 404/403).
+    Enough to read it; a route that acts on it then calls ``require_party`` with the
+    region of the side it acts for."""
     row = repository.get_case(case_id)
     if row is None:
         raise ApiProblem(404, "CASE_NOT_FOUND", f"no case {case_id}")
@@ -321,3 +337,31 @@ def case_out(
 
 class ConnectivityIn(BaseModel):
     connected: bool
+
+
+def set_region_connectivity(
+    service: Service, region: str, body: ConnectivityIn, principal: Principal
+) -> JSONResponse:
+    """R23: record that ``region`` went live on the platform (or dropped off); only an
+    operator of that region may."""
+    require_party(principal, region, "region")
+    if service.registry.get(region) is None:
+        return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
+    service.connectivity.set_connected(region, body.connected)
+    logging.getLogger(f"medtransfer.{service.side}").info(
+        "region %s connectivity set to %s by %s", region, body.connected, principal.agency
+    )
+    return JSONResponse({"region": region, "connected": body.connected})
+
+
+async def redrive_for(
+    service: Service, handler: InboundHandler, principal: Principal
+) -> JSONResponse:
+    """Dead letters are the whole deployment's: an operator of every region it serves
+    hands them to their cases again."""
+    require_every_region(principal, service.served)
+    counts = await handler.redrive()
+    logging.getLogger(f"medtransfer.{service.side}").info(
+        "dead letters re-driven by %s: %s", principal.agency, counts
+    )
+    return JSONResponse({"redriven": counts})

@@ -27,6 +27,8 @@ from services.common.api import (
     install_error_handlers,
     owned_case,
     problem,
+    redrive_for,
+    set_region_connectivity,
 )
 from services.common.auth import ANY_ROLE, CLERK_ROLES, AuthError, Principal
 from services.common.bootstrap import Service
@@ -220,9 +222,7 @@ def build_agency_app(
     async def redrive_dead_letters(principal: Principal = built.an_operator) -> JSONResponse:
         """Hand the dead letters whose cause can clear (UNKNOWN_CASE, UNKNOWN_SENDER_REGION)
         to their case again now; the outcomes by count (the schedule does the same)."""
-        counts = await handler.redrive()
-        log.info("dead letters re-driven by %s: %s", principal.agency, counts)
-        return JSONResponse({"redriven": counts})
+        return await redrive_for(service, handler, principal)
 
     codec = temporal_codec(settings)
 
@@ -252,10 +252,8 @@ def build_agency_app(
     async def set_connectivity(
         region: str, body: ConnectivityIn, principal: Principal = built.an_operator
     ) -> JSONResponse:
-        """Record that a region went live on the platform (or dropped off), R23."""
-        if service.registry.get(region) is None:
-            return problem(404, "UNKNOWN_REGION", f"region {region} is not in the registry")
-        service.connectivity.set_connected(region, body.connected)
-        return JSONResponse({"region": region, "connected": body.connected})
+        """Record that a region went live on the platform (or dropped off), R23; only
+        an operator of that region may."""
+        return set_region_connectivity(service, region, body, principal)
 
     return built

@@ -107,7 +107,7 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
         connectivity=RegionConnectivity(engine, registry),
         # Invalid policy data stops the service here, naming the file, line and rule.
         policy=PolicyContext(settings, registry),
-        auth=Authenticator(parse_api_keys(settings.api_keys)),
+        auth=Authenticator(parse_api_keys(settings.api_keys, allow_demo=settings.local_demo)),
         keys=keys,
         signer=RegionSigner(settings.keys_dir, served, keys),
         served=served,

@@ -43,7 +43,7 @@ from services.common.api import (
     problem,
 )
 from services.common.app_factory import build_agency_app
-from services.common.auth import Principal, check_regions
+from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service, build_service
 from services.common.inbound import HELD, signal
 from services.common.repository import utcnow
@@ -51,6 +51,7 @@ from services.common.tables import CaseRow
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.ops.dashboard import create_ops_router
+from services.ops.sessions import LoginThrottle, OpsSessions
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,
@@ -365,6 +366,8 @@ def create_app(service: Service | None = None) -> FastAPI:
     app, temporal = agency.app, agency.temporal
     any_caller, a_clerk = agency.any_caller, agency.a_clerk
 
+    # Who acts for which side (docs/authorisation.md): every route that changes a case
+    # here is the incoming agency's and needs the case's to_region; reading takes either.
     async def start_case(row: CaseRow) -> None:
         try:
             await temporal().start_workflow(
@@ -394,7 +397,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     async def submit(body: ApplicationIn, principal: Principal = any_caller) -> JSONResponse:
         """Accept an application (R11) and start its case; refusals come back as 422 with
         reason codes and the rule (R1, R3, ...), in Chinese and English."""
-        check_regions(principal, (body.to_region,))
+        require_party(principal, body.to_region, "incoming")
         today = service.today()
         applied_on = body.applied_on or today
         if applied_on > today:
@@ -513,6 +516,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = any_caller,
     ) -> JSONResponse:
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.to_region, "incoming")
         refused = stop_refusal(row, OPEN_FOR_WITHDRAWAL)
         if refused is not None:
             return problem(409, refused[0], refused[1], rule="R16")
@@ -538,6 +542,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         """Correct a soft refusal on the same case (same person and regions); the caller
         is recorded with the correction."""
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.to_region, "incoming")
         if row.status != "refused_correctable":
             return problem(
                 409, "NOT_CORRECTABLE", f"a case in status {row.status} takes no correction"
@@ -568,6 +573,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         """A clerk's decision on an amount mismatch (R15); the clerk is the caller."""
         body = body.model_copy(update={"clerk": principal.agency})
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.to_region, "incoming")
         if row.status != "balance_mismatch":
             return problem(
                 409, "NO_MISMATCH", f"case {case_id} has no open amount mismatch", rule="R15"
@@ -590,8 +596,10 @@ def create_app(service: Service | None = None) -> FastAPI:
     ) -> tuple[int, str]:
         """A clerk action by name, shared by the API and the operations page: checked
         against the case's state, signalled to its workflow, which records who and why.
-        ``correction`` carries the corrected document's fields for accept-correction."""
+        ``correction`` carries the corrected document's fields for accept-correction.
+        Every one of these actions is the incoming agency's (AuthError otherwise)."""
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.to_region, "incoming")
         text_problem = free_text_problem(reason)
         if text_problem is not None:
             return 422, text_problem
@@ -656,7 +664,11 @@ def create_app(service: Service | None = None) -> FastAPI:
             return problem(status, "NOT_APPLICABLE", message)
         return JSONResponse(status_code=202, content={"case_id": case_id, "action": action})
 
-    app.include_router(create_ops_router(service, perform_action))
+    # The operations page's sign-in sessions and failed-login counts live in this process.
+    app.state.ops_sessions, app.state.ops_throttle = OpsSessions(), LoginThrottle()
+    app.include_router(
+        create_ops_router(service, perform_action, app.state.ops_sessions, app.state.ops_throttle)
+    )
 
     @app.post(
         "/v1/cases/{case_id}/actions/retry-delivery",

@@ -1,8 +1,10 @@
 """The operations page of the incoming agency, server-side HTML: where every case stands,
 what is at risk or overdue, the escalation queue with clerk actions, region connectivity,
-per-region service figures, and one page per case. Clerks sign in with their API key
-(kept in an HttpOnly cookie); every action goes through the same authenticated, audited
-path as the HTTP API."""
+per-region service figures, and one page per case. Clerks sign in with their API key,
+checked once: the browser then holds a server-side session's id (services/ops/sessions.py),
+every form posts the session's CSRF token, and failed sign-ins are rate-limited. Every
+action goes through the same authenticated, audited path as the HTTP API, and only for
+the cases whose incoming region the clerk's key holds."""
 
 from __future__ import annotations
 
@@ -14,15 +16,28 @@ from html import escape
 from typing import Any, Protocol
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from domain.calendar import WorkingDayCalendar
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
+from services.ops.sessions import (
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    LOGIN_COOKIE_SECONDS,
+    SESSION_COOKIE,
+    TOKEN_MIN_LENGTH,
+    LoginThrottle,
+    OpsSession,
+    OpsSessions,
+    new_token,
+    same_token,
+)
 
-COOKIE = "mt_key"
+LEGACY_KEY_COOKIE = "mt_key"  # the raw API key earlier versions kept: cleared at sign-in
 AT_RISK_WORKING_DAYS = 2
 # action name in the page -> (label, API action)
 ACTIONS = {
@@ -55,11 +70,28 @@ th{background:#f3f3f3}.overdue{color:#b00}.risk{color:#a60}form{display:inline}
 .flash{background:#eef;padding:.5em;border:1px solid #99c}"""
 
 
-def page(title: str, body: str) -> HTMLResponse:
+def page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(
         f"<!doctype html><html lang='zh'><head><meta charset='utf-8'>"
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
-        f"<h1>{escape(title)}</h1>{body}</body></html>"
+        f"<h1>{escape(title)}</h1>{body}</body></html>",
+        status_code=status_code,
+        # Pages carry a CSRF token and case data: neither goes into a cache.
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def csrf_input(session: OpsSession) -> str:
+    """The hidden field every POST form of the page carries."""
+    return f"<input type='hidden' name='{CSRF_FIELD}' value='{escape(session.csrf_token)}'>"
+
+
+def signed_in(session: OpsSession, today: date) -> str:
+    return (
+        f"<div>Signed in as {escape(session.principal.agency)} · {today.isoformat()} "
+        "<form id='sign-out-form' method='post' action='/ops/logout'>"
+        f"{csrf_input(session)}<button id='sign-out' type='submit'>Sign out 退出</button>"
+        "</form></div>"
     )
 
 
@@ -137,7 +169,7 @@ def service_figures(
     return figures
 
 
-def correction_form(row: CaseRow) -> str:
+def correction_form(row: CaseRow, session: OpsSession) -> str:
     """Accept a corrected document after a soft refusal (R5-R8): the fields the correction
     API takes. The clerk types the ID number from the document (the page never shows it
     in full; it must be the case's person's); a name or reason left blank keeps the one on
@@ -163,7 +195,8 @@ def correction_form(row: CaseRow) -> str:
     return (
         f"<form id='correction' method='post' "
         f"action='/ops/cases/{quote(row.case_id)}/actions/accept-correction'>"
-        "<h3>Accept a corrected document 受理补正材料</h3><table id='correction-fields'>"
+        + csrf_input(session)
+        + "<h3>Accept a corrected document 受理补正材料</h3><table id='correction-fields'>"
         + text("id_number", "ID number on the document 证件号码", required="required")
         + text("name", "name 姓名 (blank: unchanged)")
         + f"<tr><td>from scheme 转出险种</td><td>{scheme('from_scheme', row.from_scheme)}</td></tr>"
@@ -180,43 +213,130 @@ def correction_form(row: CaseRow) -> str:
     )
 
 
-def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+def refused(status: int, message: str) -> HTMLResponse:
+    return page(
+        "Not allowed 无权操作",
+        f"<p class='flash' id='flash'>{escape(message)}</p><p><a href='/ops'>← all cases</a></p>",
+        status_code=status,
+    )
 
-    def clerk(request: Request) -> Principal | None:
-        try:
-            principal = service.auth.principal(request.cookies.get(COOKIE))
-        except AuthError:
-            return None
-        return principal if principal.roles & {"clerk", "operator"} else None
+
+def client_address(request: Request) -> str:
+    # The peer as the server sees it (uvicorn --proxy-headers puts a trusted proxy's
+    # X-Forwarded-For here); never a header the client could set itself.
+    return request.client.host if request.client else "unknown"
+
+
+def create_ops_router(
+    service: Service,
+    act: ClerkAct,
+    sessions: OpsSessions | None = None,
+    throttle: LoginThrottle | None = None,
+) -> APIRouter:
+    """The page's routes. Reading takes a session of a clerk or operator key; every POST
+    also takes the session's CSRF token (403 without it), and a case action is the
+    incoming agency's: the key must hold the case's to_region (403 NOT_YOUR_PARTY)."""
+    router = APIRouter(include_in_schema=False)
+    sessions = sessions if sessions is not None else OpsSessions()
+    throttle = throttle if throttle is not None else LoginThrottle()
+
+    def session_of(request: Request) -> OpsSession | None:
+        return sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/ops/login", status_code=303)
+
+    async def posted(request: Request) -> tuple[OpsSession, FormData] | Response:
+        """The session and form of a POST, or the answer refusing it: no live session
+        (to the sign-in form), or a missing or wrong CSRF token (403)."""
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        form = await request.form()
+        if not same_token(session.csrf_token, form.get(CSRF_FIELD)):
+            return refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        return session, form
+
+    def field(form: FormData, name: str) -> str:
+        value = form.get(name)
+        return value.strip() if isinstance(value, str) else ""
 
     @router.get("/ops/login")
-    async def login_form(error: str = "") -> HTMLResponse:
+    async def login_form(request: Request, error: str = "") -> HTMLResponse:
         note = f"<p class='flash'>{escape(error)}</p>" if error else ""
-        return page(
+        # Sign-in has no session yet: its CSRF token is a cookie the form repeats.
+        token = request.cookies.get(LOGIN_COOKIE) or ""
+        if len(token) < TOKEN_MIN_LENGTH:
+            token = new_token()
+        response = page(
             "Sign in 登录",
             note + "<form method='post' action='/ops/login'>"
-            "<label>API key <input id='key' name='key' type='password'></label> "
-            "<button id='sign-in' type='submit'>Sign in</button></form>",
+            f"<input type='hidden' name='{CSRF_FIELD}' value='{escape(token)}'>"
+            "<label>API key <input id='key' name='key' type='password' autocomplete='off'>"
+            "</label> <button id='sign-in' type='submit'>Sign in</button></form>",
         )
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            max_age=LOGIN_COOKIE_SECONDS,
+            path="/ops/login",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return response
 
     @router.post("/ops/login")
-    async def login(key: str = Form(...)) -> Response:
+    async def login(request: Request) -> Response:
+        client = client_address(request)
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            throttled = refused(429, f"too many failed sign-ins: try again in {wait} seconds")
+            throttled.headers["Retry-After"] = str(wait)
+            return throttled
+        form = await request.form()
+        if not same_token(request.cookies.get(LOGIN_COOKIE) or "", form.get(CSRF_FIELD)):
+            return refused(403, "the sign-in form's CSRF token is missing or wrong: reload it")
         try:
-            principal = service.auth.principal(key)
+            principal = service.auth.principal(field(form, "key") or None)
         except AuthError:
+            throttle.failed(client)
             return RedirectResponse("/ops/login?error=unknown+key", status_code=303)
         if not principal.roles & {"clerk", "operator"}:
             return RedirectResponse("/ops/login?error=a+clerk+role+is+needed", status_code=303)
+        throttle.succeeded(client)
+        session_id, _ = sessions.start(principal)
         response = RedirectResponse("/ops", status_code=303)
-        response.set_cookie(COOKIE, key, httponly=True, samesite="strict")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session_id,
+            max_age=int(sessions.absolute_seconds),
+            path="/ops",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/ops/login")
+        if LEGACY_KEY_COOKIE in request.cookies:
+            response.delete_cookie(LEGACY_KEY_COOKIE)
+        return response
+
+    @router.post("/ops/logout")
+    async def logout(request: Request) -> Response:
+        checked = await posted(request)
+        if isinstance(checked, Response):
+            return checked
+        sessions.end(request.cookies.get(SESSION_COOKIE))
+        response = to_login()
+        response.delete_cookie(SESSION_COOKIE, path="/ops")
         return response
 
     @router.get("/ops")
     async def overview(request: Request) -> Response:
-        principal = clerk(request)
-        if principal is None:
-            return RedirectResponse("/ops/login", status_code=303)
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        principal = session.principal
         today = service.today()
         calendar = service.calendar(today)
         rows = service.repository.list_cases(limit=2000, visible_to=principal.regions)
@@ -277,8 +397,8 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             for g in service.registry.regions()
         ]
         body = (
-            f"<p>Signed in as {escape(principal.agency)} · {today.isoformat()}</p>"
-            "<h2>Overdue 已超期</h2>"
+            signed_in(session, today)
+            + "<h2>Overdue 已超期</h2>"
             + table(["case", "status", "regions", "awaiting", "due"], listing("overdue"), "overdue")
             + "<h2>At risk (due within 2 working days) 临期</h2>"
             + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
@@ -313,9 +433,10 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
 
     @router.get("/ops/cases/{case_id}")
     async def case_page(case_id: str, request: Request, flash: str = "") -> Response:
-        principal = clerk(request)
-        if principal is None:
-            return RedirectResponse("/ops/login", status_code=303)
+        session = session_of(request)
+        if session is None:
+            return to_login()
+        principal = session.principal
         row = service.repository.get_case(case_id)
         if row is None or not principal.may_see(row.from_region, row.to_region):
             return page("Not found", f"<p>No case {escape(case_id)} for you.</p>")
@@ -371,16 +492,24 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
             if row.terminal
             else "".join(
                 f"<form method='post' action='/ops/cases/{quote(case_id)}/actions/{name}'>"
-                f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
+                + csrf_input(session)
+                + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
                 f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
                 for name, label in ACTIONS.items()
             )
         )
         if row.status == "refused_correctable":
-            forms = correction_form(row) + forms
+            forms = correction_form(row, session) + forms
+        if not principal.holds(row.to_region):
+            # The outgoing region's clerk reads the case; acting is the incoming agency's.
+            forms = (
+                f"<p id='not-your-party'>Actions on this case are the incoming agency's "
+                f"(region {escape(row.to_region)}) 此案件由转入地经办机构办理</p>"
+            )
         note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
         body = (
             note
+            + signed_in(session, today)
             + "<p><a href='/ops'>← all cases</a></p>"
             + table(["", ""], facts, "facts")
             + "<h2>Actions 操作</h2>"
@@ -392,50 +521,61 @@ def create_ops_router(service: Service, act: ClerkAct) -> APIRouter:
         )
         return page(f"Case {case_id}", body)
 
-    # Before the generic action route, which would take "accept-correction" as {action}.
-    @router.post("/ops/cases/{case_id}/actions/accept-correction")
-    async def accept_correction(case_id: str, request: Request) -> Response:
-        principal = clerk(request)
-        if principal is None:
-            return RedirectResponse("/ops/login", status_code=303)
-        form = await request.form()
-
-        def field(name: str) -> str:
-            value = form.get(name)
-            return value.strip() if isinstance(value, str) else ""
-
-        account = {k: field(k) for k in ("bank_name", "account_number", "account_holder")}
-        correction = {
-            "id_number": field("id_number"),
-            "name": field("name"),
-            "from_scheme": field("from_scheme"),
-            "to_scheme": field("to_scheme"),
-            "reason": field("application_reason"),
-            "resettled_retiree": bool(field("resettled_retiree")),
-            "bank_account": account if account["account_number"] else None,
-        }
-        _status, message = await act(
-            case_id, principal, "accept-correction", field("reason"), correction=correction
-        )
+    async def acted(
+        case_id: str,
+        principal: Principal,
+        action: str,
+        reason: str,
+        correction: Mapping[str, Any] | None = None,
+    ) -> Response:
+        try:
+            _status, message = await act(case_id, principal, action, reason, correction=correction)
+        except AuthError as exc:  # another agency's case, or not this side's action
+            detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
+            return refused(exc.status_code, str(detail.get("message_en", "not allowed")))
         # The message names fields at most, never their values: it goes into the URL.
         return RedirectResponse(
             f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
         )
 
+    # Before the generic action route, which would take "accept-correction" as {action}.
+    @router.post("/ops/cases/{case_id}/actions/accept-correction")
+    async def accept_correction(case_id: str, request: Request) -> Response:
+        checked = await posted(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
+        account = {k: field(form, k) for k in ("bank_name", "account_number", "account_holder")}
+        correction = {
+            "id_number": field(form, "id_number"),
+            "name": field(form, "name"),
+            "from_scheme": field(form, "from_scheme"),
+            "to_scheme": field(form, "to_scheme"),
+            "reason": field(form, "application_reason"),
+            "resettled_retiree": bool(field(form, "resettled_retiree")),
+            "bank_account": account if account["account_number"] else None,
+        }
+        return await acted(
+            case_id,
+            session.principal,
+            "accept-correction",
+            field(form, "reason"),
+            correction=correction,
+        )
+
     @router.post("/ops/cases/{case_id}/actions/{action}")
-    async def case_action(
-        case_id: str, action: str, request: Request, reason: str = Form("")
-    ) -> Response:
-        principal = clerk(request)
-        if principal is None:
-            return RedirectResponse("/ops/login", status_code=303)
+    async def case_action(case_id: str, action: str, request: Request) -> Response:
+        checked = await posted(request)
+        if isinstance(checked, Response):
+            return checked
+        session, form = checked
         if action not in ACTIONS:
             return RedirectResponse(
                 f"/ops/cases/{quote(case_id)}?flash=unknown+action", status_code=303
             )
-        _status, message = await act(case_id, principal, action, reason)
-        return RedirectResponse(
-            f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
+        reason = form.get("reason")
+        return await acted(
+            case_id, session.principal, action, reason if isinstance(reason, str) else ""
         )
 
     return router

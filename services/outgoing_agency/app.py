@@ -24,7 +24,7 @@ from services.common.api import (
     problem,
 )
 from services.common.app_factory import build_agency_app
-from services.common.auth import Principal, check_regions
+from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service, build_service
 from services.common.db import session_scope
 from services.common.inbound import signal
@@ -182,11 +182,15 @@ def create_app(service: Service | None = None) -> FastAPI:
     a_clerk = agency.a_clerk
     an_operator = Depends(service.auth.require("operator"))
 
+    # Who acts for which side (docs/authorisation.md): every route that changes a case or
+    # a record here is the outgoing agency's and needs the case's from_region (or the
+    # record's region); reading takes either.
     @app.put("/v1/enrolments", response_model=EnrolmentOut)
     async def put_enrolment(
         body: EnrolmentIn, principal: Principal = an_operator
     ) -> EnrolmentOut | JSONResponse:
-        check_regions(principal, (body.region,))
+        # A record's region is the outgoing region of every case that will check it.
+        require_party(principal, body.region, "outgoing")
         if not is_valid_resident_id(body.id_number):
             return problem(
                 422, "INVALID_ID_NUMBER", "the ID number's check digit is wrong", rule="R9"
@@ -240,6 +244,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         """Re-run a step the case was escalated for (STEP_FAILED: the records refused the
         transfer-out and nothing was debited), after checking the record."""
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.from_region, "outgoing")
         if row.terminal or not row.escalated:
             return problem(409, "NOT_APPLICABLE", "the case has no failed step to retry")
         await (
@@ -257,6 +262,7 @@ def create_app(service: Service | None = None) -> FastAPI:
         principal: Principal = an_operator,
     ) -> JSONResponse:
         row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.from_region, "outgoing")
         if row.status != "completed":
             # R16: a residual follows a balance the incoming agency has confirmed credited;
             # before that it could meet a case whose own balance is still unsettled.

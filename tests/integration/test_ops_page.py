@@ -84,6 +84,8 @@ async def test_clerk_finds_an_overdue_case_and_cancels_it_in_the_browser(
             browser.find_element(By.ID, "key").send_keys("demo-clerk")
             browser.find_element(By.ID, "sign-in").click()
             figures = browser.find_element(By.ID, "figures").text
+            # Signed in with a server-side session: the browser never holds the key.
+            assert all(c["value"] != "demo-clerk" for c in browser.get_cookies())
             assert "transfer-out (R12)" in figures
             assert "whole case (R14)" in figures
             overdue = browser.find_element(By.ID, "overdue")
