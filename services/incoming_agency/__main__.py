@@ -28,6 +28,10 @@ def main() -> None:
     except (PolicyDataError, CalendarDataError, RegionDataError) as exc:
         # Invalid reference data: refuse to start, say which file, line and rule.
         sys.exit(f"error: {exc}")
+    except ValueError as exc:
+        # Settings that cannot be run safely (key custody, the key registry, API keys,
+        # codec keys, served regions): refuse to start and say why, without a traceback.
+        sys.exit(f"error: {exc}")
     if args.command == "api":
         from services.incoming_agency.app import create_app
 

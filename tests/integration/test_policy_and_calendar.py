@@ -95,6 +95,8 @@ def test_invalid_policy_data_stops_the_service_with_file_line_and_rule(tmp_path:
         "MEDTRANSFER_POLICY_FILE": str(policy),
         "MEDTRANSFER_DATA_DIR": str(tmp_path / "data"),
         "MEDTRANSFER_KEYS_DIR": str(tmp_path / "keys"),
+        "MEDTRANSFER_KEY_REGISTRY_FILE": str(tmp_path / "trust" / "registry.json"),
+        "MEDTRANSFER_LOCAL_DEMO": "true",
     }
     result = subprocess.run(
         [sys.executable, "-m", "services.incoming_agency", "worker"],
