@@ -8,8 +8,9 @@ in clear text.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from datetime import date
+from datetime import UTC, date
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -23,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from contracts.canonical import canonical_json
 from domain.identity import personal_data_in_text
 
 RegionCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
@@ -372,12 +374,36 @@ def looks_like_id_number(text: str) -> bool:
     return False
 
 
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+AUDIT_GENESIS = "0" * 64
+"""The ``prev_hash`` of the first record of a case and side."""
+
+_AUDIT_CONTENT = frozenset(
+    {"case_id", "side", "sequence", "event", "status", "occurred_at", "detail", "rule"}
+)
+
+
+class AuditSignature(_Contract):
+    """The emitting agency's Ed25519 signature of an audit document, made with the current
+    key of the record's ``region`` (contracts/keyring.py ``RegionSigner.sign_bytes``)."""
+
+    key_id: Annotated[str, StringConstraints(pattern=r"^\d{6}-[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")]
+    signed_at: AwareDatetime
+    value: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="base64 Ed25519 signature over signing_bytes()."
+    )
+
+
 class AuditRecord(_Contract):
     """One state change of a case, appended to the audit topic.
 
     ``detail`` must never carry clear personal data. Keys naming personal fields and values
     containing an ID number are rejected; the rest is the caller's duty (no names, no account
     numbers, only masked or hashed references).
+
+    ``region``, ``prev_hash`` and ``signature`` are set by the emitting agency when it
+    publishes (docs/audit-trust.md); records stored before they existed have none.
     """
 
     case_id: NonEmpty
@@ -388,6 +414,31 @@ class AuditRecord(_Contract):
     occurred_at: AwareDatetime
     detail: dict[str, AuditValue] = Field(default_factory=dict)
     rule: RuleId | None = None
+    region: RegionCode | None = Field(
+        default=None, description="The case's region on the emitting side, whose key signs."
+    )
+    prev_hash: Sha256Hex | None = Field(
+        default=None,
+        description="content_digest() of the emitter's own record sequence - 1 of this case "
+        "and side; 64 zeros for sequence 1.",
+    )
+    signature: AuditSignature | None = None
+
+    def content_digest(self) -> str:
+        """sha256 hex of the RFC 8785 bytes of the record's content: every field but
+        ``region``, ``prev_hash`` and ``signature``, ``occurred_at`` in UTC. What the next
+        record's ``prev_hash`` and a checkpoint's ``head_hash`` name."""
+        content = self.model_copy(update={"occurred_at": self.occurred_at.astimezone(UTC)})
+        data = content.model_dump(mode="json", include=set(_AUDIT_CONTENT))
+        return hashlib.sha256(canonical_json(data)).hexdigest()
+
+    def signing_bytes(self) -> bytes:
+        """The bytes ``signature.value`` covers: RFC 8785 JSON of the record's JSON form with
+        ``signature`` holding only ``key_id`` and ``signed_at``. Raises ``ValueError`` for
+        an unsigned record or a value JCS cannot carry."""
+        if self.signature is None:
+            raise ValueError("the record is not signed")
+        return canonical_json(self.model_dump(mode="json", exclude={"signature": {"value"}}))
 
     @field_validator("detail")
     @classmethod

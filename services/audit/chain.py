@@ -7,6 +7,12 @@ after the fact no longer matches its hash (``hash_mismatch``); a record changed 
 with its hash no longer matches the next row's ``prev_hash`` (``broken_link``). Only the
 newest row of a chain can be rewritten together with its hash unnoticed, which is why an
 export carries each chain's head hash: a copy of it held elsewhere pins the whole trail.
+
+That chain is the store's own. With the public-key registry (``keys``) verification also
+checks what the emitting agencies vouch for (services/audit/trust.py): each record's
+signature, its ``prev_hash`` link to the emitter's previous record, one region per chain,
+and the chain against the emitters' signed checkpoints, so the store's operator cannot
+rewrite, forge, drop or truncate unnoticed.
 """
 
 from __future__ import annotations
@@ -22,11 +28,31 @@ from typing import Literal
 from pydantic import ValidationError
 
 from contracts.documents import AuditRecord
+from services.audit.trust import (
+    AuditCheckpoint,
+    PublicKeys,
+    archived_problem,
+    checkpoint_problem,
+    expected_prev_hash,
+)
 
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first record of every chain."""
 
-ProblemKind = Literal["gap", "hash_mismatch", "broken_link", "duplicate_conflict", "key_mismatch"]
+ProblemKind = Literal[
+    "gap",
+    "hash_mismatch",
+    "broken_link",
+    "duplicate_conflict",
+    "key_mismatch",
+    "unsigned",
+    "signature_invalid",
+    "region_mismatch",
+    "link_mismatch",
+    "truncated",
+    "checkpoint_mismatch",
+    "checkpoint_invalid",
+]
 
 
 def canonical_json(record: AuditRecord) -> str:
@@ -96,25 +122,56 @@ class Problem:
 
 
 def verify_chain(
-    entries: Iterable[TrailEntry], conflicts: Iterable[ConflictEntry] = ()
+    entries: Iterable[TrailEntry],
+    conflicts: Iterable[ConflictEntry] = (),
+    *,
+    keys: PublicKeys | None = None,
+    checkpoints: Iterable[AuditCheckpoint] = (),
+    now: datetime | None = None,
 ) -> list[Problem]:
     """Check every (case_id, side) chain in ``entries`` and report what is wrong.
 
-    * ``gap``: sequence n is missing below the highest one received (a trailing loss cannot
-      be seen here: nothing says how long a chain should be);
+    * ``gap``: sequence n is missing below the highest one received (a trailing loss is
+      seen only against a checkpoint: ``truncated``);
     * ``hash_mismatch``: a row's hash is not sha256(prev_hash + record_json), so the stored
       record (or its hash) was altered;
     * ``broken_link``: a row's prev_hash is not the previous row's hash, or a row whose
       predecessors are all present was never linked;
     * ``key_mismatch``: record_json is not a record of the row's case, side and sequence;
-    * ``duplicate_conflict``: the same sequence arrived twice with different content.
+    * ``duplicate_conflict``: the same sequence arrived twice with different content;
+    * ``link_mismatch``: the record's own ``prev_hash`` (set and signed by its emitter) is
+      not the digest of the stored predecessor, or a signed record carries none.
+
+    With ``keys`` (public keys only) also:
+
+    * ``unsigned``: a record without a signature (one stored before records were signed);
+    * ``signature_invalid``: the signature does not verify with the registered key of the
+      record's region (the record was altered, forged, or its key is revoked);
+    * ``region_mismatch``: a record of the chain names another region than the chain's
+      first record;
+    * against each checkpoint of the chain (its signature verified first, else
+      ``checkpoint_invalid``): ``truncated`` when the stored chain ends before the
+      checkpoint's last sequence, ``checkpoint_mismatch`` when the stored record at that
+      sequence is not the one the checkpoint names.
 
     Problems come sorted by case, side, sequence.
     """
+    points = list(checkpoints)
+    if points and keys is None:
+        raise ValueError("checking checkpoints needs the public-key registry")
+    at = now or datetime.now(UTC)
     problems: list[Problem] = []
     ordered = sorted(entries, key=lambda e: (e.case_id, e.side, e.sequence))
-    for _, chain in groupby(ordered, key=lambda e: (e.case_id, e.side)):
-        problems.extend(_verify_one(list(chain)))
+    chains = {
+        key: list(chain) for key, chain in groupby(ordered, key=lambda e: (e.case_id, e.side))
+    }
+    for chain in chains.values():
+        problems.extend(_verify_one(chain, keys, at))
+    for point in points:
+        assert keys is not None
+        problems.extend(
+            _verify_checkpoint(point, chains.get((point.case_id, point.side), []), keys, at)
+        )
     problems.extend(
         Problem(
             c.case_id,
@@ -128,7 +185,95 @@ def verify_chain(
     return sorted(problems, key=lambda p: (p.case_id, p.side, p.sequence, p.kind))
 
 
-def _verify_one(chain: list[TrailEntry]) -> list[Problem]:
+def _verify_one(chain: list[TrailEntry], keys: PublicKeys | None, now: datetime) -> list[Problem]:
+    problems = _verify_store_links(chain)
+    region: str | None = None
+    previous: tuple[int, AuditRecord | None] = (0, None)
+    for entry in chain:
+        if entry.sequence == previous[0]:
+            continue
+        record = _parse(entry)
+        if record is None:
+            previous = (entry.sequence, None)
+            continue
+        before = previous[1] if previous[0] == entry.sequence - 1 else None
+        link = _link_problem(record, before)
+        if link:
+            problems.append(_problem(entry, "link_mismatch", link))
+        if keys is not None:
+            signature = archived_problem(record, keys, now)
+            if record.signature is None:
+                problems.append(_problem(entry, "unsigned", "no emitter signature"))
+            elif signature:
+                problems.append(_problem(entry, "signature_invalid", signature))
+            region = region or record.region
+            if record.region is not None and record.region != region:
+                problems.append(
+                    _problem(
+                        entry,
+                        "region_mismatch",
+                        f"names region {record.region}, the chain's is {region}",
+                    )
+                )
+        previous = (entry.sequence, record)
+    return problems
+
+
+def _link_problem(record: AuditRecord, before: AuditRecord | None) -> str | None:
+    if record.prev_hash is None:
+        return "signed without a prev_hash" if record.signature is not None else None
+    expected = expected_prev_hash(before, record.sequence)
+    if expected is None or record.prev_hash == expected:
+        return None  # the predecessor is missing: a gap, reported as such
+    target = "the genesis hash" if record.sequence == 1 else f"sequence {record.sequence - 1}"
+    return (
+        f"prev_hash {_short(record.prev_hash)} is not the digest of {target} ({_short(expected)})"
+    )
+
+
+def _verify_checkpoint(
+    point: AuditCheckpoint, chain: list[TrailEntry], keys: PublicKeys, now: datetime
+) -> list[Problem]:
+    def problem(sequence: int, kind: ProblemKind, detail: str) -> Problem:
+        return Problem(point.case_id, point.side, sequence, kind, detail)
+
+    signed_at = point.signature.signed_at.isoformat() if point.signature else "never"
+    invalid = checkpoint_problem(point, keys, now)
+    if invalid:
+        return [problem(point.last_sequence, "checkpoint_invalid", invalid)]
+    stored = {e.sequence: e for e in chain}
+    highest = max(stored, default=0)
+    if highest < point.last_sequence:
+        missing = (
+            f"{highest + 1}..{point.last_sequence}"
+            if highest + 1 < point.last_sequence
+            else str(point.last_sequence)
+        )
+        return [
+            problem(
+                highest + 1,
+                "truncated",
+                f"sequence {missing} missing: region {point.region}'s checkpoint signed at "
+                f"{signed_at} says the chain has {point.last_sequence} records",
+            )
+        ]
+    head = stored.get(point.last_sequence)
+    record = _parse(head) if head is not None else None
+    if record is None:
+        return []  # a gap or an unreadable record, reported by the chain check
+    if record.content_digest() != point.head_hash or record.region != point.region:
+        return [
+            problem(
+                point.last_sequence,
+                "checkpoint_mismatch",
+                f"stored record is not the one region {point.region}'s checkpoint signed at "
+                f"{signed_at} names (digest {_short(point.head_hash)})",
+            )
+        ]
+    return []
+
+
+def _verify_store_links(chain: list[TrailEntry]) -> list[Problem]:
     problems: list[Problem] = []
     previous: TrailEntry | None = None
     expected_prev: str | None = GENESIS_HASH
@@ -178,6 +323,21 @@ def _verify_one(chain: list[TrailEntry]) -> list[Problem]:
 
 def _problem(entry: TrailEntry, kind: ProblemKind, detail: str) -> Problem:
     return Problem(entry.case_id, entry.side, entry.sequence, kind, detail)
+
+
+def _parse(entry: TrailEntry) -> AuditRecord | None:
+    """The stored record when it is a valid record of the row's key (else key_mismatch)."""
+    try:
+        record = AuditRecord.model_validate_json(entry.record_json)
+    except ValidationError:
+        return None
+    if (record.case_id, record.side, record.sequence) != (
+        entry.case_id,
+        entry.side,
+        entry.sequence,
+    ):
+        return None
+    return record
 
 
 def _key_problem(entry: TrailEntry) -> str | None:

@@ -3,8 +3,10 @@
 Delivery semantics: the offset is committed only after the record is stored (ack policy
 NACK_ON_ERROR), so a store failure redelivers and nothing is lost; redeliveries and
 retried publishes are harmless because the store ignores an identical record. A message
-that is not a valid AuditRecord can never be stored: it is recorded in ``audit_rejected``
-and acknowledged, so it never blocks its partition.
+that is not a valid AuditRecord, or whose emitter signature does not verify with the
+public-key registry (SIGNATURE_INVALID, REGION_MISMATCH), can never be stored: it is
+recorded in ``audit_rejected`` and acknowledged, so it never blocks its partition. A
+registry that cannot be read is an error, not a rejection: the record is redelivered.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import ValidationError
 
 from contracts.documents import AuditRecord
 from services.audit.config import AuditSettings
-from services.audit.store import AuditStore
+from services.audit.store import AuditStore, RecordRefused
 from services.common.inbound import raw_body
 from services.common.kafka_topics import ensure_topics
 from services.common.platform import make_broker
@@ -55,7 +57,30 @@ async def receive(
             key=key,
         )
         return "rejected"
-    outcome = await asyncio.to_thread(store.append, record)
+    try:
+        outcome = await asyncio.to_thread(store.append, record)
+    except RecordRefused as refused:
+        # Someone who can write to the audit topic is not the agency they claim to be.
+        log.warning(
+            "alert: refused audit record %s[%s]@%s of case %s side %s sequence %s: %s",
+            topic,
+            partition,
+            offset,
+            record.case_id,
+            record.side,
+            record.sequence,
+            refused.reason,
+        )
+        await asyncio.to_thread(
+            store.reject,
+            reason=refused.reason,
+            topic=topic,
+            raw=raw,
+            partition=partition,
+            offset=offset,
+            key=key,
+        )
+        return "rejected"
     if outcome == "conflict":
         log.warning(
             "audit conflict: case %s side %s sequence %s arrived again with different content",
@@ -81,13 +106,14 @@ def create_app(
 ) -> FastStream:
     """The FastStream application of the audit process (``python -m services.audit run``)."""
     settings = settings or AuditSettings()
-    store = store or AuditStore.open(settings.audit_url)
+    store = store or AuditStore.open(settings.audit_url, keys=settings.lazy_key_registry())
     broker = make_broker(settings, "audit", tracer_provider)
     topic = settings.topics.audit
 
     @broker.subscriber(
         topic,
-        group_id=f"{settings.topic_prefix}-audit",
+        # One group per deployment: each agency's audit consumer reads the whole trail.
+        group_id=f"{settings.topic_prefix}-audit-{settings.deployment}",
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=raw_body,

@@ -36,6 +36,11 @@ CHAIN_RULE = (
     f"hash = sha256_hex(prev_hash + record_json); prev_hash of sequence 1 = {GENESIS_HASH}; "
     "one chain per case and side"
 )
+SIGNATURE_RULE = (
+    "each record carries region, prev_hash (sha256 of the RFC 8785 bytes of the emitter's "
+    "previous record's content) and the emitter's Ed25519 signature over the RFC 8785 bytes "
+    "of the record without signature.value; docs/audit-trust.md"
+)
 
 
 def _ordered(entries: Sequence[TrailEntry]) -> list[TrailEntry]:
@@ -71,6 +76,7 @@ def trail_json(
         "case_id": case_id,
         "exported_at": exported_at.isoformat(),
         "chain": CHAIN_RULE,
+        "signatures": SIGNATURE_RULE,
         "verified": not problems,
         "problems": [p.to_json() for p in problems],
         "heads": heads,

@@ -11,15 +11,22 @@ the arrival order. ``relink`` walks a whole chain and fills in whatever is still
 behind a complete prefix; append already does this, so ``relink`` is only a repair step.
 A stored hash is never recomputed: that would launder an altered record.
 
-The same record again (a redelivery, a retried publish) is ignored; a different record
-with a stored sequence is kept in ``audit_conflict`` and reported by ``verify``. Messages
-that are not valid AuditRecords go to ``audit_rejected`` with the reason, the offset and
-the digest of the bytes, never the bytes themselves (they may hold personal data).
+The same record again (a redelivery, a retried publish, also one signed again later or
+with a newer key) is ignored; a different record with a stored sequence is kept in
+``audit_conflict`` and reported by ``verify``. Messages that are not valid AuditRecords go
+to ``audit_rejected`` with the reason, the offset and the digest of the bytes, never the
+bytes themselves (they may hold personal data).
+
+A store opened with the public-key registry (``keys``) is the emitters' witness, not their
+proxy: ``append`` refuses (``RecordRefused``) a record whose signature does not verify with
+its region's registered key, or that names another region than its chain's, so a forged
+record never enters a chain; the consumer puts it in ``audit_rejected``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -38,11 +45,21 @@ from services.audit.chain import (
     link_hash,
     verify_chain,
 )
+from services.audit.trust import AuditCheckpoint, PublicKeys, record_problem
 from services.common.db import make_engine, session_scope
 from services.common.logging import scrub
 from services.common.migrate import upgrade as migrate_database
 
 AppendOutcome = Literal["appended", "duplicate", "conflict"]
+
+
+class RecordRefused(Exception):
+    """A record the store does not take into a chain; ``reason`` starts with its code
+    (SIGNATURE_INVALID, REGION_MISMATCH) and names no value of the record."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class AuditEntryRow(SQLModel, table=True):
@@ -103,19 +120,39 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _unsigned_view(record: AuditRecord) -> str:
+    # What makes two deliveries the same record: all but the signature (a retried
+    # publish is signed again, maybe later or with a rotated key).
+    content = record.model_copy(update={"signature": None})
+    return canonical_json(content)
+
+
 class AuditStore:
-    def __init__(self, engine: Engine) -> None:
+    """``keys``: the public-key registry that every appended record's signature must
+    verify with (None: records are taken unchecked, and ``verify`` checks only the
+    store's own hash chain, as before records were signed)."""
+
+    def __init__(self, engine: Engine, keys: PublicKeys | None = None) -> None:
         self.engine = engine
+        self.keys = keys
 
     @classmethod
-    def open(cls, url: str) -> AuditStore:
+    def open(cls, url: str, keys: PublicKeys | None = None) -> AuditStore:
         engine = make_engine(url)
         migrate_database(engine, "audit")  # its own history: services/common/migrate.py
-        return cls(engine)
+        return cls(engine, keys)
 
     # --- writing --------------------------------------------------------------------------
     def append(self, record: AuditRecord) -> AppendOutcome:
-        """Store ``record`` once and link it into its chain when its predecessor is linked."""
+        """Store ``record`` once and link it into its chain when its predecessor is linked.
+
+        Raises ``RecordRefused`` when the store has ``keys`` and the record's signature
+        does not verify, or the record names another region than its chain's first one.
+        """
+        if self.keys is not None:
+            problem = record_problem(record, self.keys, datetime.now(UTC))
+            if problem:
+                raise RecordRefused(f"SIGNATURE_INVALID: {problem}")
         record_json = canonical_json(record)
         for attempt in range(3):
             try:
@@ -130,9 +167,11 @@ class AuditStore:
 
     def _append(self, session: Session, record: AuditRecord, record_json: str) -> AppendOutcome:
         now = datetime.now(UTC)
+        if self.keys is not None:
+            self._check_region(session, record)
         existing = self._row(session, record.case_id, record.side, record.sequence)
         if existing is not None:
-            if existing.record_json == record_json:
+            if existing.record_json == record_json or _same_record(existing.record_json, record):
                 return "duplicate"
             digest = _sha256(record_json.encode("utf-8"))
             known = session.exec(
@@ -173,6 +212,25 @@ class AuditStore:
         if row.hash is not None:
             self._link_successors(session, row)
         return "appended"
+
+    def _check_region(self, session: Session, record: AuditRecord) -> None:
+        first = session.exec(
+            select(AuditEntryRow.record_json)
+            .where(AuditEntryRow.case_id == record.case_id, AuditEntryRow.side == record.side)
+            .order_by(col(AuditEntryRow.sequence))
+            .limit(1)
+        ).first()
+        if first is None:
+            return
+        try:
+            region = AuditRecord.model_validate_json(first).region
+        except ValueError:
+            return  # an unreadable stored record: verify reports it
+        if region is not None and region != record.region:
+            raise RecordRefused(
+                f"REGION_MISMATCH: region {record.region} signed a record of a {record.side} "
+                f"chain of region {region}"
+            )
 
     def _link_successors(self, session: Session, linked: AuditEntryRow) -> int:
         count = 0
@@ -307,9 +365,33 @@ class AuditStore:
             )
             return int(session.exec(query).one())
 
-    def verify(self, case_id: str | None = None) -> list[Problem]:
-        """Verify one case, or every case one at a time (memory bounded by one case)."""
+    def verify(
+        self, case_id: str | None = None, checkpoints: Sequence[AuditCheckpoint] = ()
+    ) -> list[Problem]:
+        """Verify one case, or every case one at a time (memory bounded by one case),
+        with the store's ``keys`` and against ``checkpoints`` (every case they name is
+        verified, stored or not: a case the store lost entirely is ``truncated``)."""
         problems: list[Problem] = []
-        for case in [case_id] if case_id is not None else self.case_ids():
-            problems.extend(verify_chain(self.entries(case), self.conflicts(case)))
+        now = datetime.now(UTC)
+        cases = [case_id] if case_id is not None else self.case_ids()
+        if case_id is None:
+            cases = sorted({*cases, *(c.case_id for c in checkpoints)})
+        for case in cases:
+            problems.extend(
+                verify_chain(
+                    self.entries(case),
+                    self.conflicts(case),
+                    keys=self.keys,
+                    checkpoints=[c for c in checkpoints if c.case_id == case],
+                    now=now,
+                )
+            )
         return problems
+
+
+def _same_record(stored_json: str, record: AuditRecord) -> bool:
+    try:
+        stored = AuditRecord.model_validate_json(stored_json)
+    except ValueError:
+        return False
+    return _unsigned_view(stored) == _unsigned_view(record)

@@ -86,7 +86,9 @@ def build_agency_app(
     log = logging.getLogger(f"medtransfer.{side}")
     tracer_provider = configure_tracing(settings, f"{side}-agency-api")
     broker = make_broker(settings, f"{side}-api", tracer_provider)
-    publisher = KafkaDocumentPublisher(broker, settings.topics, side)
+    publisher = KafkaDocumentPublisher(
+        broker, settings.topics, side, signer=service.signer, timeline=service.repository
+    )
     clients: dict[str, Client] = {}
 
     def temporal() -> Client:

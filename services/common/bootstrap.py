@@ -162,7 +162,10 @@ async def run_worker(
     await ensure_topics(settings)
     await broker.connect()
     start_worker_metrics(service)  # only when MEDTRANSFER_WORKER_METRICS_PORT is set
-    publisher = KafkaDocumentPublisher(broker, settings.topics, service.side)
+    # Audit records go out signed by this agency and linked to its previous record.
+    publisher = KafkaDocumentPublisher(
+        broker, settings.topics, service.side, signer=service.signer, timeline=service.repository
+    )
     shared = CaseActivities(
         service.repository,
         publisher,

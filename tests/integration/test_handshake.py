@@ -6,10 +6,15 @@ but no state.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from contracts.documents import AuditRecord
+from contracts.keyring import KeyRegistrySource
+from services.audit.trust import archived_problem, expected_prev_hash
 from tests.support.agencies import AgencyStack
 
 pytestmark = pytest.mark.integration
@@ -66,6 +71,18 @@ async def test_r18_cross_province_balance_follows_the_person(agencies: AgencySta
     for side, case in (("incoming", incoming), ("outgoing", outgoing)):
         sequences = sorted(r.sequence for r in records if r.side == side)
         assert sequences == [e["sequence"] for e in case["timeline"]], side
+    # Each signed by its emitting agency with its region's registered key, and linked to
+    # that agency's previous record (docs/audit-trust.md): public keys alone check them.
+    registry_file = Path(agencies.env["MEDTRANSFER_KEY_REGISTRY_FILE"])
+    platform_public = (registry_file.parent / "platform.pub").read_text(encoding="ascii")
+    keys = KeyRegistrySource(registry_file, platform_public.strip())
+    regions = {"incoming": "610100", "outgoing": "620800"}
+    by_key = {(r.side, r.sequence): r for r in records}
+    now = datetime.now(UTC)
+    for (side, sequence), audit in sorted(by_key.items()):
+        assert audit.region == regions[side], (side, sequence)
+        assert archived_problem(audit, keys, now) is None, (side, sequence)
+        assert audit.prev_hash == expected_prev_hash(by_key.get((side, sequence - 1)), sequence)
 
 
 async def audit_records(agencies: AgencyStack, case_id: str, expected: int) -> list[AuditRecord]:

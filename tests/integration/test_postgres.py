@@ -13,7 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,13 +24,15 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from contracts.documents import AuditRecord
-from services.audit.store import AuditStore
+from services.audit.store import AuditStore, RecordRefused
+from services.audit.trust import sign_record
 from services.common import migrate
 from services.common.db import create_tables, make_engine
 from services.common.migrate import DATABASES, Database, MigrationError
 from services.common.tables import LedgerEntry
 from services.ops.reconciliation import reconcile
 from tests.support.agencies import AgencyStack, free_port, stack_env
+from tests.support.audit_keys import OUTGOING_REGION, content, make_trust, signed
 from tests.support.invariants import wait_for_invariants
 from tests.support.postgres import Postgres
 from tests.support.stack import REPO_DIR, ScriptServer
@@ -242,30 +244,31 @@ def wait_for_connections(engine: Engine, count: int, timeout: float = 120) -> No
 
 # --- the audit store's SQL on PostgreSQL ----------------------------------------------------
 def test_audit_store_on_postgres_links_records_that_arrive_out_of_order(
-    postgres: Postgres,
+    postgres: Postgres, tmp_path: Path
 ) -> None:
-    store = AuditStore.open(postgres.new_database("audit"))
+    # Opened with the public-key registry, as the audit process opens it: every record is
+    # checked against its emitter's signature and its chain's region on arrival.
+    trust = make_trust(tmp_path)
+    store = AuditStore.open(postgres.new_database("audit"), keys=trust.registry)
     try:
         case_id = f"case-{uuid.uuid4().hex[:8]}"
-        t0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
-        def record(sequence: int, note: str = "转入") -> AuditRecord:
-            return AuditRecord.model_validate(
-                {
-                    "case_id": case_id,
-                    "side": "incoming",
-                    "sequence": sequence,
-                    "event": f"event_{sequence}",
-                    "status": "submitted",
-                    "occurred_at": t0 + timedelta(minutes=sequence),
-                    "detail": {"note": note},
-                    "rule": "R12",
-                }
-            )
+        def record(sequence: int, status: str = "submitted") -> AuditRecord:
+            return signed(trust, case_id, "incoming", sequence, status)
 
         assert [store.append(record(n)) for n in (2, 3, 1)] == ["appended"] * 3
-        assert store.append(record(2)) == "duplicate"
-        assert store.append(record(2, note="altered")) == "conflict"
+        assert store.append(record(2)) == "duplicate"  # signed again later: the same record
+        assert store.append(record(2, status="refused")) == "conflict"
+        # The outgoing agency's key signing a record of the incoming region's chain.
+        stranger = sign_record(
+            trust.signer("outgoing"),
+            content(case_id, "incoming", 4),
+            region=OUTGOING_REGION,
+            prev_hash=content(case_id, "incoming", 3).content_digest(),
+            at=datetime.now(UTC),
+        )
+        with pytest.raises(RecordRefused, match="REGION_MISMATCH"):
+            store.append(stranger)
         entries = store.entries(case_id)
         assert [e.sequence for e in entries] == [1, 2, 3]
         assert all(e.hash for e in entries)

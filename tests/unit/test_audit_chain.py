@@ -1,4 +1,7 @@
-"""The audit process's hash chain, store, export and CLI, on a throwaway SQLite file."""
+"""The audit process's hash chain, store, export and CLI, on a throwaway SQLite file.
+
+Records reach the store signed by their emitter (tests/support/audit_keys.py); the
+signature and checkpoint checks themselves are in test_audit_trust.py."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import io
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
@@ -29,25 +33,16 @@ from services.audit.chain import (
 from services.audit.consumer import receive
 from services.audit.export import trail_csv, trail_json
 from services.audit.store import AuditStore
+from services.audit.trust import sign_record
+from tests.support.audit_keys import T0, AuditTrust, make_trust, signed
+from tests.support.audit_keys import content as record
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
-
-def record(case_id: str, side: str, sequence: int, status: str = "submitted") -> AuditRecord:
-    return AuditRecord.model_validate(
-        {
-            "case_id": case_id,
-            "side": side,
-            "sequence": sequence,
-            "event": f"event_{sequence}",
-            "status": status,
-            "occurred_at": T0 + timedelta(minutes=sequence),
-            "detail": {"step": sequence, "note": "转入"},
-            "rule": "R12",
-        }
-    )
+@pytest.fixture(scope="module")
+def trust(tmp_path_factory: pytest.TempPathFactory) -> AuditTrust:
+    return make_trust(tmp_path_factory.mktemp("audit-trust"))
 
 
 @pytest.fixture
@@ -61,14 +56,28 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path) -> AuditStore:
-    return AuditStore.open(f"sqlite:///{db_path}")
+def store(db_path: Path, trust: AuditTrust) -> AuditStore:
+    return AuditStore.open(f"sqlite:///{db_path}", keys=trust.registry)
 
 
-def fill(store: AuditStore, case_id: str, sequences: dict[str, list[int]]) -> None:
-    for side, numbers in sequences.items():
-        for n in numbers:
-            assert store.append(record(case_id, side, n)) == "appended"
+Fill = Callable[[AuditStore, str, dict[str, list[int]]], None]
+
+
+@pytest.fixture
+def fill(trust: AuditTrust) -> Fill:
+    """Append each side's records, signed by their emitter, in the order given."""
+
+    def append_all(store: AuditStore, case_id: str, sequences: dict[str, list[int]]) -> None:
+        for side, numbers in sequences.items():
+            for n in numbers:
+                assert store.append(signed(trust, case_id, side, n)) == "appended"
+
+    return append_all
+
+
+def store_signature(store: AuditStore, case_id: str, sequence: int) -> object:
+    entry = next(e for e in store.entries(case_id) if e.sequence == sequence)
+    return AuditRecord.model_validate_json(entry.record_json).signature
 
 
 def tamper(db_path: Path, case_id: str, side: str, sequence: int, **changes: object) -> None:
@@ -141,7 +150,7 @@ def test_a_record_moved_to_another_sequence_is_reported() -> None:
 # --- the store ----------------------------------------------------------------------------
 
 
-def test_a_complete_chain_of_a_case_verifies(store: AuditStore, case_id: str) -> None:
+def test_a_complete_chain_of_a_case_verifies(store: AuditStore, case_id: str, fill: Fill) -> None:
     fill(store, case_id, {"incoming": [1, 2, 3, 4], "outgoing": [1, 2, 3]})
     assert store.verify(case_id) == []
     assert store.verify() == []
@@ -152,17 +161,22 @@ def test_a_complete_chain_of_a_case_verifies(store: AuditStore, case_id: str) ->
     assert store.count(case_id) == 7
 
 
-def test_an_altered_stored_record_is_named(store: AuditStore, db_path: Path, case_id: str) -> None:
+def test_an_altered_stored_record_is_named(
+    store: AuditStore, db_path: Path, case_id: str, fill: Fill
+) -> None:
     fill(store, case_id, {"incoming": [1, 2, 3], "outgoing": [1, 2, 3]})
     tamper(db_path, case_id, "outgoing", 2, status="refused")
     problems = store.verify(case_id)
+    # The store's chain, the emitter's signature and the next record's link all name it.
     assert [(p.case_id, p.side, p.sequence, p.kind) for p in problems] == [
-        (case_id, "outgoing", 2, "hash_mismatch")
+        (case_id, "outgoing", 2, "hash_mismatch"),
+        (case_id, "outgoing", 2, "signature_invalid"),
+        (case_id, "outgoing", 3, "link_mismatch"),
     ]
     assert f"case {case_id} side outgoing sequence 2" in str(problems[0])
 
 
-def test_a_missing_sequence_is_a_gap(store: AuditStore, case_id: str) -> None:
+def test_a_missing_sequence_is_a_gap(store: AuditStore, case_id: str, fill: Fill) -> None:
     fill(store, case_id, {"incoming": [1, 2, 4, 6]})
     problems = store.verify(case_id)
     assert [(p.side, p.sequence, p.kind) for p in problems] == [
@@ -171,22 +185,35 @@ def test_a_missing_sequence_is_a_gap(store: AuditStore, case_id: str) -> None:
     ]
 
 
-def test_the_same_record_again_is_ignored(store: AuditStore, case_id: str) -> None:
+def test_the_same_record_again_is_ignored(
+    store: AuditStore, case_id: str, fill: Fill, trust: AuditTrust
+) -> None:
     fill(store, case_id, {"incoming": [1, 2]})
-    # A retried activity publishes the same record again, possibly in another time zone.
-    again = record(case_id, "incoming", 2)
-    again = again.model_copy(
-        update={"occurred_at": again.occurred_at.astimezone(timezone(timedelta(hours=8)))}
+    # A retried activity publishes the same record again, possibly in another time zone;
+    # its emitter signs it again, later.
+    retried = record(case_id, "incoming", 2)
+    retried = retried.model_copy(
+        update={"occurred_at": retried.occurred_at.astimezone(timezone(timedelta(hours=8)))}
     )
+    again = sign_record(
+        trust.signer("incoming"),
+        retried,
+        region="610100",
+        prev_hash=record(case_id, "incoming", 1).content_digest(),
+        at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+    assert again.signature != store_signature(store, case_id, 2)
     assert store.append(again) == "duplicate"
     assert store.count(case_id) == 2
     assert store.conflicts(case_id) == []
     assert store.verify(case_id) == []
 
 
-def test_a_conflicting_duplicate_is_kept_and_reported(store: AuditStore, case_id: str) -> None:
+def test_a_conflicting_duplicate_is_kept_and_reported(
+    store: AuditStore, case_id: str, fill: Fill, trust: AuditTrust
+) -> None:
     fill(store, case_id, {"outgoing": [1, 2, 3]})
-    other = record(case_id, "outgoing", 2, status="completed")
+    other = signed(trust, case_id, "outgoing", 2, status="completed")
     assert store.append(other) == "conflict"
     assert store.append(other) == "conflict"  # redelivered: kept once
     assert len(store.conflicts(case_id)) == 1
@@ -200,28 +227,30 @@ def test_a_conflicting_duplicate_is_kept_and_reported(store: AuditStore, case_id
 
 
 def test_out_of_order_arrival_verifies_once_complete(
-    store: AuditStore, tmp_path: Path, case_id: str
+    store: AuditStore, tmp_path: Path, case_id: str, fill: Fill, trust: AuditTrust
 ) -> None:
+    arrived = {n: signed(trust, case_id, "incoming", n) for n in (1, 2, 3, 4, 5)}
     for n in (3, 1, 5):
-        store.append(record(case_id, "incoming", n))
+        store.append(arrived[n])
     waiting = {e.sequence: e for e in store.entries(case_id)}
     assert waiting[1].hash is not None
     assert waiting[3].hash is None
     assert waiting[5].hash is None
     assert [(p.sequence, p.kind) for p in store.verify(case_id)] == [(2, "gap"), (4, "gap")]
 
-    store.append(record(case_id, "incoming", 2))
-    store.append(record(case_id, "incoming", 4))
+    store.append(arrived[2])
+    store.append(arrived[4])
     assert store.verify(case_id) == []
     assert store.relink(case_id, "incoming") == 0  # append already linked everything
     # The chain is the one an in-order arrival builds.
-    in_order = AuditStore.open(f"sqlite:///{tmp_path / 'in-order.db'}")
-    fill(in_order, case_id, {"incoming": [1, 2, 3, 4, 5]})
+    in_order = AuditStore.open(f"sqlite:///{tmp_path / 'in-order.db'}", keys=trust.registry)
+    for n in range(1, 6):
+        in_order.append(arrived[n])
     assert [e.hash for e in store.entries(case_id)] == [e.hash for e in in_order.entries(case_id)]
 
 
 def test_relink_fills_in_rows_waiting_behind_a_complete_prefix(
-    store: AuditStore, db_path: Path, case_id: str
+    store: AuditStore, db_path: Path, case_id: str, fill: Fill
 ) -> None:
     fill(store, case_id, {"incoming": [1, 2, 3]})
     with sqlite3.connect(db_path) as conn:  # as if a link had been lost
@@ -235,15 +264,15 @@ def test_relink_fills_in_rows_waiting_behind_a_complete_prefix(
 
 
 async def test_an_invalid_message_is_rejected_without_its_content(
-    store: AuditStore, case_id: str
+    store: AuditStore, case_id: str, trust: AuditTrust
 ) -> None:
     person_id = "620802199001011234"
-    bad = record(case_id, "incoming", 1).model_dump(mode="json")
+    bad = signed(trust, case_id, "incoming", 1).model_dump(mode="json")
     bad["detail"] = {"id_number": person_id}
     raw = json.dumps(bad).encode()
     assert await receive(store, raw, topic="t", partition=0, offset=7, key=b"k") == "rejected"
     assert await receive(store, b"not json", topic="t", partition=0, offset=8) == "rejected"
-    ok = record(case_id, "incoming", 1).model_dump_json().encode()
+    ok = signed(trust, case_id, "incoming", 1).model_dump_json().encode()
     assert await receive(store, ok, topic="t", partition=0, offset=9) == "appended"
     assert await receive(store, ok, topic="t", partition=0, offset=10) == "duplicate"
 
@@ -261,10 +290,10 @@ async def test_an_invalid_message_is_rejected_without_its_content(
 
 
 def test_json_and_csv_exports_carry_every_record_with_its_hash(
-    store: AuditStore, case_id: str
+    store: AuditStore, case_id: str, fill: Fill, trust: AuditTrust
 ) -> None:
     fill(store, case_id, {"outgoing": [1, 2], "incoming": [1, 2, 3]})
-    store.append(record(case_id, "incoming", 3, status="completed"))  # a conflict
+    store.append(signed(trust, case_id, "incoming", 3, status="completed"))  # a conflict
     entries, conflicts = store.entries(case_id), store.conflicts(case_id)
     problems = store.verify(case_id)
 
@@ -275,6 +304,7 @@ def test_json_and_csv_exports_carry_every_record_with_its_hash(
     for item in document["entries"]:  # anyone can recompute the chain from the export
         assert item["hash"] == link_hash(item["prev_hash"], item["record_json"])
         assert item["record"]["sequence"] == item["sequence"]
+        assert item["record"]["signature"]["key_id"].startswith(item["record"]["region"])
     assert document["heads"]["incoming"] == {"sequence": 3, "hash": entries[2].hash}
     assert document["verified"] is False
     assert [(p["sequence"], p["kind"]) for p in document["problems"]] == [(3, "duplicate_conflict")]
@@ -294,11 +324,11 @@ def test_json_and_csv_exports_carry_every_record_with_its_hash(
 
 
 def test_cli_verify_names_the_altered_record_and_export_writes_the_trail(
-    store: AuditStore, db_path: Path, tmp_path: Path, case_id: str
+    store: AuditStore, db_path: Path, tmp_path: Path, case_id: str, fill: Fill, trust: AuditTrust
 ) -> None:
     fill(store, case_id, {"incoming": [1, 2, 3], "outgoing": [1, 2]})
     runner = CliRunner()
-    env = {"MEDTRANSFER_AUDIT_DATABASE_URL": f"sqlite:///{db_path}"}
+    env = trust.env(MEDTRANSFER_AUDIT_DATABASE_URL=f"sqlite:///{db_path}")
 
     clean = runner.invoke(cli, ["verify", "--case", case_id], env=env)
     assert clean.exit_code == 0, clean.output
@@ -317,6 +347,7 @@ def test_cli_verify_names_the_altered_record_and_export_writes_the_trail(
     dirty = runner.invoke(cli, ["verify", "--case", case_id], env=env)
     assert dirty.exit_code == 1
     assert f"hash_mismatch: case {case_id} side incoming sequence 2" in dirty.output
+    assert f"signature_invalid: case {case_id} side incoming sequence 2" in dirty.output
     assert runner.invoke(cli, ["verify"], env=env).exit_code == 1
 
 

@@ -19,13 +19,13 @@ import pytest
 from sqlmodel import SQLModel
 from typer.testing import CliRunner, Result
 
-from contracts.documents import AuditRecord
 from domain.identity import mask_id, resident_id_check_char
 from services.audit.store import AuditStore
 from services.cli import api as cli_api
 from services.cli.app import cli
 from services.common.db import create_tables, make_engine, session_scope
 from services.common.tables import InboxRow, LedgerEntry
+from tests.support.audit_keys import make_trust, signed
 
 pytestmark = pytest.mark.unit
 
@@ -656,33 +656,20 @@ def test_reconcile_of_empty_databases_and_of_missing_ones(tmp_path: Path) -> Non
     assert not (tmp_path / "nowhere").exists()
 
 
-def audit_record(case_id: str, sequence: int) -> AuditRecord:
-    return AuditRecord.model_validate(
-        {
-            "case_id": case_id,
-            "side": "incoming",
-            "sequence": sequence,
-            "event": f"event_{sequence}",
-            "status": "submitted",
-            "occurred_at": datetime(2026, 11, 20, tzinfo=UTC) + timedelta(minutes=sequence),
-            "detail": {},
-            "rule": "R12",
-        }
-    )
-
-
 def test_audit_verify_uses_the_audit_package(tmp_path: Path) -> None:
+    # Records as their emitters publish them: signed with a region key the registry knows.
+    trust = make_trust(tmp_path)
     url = f"sqlite:///{tmp_path / 'audit.db'}"
-    store = AuditStore.open(url)
-    store.append(audit_record("TR1", 1))
-    store.append(audit_record("TR1", 2))
-    env = {"MEDTRANSFER_AUDIT_DATABASE_URL": url}
+    store = AuditStore.open(url, keys=trust.registry)
+    store.append(signed(trust, "TR1", "incoming", 1))
+    store.append(signed(trust, "TR1", "incoming", 2))
+    env = trust.env(MEDTRANSFER_AUDIT_DATABASE_URL=url)
     result = run("audit", "verify", env=env)
     assert result.exit_code == 0, result.output
     assert "1 case(s) verified" in result.output
     assert run("audit", "verify", "--case", "TR404", env=env).exit_code == 2
 
-    store.append(audit_record("TR2", 2))  # sequence 1 never arrived
+    store.append(signed(trust, "TR2", "incoming", 2))  # sequence 1 never arrived
     result = run("audit", "verify", "--case", "TR2", env=env)
     assert result.exit_code == 1
     assert "gap" in result.output
