@@ -47,7 +47,8 @@ class Envelope(BaseModel):
     )
     # repr=False: the payload may hold personal data (a contact letter's person and account).
     payload: dict[str, Any] = Field(repr=False)
-    key_id: str | None = Field(default=None, min_length=1)
+    # <region>-<label> (contracts/keyring.py): a sender's free text never reaches a log.
+    key_id: str | None = Field(default=None, pattern=r"^\d{6}-[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
     signature: str | None = Field(default=None, pattern=_Base64)
 
     @field_validator("type")

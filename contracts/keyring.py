@@ -27,7 +27,7 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,8 @@ from contracts.signing import (
 log = logging.getLogger("medtransfer.keys")
 
 REGISTRY_VERSION = 1
+# How long after its end a rotated-out key still verifies what it signed in its time.
+EXPIRED_KEY_GRACE = timedelta(days=7)
 _REGION = re.compile(r"^\d{6}$")
 _KEY_ID = re.compile(r"^\d{6}-[A-Za-z0-9][A-Za-z0-9._-]{0,60}$")
 
@@ -168,16 +170,59 @@ class KeyRegistry:
         Raises ``SignatureInvalid`` naming why (unknown key, revoked, not valid at the
         signed time, wrong signature); never a payload value.
         """
-        entry = self.find(envelope.from_region, envelope.key_id)
+        entry = self.usable_entry(envelope.from_region, envelope.key_id, envelope.sent_at, now)
+        verify_envelope(envelope, entry.public_key)
+
+    def usable_entry(
+        self, region: str, key_id: str | None, signed_at: datetime, now: datetime
+    ) -> KeyEntry:
+        """The region's key named ``key_id`` if it may verify a signature made at
+        ``signed_at`` and checked ``now``; raises ``SignatureInvalid`` naming why.
+
+        Not revoked by ``now`` (a stolen key can claim any signing time); valid at
+        ``signed_at`` (rotation: what an old key signed in its time still verifies); and
+        not ended longer ago than ``EXPIRED_KEY_GRACE`` (a key that ended long ago cannot
+        sign backdated documents for ever; what it signed in flight is re-signed with the
+        current key by the sender's resend sweep)."""
+        entry = self.find(region, key_id)
         if entry is None:
-            raise SignatureInvalid(
-                f"no key {envelope.key_id or '<none>'} registered for region {envelope.from_region}"
-            )
+            shown = key_id if key_id and _KEY_ID.match(key_id) else "<invalid>"
+            raise SignatureInvalid(f"no key {shown} registered for region {region}")
         if entry.revoked_by(now):
             raise SignatureInvalid(f"key {entry.key_id} is revoked")
-        if not entry.valid_at(envelope.sent_at):
-            raise SignatureInvalid(f"key {entry.key_id} was not valid at sent_at")
-        verify_envelope(envelope, entry.public_key)
+        if not entry.valid_at(signed_at):
+            raise SignatureInvalid(f"key {entry.key_id} was not valid at the signing time")
+        if entry.not_after is not None and now > entry.not_after + EXPIRED_KEY_GRACE:
+            raise SignatureInvalid(f"key {entry.key_id} ended more than {EXPIRED_KEY_GRACE} ago")
+        return entry
+
+    def verify_bytes(
+        self,
+        region: str,
+        key_id: str,
+        data: bytes,
+        signature: str,
+        signed_at: datetime,
+        now: datetime,
+    ) -> None:
+        """Check a signature of ``region`` over ``data`` (a document that is not an
+        envelope, e.g. an audit record) with the same rules as ``verify``: the key named by
+        ``key_id`` is the region's, not revoked by ``now``, valid at ``signed_at``.
+
+        Raises ``SignatureInvalid`` naming why; never a value of ``data``.
+        """
+        entry = self.usable_entry(region, key_id, signed_at, now)
+        try:
+            public = Ed25519PublicKey.from_public_bytes(
+                base64.b64decode(entry.public_key, validate=True)
+            )
+            raw = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SignatureInvalid("malformed signature") from exc
+        try:
+            public.verify(raw, data)
+        except InvalidSignature as exc:
+            raise SignatureInvalid("signature does not match") from exc
 
     def signing_entry(self, region: str, now: datetime, held: Iterable[str]) -> KeyEntry | None:
         """The key to sign with now: valid, not revoked, held here; the newest of them, so
@@ -315,6 +360,22 @@ class RegionSigner:
         key_id, key = self._key(envelope.from_region, envelope.sent_at)
         return sign_envelope(envelope, key, key_id=key_id)
 
+    @property
+    def served(self) -> frozenset[str]:
+        """The regions this deployment signs for."""
+        return self._served
+
+    def sign_bytes(self, region: str, data: bytes, at: datetime) -> tuple[str, str]:
+        """Sign ``data`` (a document that is not an envelope, e.g. an audit record) with
+        ``region``'s key current at ``at``; returns ``(key_id, base64 signature)``.
+
+        ``key_id`` and ``at`` are not part of ``data`` unless the caller puts them there:
+        a document that carries them should (``KeyRegistry.verify_bytes`` checks the key
+        against the claimed signing time). Raises ``KeyCustodyError`` like ``sign``.
+        """
+        key_id, key = self._key(region, at)
+        return key_id, base64.b64encode(key.sign(data)).decode("ascii")
+
     def _key(self, region: str, now: datetime) -> tuple[str, Ed25519PrivateKey]:
         if region not in self._served:
             raise KeyCustodyError(f"this deployment does not serve region {region}")
@@ -340,9 +401,15 @@ class KeyRegistrySource:
     published without a restart). A changed file that does not verify is refused and the
     last good registry stays in force."""
 
-    def __init__(self, path: Path, platform_public_key: str) -> None:
+    def __init__(
+        self, path: Path, platform_public_key: str, high_water_file: Path | None = None
+    ) -> None:
         self._path = path
         self._platform_public_key = platform_public_key
+        # The newest issued_at accepted so far, kept across restarts: a registry the
+        # operator signed earlier (before a revocation) is never taken back.
+        self._high_water_file = high_water_file
+        self._newest = _read_instant(high_water_file)
         self._stamp: tuple[int, int] | None = None
         self._registry: KeyRegistry | None = None
         self.current()
@@ -353,18 +420,55 @@ class KeyRegistrySource:
             try:
                 document = json.loads(self._path.read_text(encoding="utf-8"))
                 registry = parse_registry(document, self._platform_public_key)
+                if self._newest is not None and registry.issued_at < self._newest:
+                    raise KeyRegistryError(
+                        f"the registry issued at {_iso(registry.issued_at)} is older than the "
+                        f"one in force ({_iso(self._newest)}): a rollback is refused"
+                    )
             except (OSError, ValueError) as exc:
                 if self._registry is None:
                     raise KeyRegistryError(f"key registry {self._path}: {exc}") from exc
                 log.error("key registry change refused, the previous one stays: %s", exc)
             else:
                 self._registry = registry
+                self._remember(registry.issued_at)
             self._stamp = stamp
         assert self._registry is not None
         return self._registry
 
+    def _remember(self, issued_at: datetime) -> None:
+        if self._newest is not None and issued_at <= self._newest:
+            return
+        self._newest = issued_at
+        if self._high_water_file is not None:
+            try:
+                self._high_water_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._high_water_file.with_suffix(".tmp")
+                tmp.write_text(_iso(issued_at) or "", encoding="ascii")
+                os.replace(tmp, self._high_water_file)
+            except OSError as exc:
+                # Still refused in this process; only a restart could be rolled back.
+                log.error("registry high-water mark not saved: %s", exc)
+
     def verify(self, envelope: Envelope, now: datetime) -> None:
         self.current().verify(envelope, now)
+
+    def verify_bytes(
+        self,
+        region: str,
+        key_id: str,
+        data: bytes,
+        signature: str,
+        signed_at: datetime,
+        now: datetime,
+    ) -> None:
+        self.current().verify_bytes(region, key_id, data, signature, signed_at, now)
+
+
+def _read_instant(path: Path | None) -> datetime | None:
+    if path is None or not path.exists():
+        return None
+    return _instant(path.read_text(encoding="ascii").strip(), "registry high-water mark")
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

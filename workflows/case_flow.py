@@ -97,8 +97,10 @@ class CaseFlow:
 
     # --- documents -----------------------------------------------------------------
     def receive(self, envelope: Envelope) -> None:
-        """Signal handler body: a redelivered document (same message_id) is ignored."""
-        if envelope.message_id in self._seen:
+        """Signal handler body: a redelivered document (same message_id) is ignored, and
+        so is one of another case (the inbound path routes by case id: anything else came
+        around it)."""
+        if envelope.message_id in self._seen or envelope.case_id != self.case_id:
             return
         self._seen.add(envelope.message_id)
         self.inbox.append(envelope)

@@ -3,7 +3,10 @@ AES-256-GCM encrypted before it leaves the process, so the Temporal server, its 
 and its UI hold no ID number, name or bank account in clear.
 
 A payload becomes ``encoding: binary/encrypted`` with the key id in its metadata and
-``nonce (12 bytes) || ciphertext+tag`` as data; the key id is bound as associated data.
+``nonce (12 bytes) || ciphertext+tag`` as data. The associated data binds the key id and
+the workflow the payload belongs to (namespace and workflow id, also in the metadata):
+a payload copied from one case's history into another case's signal does not decode
+there (a clerk's decision cannot be replayed into someone else's case).
 Keys rotate by adding a new key id and making it current: every listed key decrypts, the
 current one encrypts. A payload that is not encrypted under one of our keys is refused on
 decode: it becomes an empty payload of an encoding no converter reads, so the SDK drops
@@ -33,11 +36,21 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 ENCODING = b"binary/encrypted"
 REFUSED = b"binary/refused-not-ours"
 KEY_ID = "encryption-key-id"
+BINDING = "encryption-binding"
+TAG_BYTES = 16
 NONCE_BYTES = 12
 
 log = logging.getLogger("medtransfer.codec")
@@ -47,8 +60,18 @@ class CodecError(ValueError):
     """A codec key set that cannot be used, or a payload that cannot be decrypted."""
 
 
-class EncryptionCodec(PayloadCodec):
-    def __init__(self, keys: dict[str, bytes], current: str) -> None:
+def _binding(context: SerializationContext) -> str | None:
+    if isinstance(context, WorkflowSerializationContext):
+        return f"{context.namespace}/{context.workflow_id}"
+    if isinstance(context, ActivitySerializationContext) and context.workflow_id:
+        return f"{context.namespace}/{context.workflow_id}"
+    return None
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    def __init__(self, keys: dict[str, bytes], current: str, binding: str | None = None) -> None:
+        self._keys = keys
+        self._binding = binding
         if current not in keys:
             raise CodecError(f"the current codec key {current!r} is not among the keys")
         for key_id, key in keys.items():
@@ -56,6 +79,11 @@ class EncryptionCodec(PayloadCodec):
                 raise CodecError(f"codec key {key_id} is not 32 bytes (AES-256)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self._current = current
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """The codec of one workflow's payloads (the SDK asks for it per workflow and
+        activity): what it seals names that workflow; what it opens must name it."""
+        return EncryptionCodec(self._keys, self._current, _binding(context))
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.encrypt(payload) for payload in payloads]
@@ -73,28 +101,43 @@ class EncryptionCodec(PayloadCodec):
     def encrypt(self, payload: Payload) -> Payload:
         nonce = os.urandom(NONCE_BYTES)
         key_id = self._current
+        metadata = {"encoding": ENCODING, KEY_ID: key_id.encode("utf-8")}
+        if self._binding is not None:
+            metadata[BINDING] = self._binding.encode("utf-8")
         sealed = self._ciphers[key_id].encrypt(
-            nonce, payload.SerializeToString(), key_id.encode("utf-8")
+            nonce, payload.SerializeToString(), _associated(key_id, self._binding)
         )
-        return Payload(
-            metadata={"encoding": ENCODING, KEY_ID: key_id.encode("utf-8")},
-            data=nonce + sealed,
-        )
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
+        """Open one of our payloads. Raises ``CodecError`` for anything else: not ours,
+        another workflow's, cut short or altered."""
         if payload.metadata.get("encoding") != ENCODING:
             raise CodecError("refused: a payload that is not encrypted")
         key_id = payload.metadata.get(KEY_ID, b"").decode("utf-8", "replace")
         cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise CodecError(f"no codec key {key_id!r} here")
+            raise CodecError(f"no codec key {key_id[:40]!r} here")
+        raw_binding = payload.metadata.get(BINDING)
+        binding = None if raw_binding is None else raw_binding.decode("utf-8", "replace")
+        if self._binding is not None and binding != self._binding:
+            # Decoding for a workflow: only that workflow's own payloads.
+            raise CodecError("refused: a payload sealed for another workflow")
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise CodecError("refused: an encrypted payload cut short")
         try:
             clear = cipher.decrypt(
-                payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], key_id.encode("utf-8")
+                payload.data[:NONCE_BYTES],
+                payload.data[NONCE_BYTES:],
+                _associated(key_id, binding),
             )
-        except InvalidTag:
-            raise CodecError(f"a payload under key {key_id!r} does not decrypt") from None
-        return Payload.FromString(clear)
+            return Payload.FromString(clear)
+        except (InvalidTag, ValueError):
+            raise CodecError(f"a payload under key {key_id[:40]!r} does not decrypt") from None
+
+
+def _associated(key_id: str, binding: str | None) -> bytes:
+    return key_id.encode("utf-8") + b"\n" + (binding or "").encode("utf-8")
 
 
 def parse_codec_keys(text: str) -> dict[str, bytes]:
@@ -140,7 +183,13 @@ def codec_from_settings(
 
 
 def encrypted_converter(codec: EncryptionCodec) -> DataConverter:
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    """The pydantic converter with the codec; failure messages and stack traces go into
+    encoded attributes, so the codec seals them too (an error can quote a record)."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def decode_for_ui(codec: EncryptionCodec, body: dict[str, Any]) -> dict[str, Any]:

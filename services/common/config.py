@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     temporal_tls_key_file: Path | None = None
     temporal_tls_ca_file: Path | None = None
     temporal_tls_server_name: str = ""
+    # A file holding the bearer token (JWT) Temporal's authorizer maps to this deployment's
+    # namespace permissions; read at each connect (a renewed token needs no redeploy).
+    temporal_api_key_file: Path | None = None
     temporal_namespace: str = "default"
     temporal_ui_url: str = "http://127.0.0.1:8233"
     topic_prefix: str = "medtransfer"

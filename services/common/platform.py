@@ -8,18 +8,18 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 from contracts.documents import AuditRecord, Receipt, TransferRequested
 from contracts.envelope import Envelope
-from contracts.keyring import KeyRegistrySource, custody_problems
+from contracts.keyring import KeyRegistrySource, RegionSigner, custody_problems
 from contracts.local_trust import enrol_local_regions, platform_public_key
 from contracts.signing import SignatureInvalid
 from contracts.topics import Topics
@@ -27,6 +27,7 @@ from domain.calendar import WorkingDayCalendar, build_calendar
 from domain.limits import CaseLimits
 from domain.policy import PolicyDataError, PolicyTable, load_policy_table
 from domain.regions import RegionRegistry, load_region_registry
+from services.audit.emitter import AuditRecordSigner, AuditTimeline
 from services.common.codec import EncryptionCodec, codec_from_settings, encrypted_converter
 from services.common.config import Settings, Side
 from services.common.tracing import kafka_middlewares, temporal_interceptors
@@ -71,7 +72,12 @@ def load_trust(settings: Settings, served: set[str]) -> KeyRegistrySource:
         raise ValueError(
             "MEDTRANSFER_PLATFORM_PUBLIC_KEY is not set: the key registry cannot be checked"
         )
-    return KeyRegistrySource(settings.key_registry_file, platform_public)
+    # The newest registry seen is remembered in the deployment's data directory (the key
+    # folder is read-only in production): an older one, from before a revocation, is
+    # refused, also after a restart.
+    return KeyRegistrySource(
+        settings.key_registry_file, platform_public, settings.data_dir / "registry-issued-at"
+    )
 
 
 class KafkaDocumentPublisher:
@@ -81,7 +87,25 @@ class KafkaDocumentPublisher:
     shows what it sends and in which schema.
     """
 
-    def __init__(self, broker: KafkaBroker, topics: Topics, side: Side) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        topics: Topics,
+        side: Side,
+        *,
+        signer: RegionSigner | None = None,
+        timeline: AuditTimeline | None = None,
+    ) -> None:
+        # With signer and timeline, every audit record goes out signed by its case's
+        # region, linked to this side's previous record of the case (docs/audit-trust.md);
+        # without them (tests, tools) unsigned, which the audit store refuses.
+        if (signer is None) != (timeline is None):
+            raise ValueError("signing audit records needs both the signer and the timeline")
+        self._audit_signer = (
+            AuditRecordSigner(signer, timeline)
+            if signer is not None and timeline is not None
+            else None
+        )
         destination = topics.to_outgoing if side == "incoming" else topics.to_incoming
         other = "outgoing" if side == "incoming" else "incoming"
         self._documents = broker.publisher(
@@ -105,6 +129,8 @@ class KafkaDocumentPublisher:
         )
 
     async def publish_audit(self, record: AuditRecord) -> None:
+        if self._audit_signer is not None:
+            record = await self._audit_signer.sign(record)
         await self._audit.publish(
             record.model_dump_json().encode("utf-8"),
             key=record.case_id.encode("utf-8"),
@@ -153,6 +179,11 @@ async def connect_temporal(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         tls=temporal_tls(settings),
+        api_key=(
+            settings.temporal_api_key_file.read_text(encoding="ascii").strip()
+            if settings.temporal_api_key_file
+            else None
+        ),
         data_converter=encrypted_converter(temporal_codec(settings)),
         interceptors=temporal_interceptors(tracer_provider),
     )
@@ -219,9 +250,14 @@ def parse_and_verify(
     if served and envelope.to_region not in served:
         raise NotAddressedToUs(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
     try:
-        envelope.document()
+        document = envelope.document()
     except ValidationError as exc:
         raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {_fields(exc)}", **ids) from None
+    far = _far_future_field(document, date.today() + FUTURE_DATE_LIMIT)
+    if far is not None:
+        # A date no real document carries (year 9999) would overflow the deadline
+        # arithmetic and leave the case's first step retrying for ever.
+        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {far} is implausibly late", **ids)
     if registry.get(envelope.from_region) is None:
         raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
     try:
@@ -229,6 +265,29 @@ def parse_and_verify(
     except SignatureInvalid as exc:
         raise InboundProblem(f"SIGNATURE_INVALID: {exc.reason}", **ids) from None
     return envelope
+
+
+# No platform document speaks of a day further ahead than this (due dates are weeks away).
+FUTURE_DATE_LIMIT = timedelta(days=366)
+
+
+def _far_future_field(value: object, limit: date, path: str = "") -> str | None:
+    """The first field holding a date after ``limit``, by its name, or None."""
+    if isinstance(value, datetime):
+        return path or "sent_at" if value.date() > limit else None
+    if isinstance(value, date):
+        return path if value > limit else None
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = _far_future_field(getattr(value, name), limit, f"{path}.{name}".lstrip("."))
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _far_future_field(item, limit, path)
+            if found:
+                return found
+    return None
 
 
 def content_digest(envelope: Envelope) -> str:

@@ -375,7 +375,10 @@ class CaseRepository:
                             type=envelope.type,
                             from_region=envelope.from_region,
                             key_id=envelope.key_id or "",
-                            payload_json=json.dumps(envelope.payload, ensure_ascii=False),
+                            # As validated (normalised), the form the activities compare.
+                            payload_json=json.dumps(
+                                envelope.document().model_dump(mode="json"), ensure_ascii=False
+                            ),
                             verified_at=utcnow(),
                         )
                     )

@@ -81,7 +81,7 @@ def test_a_document_signed_with_another_regions_key_is_refused(tmp_path: Path) -
 def test_an_expired_key_is_refused_for_what_it_signs_after_its_end(tmp_path: Path) -> None:
     old = key(tmp_path, PINGLIANG, "620800-old")
     registry = KeyRegistry((KeyEntry(**{**old.__dict__, "not_after": T0}),), T0)
-    with pytest.raises(SignatureInvalid, match="not valid at sent_at"):
+    with pytest.raises(SignatureInvalid, match="not valid at the signing time"):
         registry.verify(signed(tmp_path, old, T0 + timedelta(seconds=1)), T0 + timedelta(days=1))
 
 
@@ -243,3 +243,19 @@ def test_the_keys_command_generates_rotates_and_revokes(
     assert shown["revoked_at"] is not None
     _, stranger = generate_keypair()
     assert keys_cli.main(["show", "--registry", registry, "--platform-public-key", stranger]) == 2
+
+
+def test_a_rolled_back_registry_is_refused_also_after_a_restart(tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    operator = platform_key(trust)
+    public = (trust / "platform.pub").read_text().strip()
+    registry_file, high_water = trust / "registry.json", tmp_path / "data" / "registry-issued-at"
+    entry = key(tmp_path, PINGLIANG, "620800-a")
+    publish(registry_file, KeyRegistry((entry,), T0), operator)
+    old = registry_file.read_text()
+    revoked = KeyEntry(**{**entry.__dict__, "revoked_at": T0})
+    publish(registry_file, KeyRegistry((revoked,), T0 + timedelta(hours=1)), operator)
+    KeyRegistrySource(registry_file, public, high_water)
+    registry_file.write_text(old)
+    with pytest.raises(KeyRegistryError, match="rollback is refused"):
+        KeyRegistrySource(registry_file, public, high_water)
