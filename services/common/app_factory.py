@@ -36,6 +36,7 @@ from services.common.codec import CodecError, decode_for_ui
 from services.common.inbound import InboundHandler, Route, raw_body
 from services.common.kafka_topics import ensure_topics
 from services.common.metrics import InboundCounters, install_metrics
+from services.common.operator_token import OperatorTokenVerifier, TokenRefused, looks_like_jwt
 from services.common.platform import (
     MAX_DOCUMENT_BYTES,
     KafkaDocumentPublisher,
@@ -227,27 +228,48 @@ def build_agency_app(
         return await redrive_for(service, handler, principal)
 
     codec = temporal_codec(settings)
+    sso = (
+        OperatorTokenVerifier(
+            settings.codec_jwks_url, settings.codec_issuer, settings.temporal_namespace
+        )
+        if settings.codec_jwks_url
+        else None
+    )
 
-    @app.post("/codec/decode", include_in_schema=False)
-    async def codec_decode(request: Request) -> JSONResponse:
-        """The Temporal UI's codec server: an operator's key (X-Api-Key, or the bearer
-        token the UI passes on) sees a case's payloads decrypted; nobody else does."""
-        bearer = request.headers.get("authorization", "")
-        presented = request.headers.get("x-api-key") or bearer.removeprefix("Bearer ").strip()
+    async def codec_caller(request: Request) -> str | JSONResponse:
+        """Who asks to see payloads: an operator's API key (X-Api-Key or as the bearer),
+        or, with MEDTRANSFER_CODEC_JWKS_URL, the operator's single-sign-on token the
+        Temporal UI passes on, with a permission on this deployment's namespace."""
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if sso is not None and not request.headers.get("x-api-key") and looks_like_jwt(bearer):
+            try:
+                await asyncio.to_thread(sso.subject, bearer)
+            except TokenRefused as refused:
+                return problem(401, "CREDENTIALS_INVALID", str(refused))
+            return "single-sign-on operator"
         try:
-            principal = service.auth.principal(presented or None)
+            principal = service.auth.principal(request.headers.get("x-api-key") or bearer or None)
         except AuthError as exc:
             return auth_error_response(exc)
         if "operator" not in principal.roles:
             return problem(
                 403, "ROLE_REQUIRED", "decoding Temporal payloads needs the operator role"
             )
+        return principal.agency
+
+    @app.post("/codec/decode", include_in_schema=False)
+    async def codec_decode(request: Request) -> JSONResponse:
+        """The Temporal UI's codec server: an authorised operator sees a case's payloads
+        decrypted; nobody else does."""
+        caller = await codec_caller(request)
+        if isinstance(caller, JSONResponse):
+            return caller
         try:
             body = await request.json()
             decoded = decode_for_ui(codec, body if isinstance(body, dict) else {})
         except (CodecError, ValueError):
             return problem(400, "MALFORMED_BODY", "a codec request is {payloads: [...]} of ours")
-        log.info("codec: %s decoded Temporal payloads", principal.agency)
+        log.info("codec: %s decoded Temporal payloads", caller)
         return JSONResponse(decoded)
 
     @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # AES-256 key}; new payloads use temporal_codec_key_id, any listed key decrypts.
     temporal_codec_keys: str = ""
     temporal_codec_key_id: str = ""
+    # The codec endpoint also takes the operator's single-sign-on token (a JWT the Temporal
+    # UI passes on): its identity provider's JWKS address and issuer; unset = API keys only.
+    codec_jwks_url: str = ""
+    codec_issuer: str = ""
     # An explicit URL (postgresql+psycopg://...) overrides the per-side SQLite file.
     incoming_database_url: str | None = None
     outgoing_database_url: str | None = None

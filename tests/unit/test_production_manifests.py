@@ -64,10 +64,7 @@ SECRET_SETTINGS = {
 }
 # Settings the manifests set ahead of the code (docs/production-trust.md, "Settings the
 # services are to read"). A name leaves this set in the change that makes the code read it.
-ANNOUNCED_SETTINGS = {
-    "MEDTRANSFER_CODEC_JWKS_URL",
-    "MEDTRANSFER_CODEC_ISSUER",
-}
+ANNOUNCED_SETTINGS: set[str] = set()
 
 
 def yaml_files() -> list[Path]:
