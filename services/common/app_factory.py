@@ -30,7 +30,13 @@ from services.common.api import (
     redrive_for,
     set_region_connectivity,
 )
-from services.common.auth import ANY_ROLE, CLERK_ROLES, AuthError, Principal
+from services.common.auth import (
+    ANY_ROLE,
+    CLERK_ROLES,
+    AuthError,
+    Principal,
+    require_every_region,
+)
 from services.common.bootstrap import Service
 from services.common.codec import CodecError, decode_for_ui
 from services.common.inbound import InboundHandler, Route, raw_body
@@ -44,8 +50,11 @@ from services.common.platform import (
     make_broker,
     temporal_codec,
 )
+from services.common.throttle import LoginThrottle
 from services.common.tracing import configure_tracing, instrument_app
 
+# Unknown API keys an address may present per five minutes before it is answered 429.
+KEY_GUESSES_PER_WINDOW = 20
 # Consumers of the platform inbox per API process, each owning some of the topic's
 # partitions: one case's documents stay in order (key = case_id), different cases are
 # handled concurrently, and each offset is still committed only after its processing.
@@ -150,6 +159,8 @@ def build_agency_app(
     app.state.broker = broker
     install_error_handlers(app)
 
+    key_guesses = LoginThrottle(failures=KEY_GUESSES_PER_WINDOW)
+
     @app.middleware("http")
     async def credentials_first(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -157,9 +168,21 @@ def build_agency_app(
         # A caller without a valid key learns nothing about its request, not even that
         # the body is malformed: the key is checked before the body is read.
         if request.url.path.startswith("/v1/"):
+            client = request.client.host if request.client else "unknown"
+            wait = key_guesses.retry_after(client)
+            if wait is not None:
+                # An address that keeps presenting unknown keys is slowed down, as at
+                # the operations page's sign-in: the API is no unlimited key oracle.
+                limited = problem(
+                    429, "TOO_MANY_ATTEMPTS", f"too many unknown keys: retry in {wait} s"
+                )
+                limited.headers["Retry-After"] = str(wait)
+                return limited
             try:
                 service.auth.principal(request.headers.get("x-api-key"))
             except AuthError as exc:
+                if exc.status_code == 401 and request.headers.get("x-api-key"):
+                    key_guesses.failed(client)
                 return auth_error_response(exc)
             length = request.headers.get("content-length", "0")
             if not length.isdigit() or int(length) > MAX_DOCUMENT_BYTES:
@@ -230,7 +253,11 @@ def build_agency_app(
     codec = temporal_codec(settings)
     sso = (
         OperatorTokenVerifier(
-            settings.codec_jwks_url, settings.codec_issuer, settings.temporal_namespace
+            settings.codec_jwks_url,
+            settings.codec_issuer,
+            settings.temporal_namespace,
+            audience=settings.codec_audience,
+            allow_http=settings.local_demo,
         )
         if settings.codec_jwks_url
         else None
@@ -255,6 +282,11 @@ def build_agency_app(
             return problem(
                 403, "ROLE_REQUIRED", "decoding Temporal payloads needs the operator role"
             )
+        try:
+            # The payloads are the whole deployment's: an operator of every region it serves.
+            require_every_region(principal, service.served)
+        except AuthError as exc:
+            return auth_error_response(exc)
         return principal.agency
 
     @app.post("/codec/decode", include_in_schema=False)

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # UI passes on): its identity provider's JWKS address and issuer; unset = API keys only.
     codec_jwks_url: str = ""
     codec_issuer: str = ""
+    # The audience (the Temporal UI's client id) the token must be issued for; unset = any.
+    codec_audience: str = ""
     # An explicit URL (postgresql+psycopg://...) overrides the per-side SQLite file.
     incoming_database_url: str | None = None
     outgoing_database_url: str | None = None

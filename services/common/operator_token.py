@@ -5,7 +5,8 @@ claim the default claim mapper reads (``"<namespace>:read"`` or more).
 
 Only RS256 and ES256 are accepted (never ``none`` or an HMAC algorithm a public key could
 be abused for). The JWKS is fetched over HTTPS and kept for ten minutes; an unknown key
-id fetches it again once (the provider rotated its keys).
+id fetches it again, at most once a minute (the provider rotated its keys). With an
+audience configured, the token must have been issued for it (the Temporal UI).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 JWKS_TTL_SECONDS = 600
+JWKS_REFETCH_SECONDS = 60
 LEEWAY_SECONDS = 60
 PERMISSIONS = ("read", "write", "admin")
 
@@ -62,7 +64,14 @@ class OperatorTokenVerifier:
         namespace: str,
         fetch: Callable[[str], dict[str, Any]] = _fetch_jwks,
         clock: Callable[[], float] = time.time,
+        *,
+        audience: str = "",
+        allow_http: bool = False,
     ) -> None:
+        if not jwks_url.startswith("https://") and not allow_http:
+            # Whoever sits on a plain-http path could hand us the signing keys.
+            raise ValueError("MEDTRANSFER_CODEC_JWKS_URL must be an https:// address")
+        self._audience = audience
         self._jwks_url = jwks_url
         self._issuer = issuer
         self._namespace = namespace
@@ -93,7 +102,11 @@ class OperatorTokenVerifier:
 
     def _key(self, kid: str) -> dict[str, Any]:
         now = self._clock()
-        if kid not in self._keys or now - self._fetched_at > JWKS_TTL_SECONDS:
+        stale = now - self._fetched_at > JWKS_TTL_SECONDS
+        # An unknown key id fetches again (the provider rotated), at most once a minute:
+        # made-up key ids must not make every request a fetch.
+        rotated = kid not in self._keys and now - self._fetched_at > JWKS_REFETCH_SECONDS
+        if stale or rotated:
             try:
                 document = self._fetch(self._jwks_url)
             except (httpx.HTTPError, ValueError) as exc:
@@ -140,6 +153,11 @@ class OperatorTokenVerifier:
         not_before = claims.get("nbf", claims.get("iat", 0))
         if isinstance(not_before, int | float) and now + LEEWAY_SECONDS < not_before:
             raise TokenRefused("the token is not valid yet")
+        if self._audience:
+            audience = claims.get("aud")
+            audiences = audience if isinstance(audience, list) else [audience]
+            if self._audience not in audiences:
+                raise TokenRefused("the token was issued for another application")
         permissions = claims.get("permissions", [])
         wanted = {f"{self._namespace}:{level}" for level in PERMISSIONS}
         if not isinstance(permissions, list) or not wanted & {str(p) for p in permissions}:

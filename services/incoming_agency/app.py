@@ -48,10 +48,11 @@ from services.common.bootstrap import Service, build_service
 from services.common.inbound import HELD, signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
+from services.common.throttle import LoginThrottle
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.ops.dashboard import create_ops_router
-from services.ops.sessions import LoginThrottle, OpsSessions
+from services.ops.sessions import OpsSessions
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,

@@ -24,13 +24,13 @@ from domain.calendar import WorkingDayCalendar
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
+from services.common.throttle import LoginThrottle
 from services.ops.sessions import (
     CSRF_FIELD,
     LOGIN_COOKIE,
     LOGIN_COOKIE_SECONDS,
     SESSION_COOKIE,
     TOKEN_MIN_LENGTH,
-    LoginThrottle,
     OpsSession,
     OpsSessions,
     new_token,
@@ -289,7 +289,7 @@ def create_ops_router(
     @router.post("/ops/login")
     async def login(request: Request) -> Response:
         client = client_address(request)
-        wait = throttle.retry_after(client)
+        wait = throttle.attempt(client)
         if wait is not None:
             throttled = refused(429, f"too many failed sign-ins: try again in {wait} seconds")
             throttled.headers["Retry-After"] = str(wait)
@@ -300,7 +300,6 @@ def create_ops_router(
         try:
             principal = service.auth.principal(field(form, "key") or None)
         except AuthError:
-            throttle.failed(client)
             return RedirectResponse("/ops/login?error=unknown+key", status_code=303)
         if not principal.roles & {"clerk", "operator"}:
             return RedirectResponse("/ops/login?error=a+clerk+role+is+needed", status_code=303)

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,9 +25,6 @@ CSRF_FIELD = "csrf_token"
 IDLE_SECONDS = 8 * 3600
 ABSOLUTE_SECONDS = 12 * 3600
 MAX_SESSIONS = 10_000
-LOGIN_FAILURES = 5
-LOGIN_WINDOW_SECONDS = 300
-MAX_TRACKED_CLIENTS = 10_000
 TOKEN_BYTES = 32  # 256 bits
 TOKEN_MIN_LENGTH = 32  # a sign-in form token the browser sends back is one of ours
 LOGIN_COOKIE_SECONDS = 3600
@@ -118,48 +113,3 @@ class OpsSessions:
     def _purge(self, now: float) -> None:
         for key in [k for k, s in self._sessions.items() if self._expired(s, now)]:
             del self._sessions[key]
-
-
-class LoginThrottle:
-    """At most ``failures`` failed sign-ins per client address within ``window_seconds``."""
-
-    def __init__(
-        self,
-        failures: int = LOGIN_FAILURES,
-        window_seconds: float = LOGIN_WINDOW_SECONDS,
-        max_clients: int = MAX_TRACKED_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.failures = failures
-        self.window_seconds = window_seconds
-        self.max_clients = max_clients
-        self.clock = clock
-        self._failed: dict[str, deque[float]] = {}
-
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until ``client`` may try again, or None when it may now."""
-        now = self.clock()
-        recent = self._recent(client, now)
-        if len(recent) < self.failures:
-            return None
-        return max(1, math.ceil(recent[0] + self.window_seconds - now))
-
-    def failed(self, client: str) -> None:
-        now = self.clock()
-        if client not in self._failed and len(self._failed) >= self.max_clients:
-            for stale in [c for c in self._failed if not self._recent(c, now)]:
-                del self._failed[stale]
-            while len(self._failed) >= self.max_clients:
-                del self._failed[next(iter(self._failed))]
-        self._failed.setdefault(client, deque()).append(now)
-
-    def succeeded(self, client: str) -> None:
-        self._failed.pop(client, None)
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        recent = self._failed.get(client, deque())
-        while recent and now - recent[0] >= self.window_seconds:
-            recent.popleft()
-        if not recent:
-            self._failed.pop(client, None)
-        return recent

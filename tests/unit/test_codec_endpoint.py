@@ -108,8 +108,8 @@ def test_the_endpoint_decodes_for_operators_only(
     monkeypatch.setattr("services.common.operator_token._fetch_jwks", lambda _url: provider.jwks)
     monkeypatch.setattr(
         "services.common.app_factory.OperatorTokenVerifier",
-        lambda url, issuer, namespace: OperatorTokenVerifier(
-            url, issuer, namespace, fetch=lambda _: provider.jwks
+        lambda url, issuer, namespace, **options: OperatorTokenVerifier(
+            url, issuer, namespace, fetch=lambda _: provider.jwks, **options
         ),
     )
     agency = without_broker(

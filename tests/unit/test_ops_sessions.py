@@ -17,12 +17,11 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from services.common.auth import ROLES, Principal, key_hash
+from services.common.throttle import LOGIN_WINDOW_SECONDS, LoginThrottle
 from services.ops.sessions import (
     ABSOLUTE_SECONDS,
     IDLE_SECONDS,
-    LOGIN_WINDOW_SECONDS,
     SESSION_COOKIE,
-    LoginThrottle,
     OpsSessions,
 )
 from tests.support.inprocess import InProcessAgency, inprocess_app, without_broker
