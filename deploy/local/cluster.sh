@@ -120,11 +120,12 @@ cluster_apps() {
   echo "audit|$VENV_PY -m services.audit run|-"
 }
 
-# consumer group | members it must have
+# consumer group | members it must have (one group per side and deployment)
 cluster_groups() {
-  echo "$TOPIC_PREFIX-incoming-agency ${#INCOMING_PORTS[@]}"
-  echo "$TOPIC_PREFIX-outgoing-agency ${#OUTGOING_PORTS[@]}"
-  echo "$TOPIC_PREFIX-audit 1"
+  local deployment="${MEDTRANSFER_DEPLOYMENT:-local}"
+  echo "$TOPIC_PREFIX-incoming-$deployment ${#INCOMING_PORTS[@]}"
+  echo "$TOPIC_PREFIX-outgoing-$deployment ${#OUTGOING_PORTS[@]}"
+  echo "$TOPIC_PREFIX-audit-$deployment 1"
 }
 
 groups_ready() {
