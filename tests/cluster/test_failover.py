@@ -109,7 +109,13 @@ async def partitions_by_case(bootstrap: str, topic: str) -> dict[str, set[int]]:
 async def audit_verified(cluster: LocalCluster, timeout: float = 180) -> str:
     """`python -m services.audit verify` on the cluster's audit store, until it passes."""
     deadline = time.monotonic() + timeout
-    env = {**cluster.env, "MEDTRANSFER_DATA_DIR": str(cluster.root / "data")}
+    env = {
+        **cluster.env,
+        "MEDTRANSFER_DATA_DIR": str(cluster.root / "data"),
+        # The signatures are checked against the cluster's (local demo) key registry.
+        "MEDTRANSFER_LOCAL_DEMO": "true",
+        "MEDTRANSFER_KEY_REGISTRY_FILE": str(cluster.root / "trust" / "registry.json"),
+    }
     while True:
         result = await asyncio.to_thread(
             subprocess.run,
