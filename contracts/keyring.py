@@ -31,10 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
 )
 
 from contracts.canonical import canonical_json
@@ -46,6 +44,7 @@ from contracts.signing import (
     public_key_b64,
     sign_envelope,
     verify_envelope,
+    verify_signature,
 )
 
 log = logging.getLogger("medtransfer.keys")
@@ -174,7 +173,12 @@ class KeyRegistry:
         verify_envelope(envelope, entry.public_key)
 
     def usable_entry(
-        self, region: str, key_id: str | None, signed_at: datetime, now: datetime
+        self,
+        region: str,
+        key_id: str | None,
+        signed_at: datetime,
+        now: datetime,
+        ended_grace: timedelta | None = EXPIRED_KEY_GRACE,
     ) -> KeyEntry:
         """The region's key named ``key_id`` if it may verify a signature made at
         ``signed_at`` and checked ``now``; raises ``SignatureInvalid`` naming why.
@@ -183,7 +187,8 @@ class KeyRegistry:
         ``signed_at`` (rotation: what an old key signed in its time still verifies); and
         not ended longer ago than ``EXPIRED_KEY_GRACE`` (a key that ended long ago cannot
         sign backdated documents for ever; what it signed in flight is re-signed with the
-        current key by the sender's resend sweep)."""
+        current key by the sender's resend sweep). An archive (the audit trail, kept for
+        years) passes ``ended_grace=None``: no limit on how long ago the key ended."""
         entry = self.find(region, key_id)
         if entry is None:
             shown = key_id if key_id and _KEY_ID.match(key_id) else "<invalid>"
@@ -192,8 +197,9 @@ class KeyRegistry:
             raise SignatureInvalid(f"key {entry.key_id} is revoked")
         if not entry.valid_at(signed_at):
             raise SignatureInvalid(f"key {entry.key_id} was not valid at the signing time")
-        if entry.not_after is not None and now > entry.not_after + EXPIRED_KEY_GRACE:
-            raise SignatureInvalid(f"key {entry.key_id} ended more than {EXPIRED_KEY_GRACE} ago")
+        ended = entry.not_after
+        if ended_grace is not None and ended is not None and now > ended + ended_grace:
+            raise SignatureInvalid(f"key {entry.key_id} ended more than {ended_grace} ago")
         return entry
 
     def verify_bytes(
@@ -212,17 +218,7 @@ class KeyRegistry:
         Raises ``SignatureInvalid`` naming why; never a value of ``data``.
         """
         entry = self.usable_entry(region, key_id, signed_at, now)
-        try:
-            public = Ed25519PublicKey.from_public_bytes(
-                base64.b64decode(entry.public_key, validate=True)
-            )
-            raw = base64.b64decode(signature, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SignatureInvalid("malformed signature") from exc
-        try:
-            public.verify(raw, data)
-        except InvalidSignature as exc:
-            raise SignatureInvalid("signature does not match") from exc
+        verify_signature(entry.public_key, signature, data)
 
     def signing_entry(self, region: str, now: datetime, held: Iterable[str]) -> KeyEntry | None:
         """The key to sign with now: valid, not revoked, held here; the newest of them, so
@@ -259,15 +255,13 @@ def parse_registry(document: Mapping[str, Any], platform_public_key: str) -> Key
         raise KeyRegistryError("no platform public key is configured")
     body = {k: v for k, v in document.items() if k != "signature"}
     try:
-        public = Ed25519PublicKey.from_public_bytes(
-            base64.b64decode(platform_public_key, validate=True)
+        verify_signature(
+            platform_public_key, str(document.get("signature", "")), canonical_json(body)
         )
-        signature = base64.b64decode(str(document.get("signature", "")), validate=True)
-        public.verify(signature, canonical_json(body))
-    except (binascii.Error, ValueError) as exc:
-        raise KeyRegistryError("the platform key or the registry signature is malformed") from exc
-    except InvalidSignature:
-        raise KeyRegistryError("the registry is not signed by the platform operator") from None
+    except SignatureInvalid as refused:
+        if refused.reason == "signature does not match":
+            raise KeyRegistryError("the registry is not signed by the platform operator") from None
+        raise KeyRegistryError("the platform key or the registry signature is malformed") from None
     if body.get("version") != REGISTRY_VERSION:
         raise KeyRegistryError(f"registry version {body.get('version')!r} is not supported")
     issued_at = _instant(body.get("issued_at"), "issued_at")

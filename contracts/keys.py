@@ -35,7 +35,7 @@ from contracts.keyring import (
     with_entry,
     write_private_key,
 )
-from contracts.local_trust import publish
+from contracts.local_trust import publish, read_registry
 from contracts.signing import load_private_key, public_key_b64
 
 
@@ -48,13 +48,7 @@ def _time(value: str) -> datetime:
 
 def _operator_registry(args: argparse.Namespace) -> tuple[KeyRegistry, Ed25519PrivateKey]:
     key = load_private_key(Path(args.platform_key).read_bytes())
-    path = Path(args.registry)
-    if path.exists():
-        document = json.loads(path.read_text(encoding="utf-8"))
-        registry = parse_registry(document, public_key_b64(key))
-    else:
-        registry = KeyRegistry((), datetime.now(UTC))
-    return registry, key
+    return read_registry(Path(args.registry), public_key_b64(key)), key
 
 
 def _publish(args: argparse.Namespace, registry: KeyRegistry, key: Ed25519PrivateKey) -> None:

@@ -89,19 +89,6 @@ def publish(registry_file: Path, registry: KeyRegistry, key: Ed25519PrivateKey) 
     os.replace(tmp, registry_file)
 
 
-def update_registry(registry_file: Path, *entries: KeyEntry) -> KeyRegistry:
-    """Add or replace entries in the local registry, signed again by the local operator."""
-    trust_dir = registry_file.parent
-    with _locked(trust_dir):
-        key = platform_key(trust_dir)
-        registry = read_registry(registry_file, public_key_b64(key))
-        for entry in entries:
-            registry = with_entry(registry, entry)
-        registry = KeyRegistry(registry.entries, datetime.now(UTC))
-        publish(registry_file, registry, key)
-        return registry
-
-
 def enrol_local_regions(registry_file: Path, keys_dir: Path, regions: Iterable[str]) -> None:
     """Give each region a key in ``keys_dir`` (its own) and enter it in the registry,
     unless the folder already holds a key the registry lists for it."""

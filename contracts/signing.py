@@ -60,6 +60,27 @@ def sign_envelope(env: Envelope, private_key: Ed25519PrivateKey, key_id: str) ->
     return unsigned.model_copy(update={"signature": base64.b64encode(signature).decode("ascii")})
 
 
+def verify_signature(public_key_b64: str, signature_b64: str, data: bytes) -> None:
+    """Check a base64 Ed25519 signature over ``data`` with a base64 raw public key.
+
+    Raises ``SignatureInvalid`` when the key or signature is malformed or wrong.
+    """
+    try:
+        public_key = Ed25519PublicKey.from_public_bytes(
+            base64.b64decode(public_key_b64, validate=True)
+        )
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid("malformed public key") from exc
+    try:
+        signature = base64.b64decode(signature_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid("malformed signature") from exc
+    try:
+        public_key.verify(signature, data)
+    except InvalidSignature as exc:
+        raise SignatureInvalid("signature does not match") from exc
+
+
 def verify_envelope(env: Envelope, public_key_b64: str) -> None:
     """Check ``env``'s signature with a base64 raw Ed25519 public key.
 
@@ -68,24 +89,11 @@ def verify_envelope(env: Envelope, public_key_b64: str) -> None:
     if env.signature is None:
         raise SignatureInvalid("missing signature")
     try:
-        public_key = Ed25519PublicKey.from_public_bytes(
-            base64.b64decode(public_key_b64, validate=True)
-        )
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureInvalid("malformed public key") from exc
-    try:
-        signature = base64.b64decode(env.signature, validate=True)
-    except binascii.Error as exc:
-        raise SignatureInvalid("malformed signature") from exc
-    try:
         signed = env.signing_bytes()
     except ValueError as exc:
         # A number JCS cannot carry (beyond 2^53) can only come from a hostile sender.
         raise SignatureInvalid("not representable as RFC 8785 JSON") from exc
-    try:
-        public_key.verify(signature, signed)
-    except InvalidSignature as exc:
-        raise SignatureInvalid("signature does not match") from exc
+    verify_signature(public_key_b64, env.signature, signed)
 
 
 def _private_pem(private_key: Ed25519PrivateKey) -> bytes:

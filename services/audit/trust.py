@@ -15,13 +15,9 @@ signed statement "this chain has ``last_sequence`` records, the last one's diges
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.canonical import canonical_json
@@ -34,7 +30,7 @@ from contracts.documents import (
     Sha256Hex,
 )
 from contracts.keyring import KeyRegistry
-from contracts.signing import SignatureInvalid
+from contracts.signing import SignatureInvalid, verify_signature
 
 __all__ = [
     "AUDIT_GENESIS",
@@ -178,20 +174,10 @@ def _verify_archived(
     # A stored record stays verifiable after its key's rotation: the key must have been
     # valid when it signed and must not be revoked since. Unlike arrival (and envelopes),
     # no limit on how long ago the key ended: the trail is kept for years.
-    entry = registry.find(region, signature.key_id)
-    if entry is None:
-        raise SignatureInvalid(f"no key {signature.key_id} registered for region {region}")
-    if entry.revoked_by(now):
-        raise SignatureInvalid(f"key {entry.key_id} is revoked")
-    if not entry.valid_at(signature.signed_at):
-        raise SignatureInvalid(f"key {entry.key_id} was not valid at the signing time")
-    try:
-        public = Ed25519PublicKey.from_public_bytes(base64.b64decode(entry.public_key))
-        public.verify(base64.b64decode(signature.value, validate=True), data)
-    except (binascii.Error, ValueError) as exc:
-        raise SignatureInvalid("malformed signature") from exc
-    except InvalidSignature as exc:
-        raise SignatureInvalid("signature does not match") from exc
+    entry = registry.usable_entry(
+        region, signature.key_id, signature.signed_at, now, ended_grace=None
+    )
+    verify_signature(entry.public_key, signature.value, data)
 
 
 def record_problem(record: AuditRecord, keys: PublicKeys, now: datetime) -> str | None:

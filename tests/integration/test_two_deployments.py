@@ -194,17 +194,15 @@ def _history(agencies: Agencies, stack: AgencyStack, workflow_id: str) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout
-    # Payload data is base64 in the JSON: look at the decoded bytes too.
+    # The history as JSON with non-ASCII unescaped, plus every base64 payload decoded.
+    readable = json.dumps(json.loads(text), ensure_ascii=False)
     decoded = []
-    for chunk in json.loads(text).get("events", []):
-        decoded.append(json.dumps(chunk, ensure_ascii=False))
-    blob = "\n".join(decoded)
-    for token in _base64_tokens(blob):
+    for token in _base64_tokens(readable):
         try:
-            blob += "\n" + base64.b64decode(token).decode("utf-8", "replace")
+            decoded.append(base64.b64decode(token).decode("utf-8", "replace"))
         except ValueError:
             continue
-    return text + blob
+    return "\n".join([text, readable, *decoded])
 
 
 def _base64_tokens(text: str) -> list[str]:
