@@ -1,33 +1,44 @@
 """Continuity of benefits after a transfer (R24-R28), and the ``Decision`` records that
 explain every rule applied to a case.
 
-Money is integer fen, durations are integer months. Months follow the way contributions
-are paid: per calendar month. A month is covered when an enrolment span touches it, so
-the month in which contributions end and the month in which the new enrolment starts are
-both covered, and an *interruption* is the number of whole calendar months strictly
-between them.
+Money is integer fen, durations are integer months. Contributions are paid per calendar
+month, and the rules read as the December 2026 clarifications state them:
+
+- R24: only employee-scheme months count as deemed employee contribution years
+  (视同缴费年限); resident-scheme months are reported on their own.
+- R25-R27: the *interruption* is the number of calendar months without a contribution
+  between the last paid month at the outgoing region and the first month at the incoming
+  one (the month its enrolment starts), never a count from the suspension date, which an
+  agency often records weeks after the last payment. 3 or fewer: R25 (R26); 4 or more:
+  R27's waiting period.
+- R26: "2 or more continuous years" counts the paid months of the continuous run.
+- R28: where back-payment is allowed, the interruption's months x base x rate, and a late
+  fee each month's arrears accrue from that month's own due date to the payment date.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Final, get_args
+from typing import Any, Final, Protocol, get_args
 
 from domain.balance import BalanceDecision
 from domain.calendar import Deadline
 from domain.eligibility import Scheme
 from domain.limits import CaseDeadlines
 from domain.money import Fen, format_fen
-from domain.policy import MAX_WAITING_PERIOD_MONTHS, ResolvedPolicy
+from domain.policy import MAX_WAITING_PERIOD_MONTHS, PolicySource, ResolvedPolicy
 from domain.regions import is_region_code
 
 MAX_SHORT_INTERRUPTION_MONTHS: Final = 3  # R25 R26 R27: "3 months or less"
-MIN_CONTINUOUS_MONTHS_FOR_SWITCH: Final = 24  # R26: 2 or more continuous years
+MIN_CONTINUOUS_MONTHS_FOR_SWITCH: Final = 24  # R26: 2 or more continuous years, paid months
 
 _SCHEMES: Final = frozenset(get_args(Scheme))
 _ONE_DAY: Final = timedelta(days=1)
+# R28: the base is per month, the rate per mille of it, the late fee per 10000 a day.
+_RATE_DENOMINATOR: Final = 1000
+_LATE_FEE_DENOMINATOR: Final = 10000
 
 
 def _require_date(value: object, name: str) -> date:
@@ -50,6 +61,11 @@ def _month_start(index: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
+def month_of(day: date) -> date:
+    """The first day of ``day``'s month: how a month is written (2026-06-01 for June)."""
+    return _month_start(_month_index(_require_date(day, "day")))
+
+
 def add_months(day: date, months: int) -> date:
     """The same day ``months`` calendar months later, clamped to the month's last day
     (2026-01-31 + 1 month = 2026-02-28)."""
@@ -66,12 +82,22 @@ def _parse_date(value: object, name: str) -> date:
     return _require_date(value, name)
 
 
+def _date_zh(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+def _month_zh(month: date) -> str:
+    return f"{month.year}年{month.month}月"
+
+
 @dataclass(frozen=True)
 class EnrolmentSpan:
     """One enrolment in one region and scheme (same fields as ``contracts``'
     ``EnrolmentPeriod``, so ``EnrolmentSpan(**period.model_dump())`` works).
 
     ``end`` None: still enrolled. ``contribution_months``: months actually contributed.
+    ``last_paid_month``: the last month contributed for, as its first day (None: not
+    reported, the month of ``end`` stands in for it).
     """
 
     region: str
@@ -79,6 +105,7 @@ class EnrolmentSpan:
     start: date
     end: date | None
     contribution_months: int
+    last_paid_month: date | None = None
 
     def __post_init__(self) -> None:
         if not is_region_code(self.region):
@@ -89,6 +116,21 @@ class EnrolmentSpan:
         if self.end is not None and _require_date(self.end, "end") < self.start:
             raise ValueError("an enrolment span cannot end before it starts")
         _require_count(self.contribution_months, "contribution_months")
+        paid = self.last_paid_month
+        if paid is not None:
+            if _require_date(paid, "last_paid_month").day != 1:
+                raise ValueError("last_paid_month is a month: its first day (YYYY-MM-01)")
+            if paid < month_of(self.start):
+                raise ValueError("last_paid_month is before the enrolment starts")
+            if self.end is not None and paid > month_of(self.end):
+                raise ValueError("last_paid_month is after the enrolment ends")
+
+    def paid_through(self, on: date) -> date:
+        """The last paid month (its first day): ``last_paid_month`` when reported, else
+        the month the span ends (an open span: the month of ``on``)."""
+        if self.last_paid_month is not None:
+            return self.last_paid_month
+        return month_of(_span_end(self, on))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,19 +139,53 @@ class EnrolmentSpan:
             "start": self.start.isoformat(),
             "end": None if self.end is None else self.end.isoformat(),
             "contribution_months": self.contribution_months,
+            "last_paid_month": None
+            if self.last_paid_month is None
+            else self.last_paid_month.isoformat(),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EnrolmentSpan:
         """Accepts ISO strings or dates, so a contract's ``model_dump()`` fits too."""
         end = data.get("end")
+        paid = data.get("last_paid_month")
         return cls(
             region=data["region"],
             scheme=data["scheme"],
             start=_parse_date(data["start"], "start"),
             end=None if end is None else _parse_date(end, "end"),
             contribution_months=data["contribution_months"],
+            last_paid_month=None if paid is None else _parse_date(paid, "last_paid_month"),
         )
+
+
+def last_paid_month_problem(
+    last_paid: date | None, enrolled_since: date, suspended_on: date | None, today: date
+) -> str | None:
+    """R25-R27: what is wrong with an enrolment record's last paid month, None when it
+    fits: a month (its first day), not before the enrolment starts, not after the
+    suspension, and not in the future."""
+    if last_paid is None:
+        return None
+    if last_paid.day != 1:
+        return "last_paid_month is a month: give its first day (YYYY-MM-01)"
+    if last_paid < month_of(enrolled_since):
+        return "last_paid_month is before the enrolment starts (enrolled_since)"
+    if suspended_on is not None and last_paid > month_of(suspended_on):
+        return "last_paid_month is after the suspension (suspended_on)"
+    if last_paid > month_of(today):
+        return "last_paid_month is in the future"
+    return None
+
+
+class Contributions(Protocol):
+    """Anything with a scheme and its contribution months (a span, a contract period)."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def contribution_months(self) -> int: ...
 
 
 def contribution_by_region(spans: Iterable[EnrolmentSpan]) -> dict[str, int]:
@@ -121,59 +197,87 @@ def contribution_by_region(spans: Iterable[EnrolmentSpan]) -> dict[str, int]:
     return dict(sorted(totals.items()))
 
 
-def total_contribution_months(spans: Iterable[EnrolmentSpan]) -> int:
-    """R24: contribution months over all regions."""
+def total_contribution_months(spans: Iterable[Contributions]) -> int:
+    """R24: contribution months over all regions and both schemes."""
     # R24
     return sum(span.contribution_months for span in spans)
 
 
+def contribution_months_by_scheme(spans: Iterable[Contributions]) -> dict[str, int]:
+    """R24: contribution months per scheme, ``{"employee": n, "resident": m}``."""
+    totals = dict.fromkeys(sorted(_SCHEMES), 0)
+    for span in spans:
+        totals[span.scheme] += span.contribution_months
+    return totals
+
+
+def deemed_employee_months(spans: Iterable[Contributions]) -> int:
+    """R24: the months the incoming region counts as deemed employee contribution years
+    (视同缴费年限): employee-scheme months only; resident-scheme months are not."""
+    # R24: only employee-scheme months are deemed employee contribution years.
+    return contribution_months_by_scheme(spans)["employee"]
+
+
 def deemed_contribution_years(total_months: int) -> tuple[int, int]:
-    """R24: ``(years, months)`` the incoming region counts as deemed contribution years
-    (视同缴费年限): whole years and the remaining months."""
+    """R24: ``(years, months)`` of deemed contribution years: whole years and the rest."""
     # R24
     return divmod(_require_count(total_months, "total_months"), 12)
 
 
-def interruption_months(last_contribution_end: date, new_enrolment: date) -> int:
-    """R25-R27: whole calendar months with no contribution between the last covered day and
-    the new enrolment (transfer) date.
+def interruption_months(last_paid: date, first_month: date) -> int:
+    """R25-R27: calendar months without a contribution between the last paid month and
+    the first month at the incoming region (any day of each month may be given).
 
-    Both the month of ``last_contribution_end`` and the month of ``new_enrolment`` count
-    as covered, so the interruption is the months strictly between them, never negative:
-    end 2026-01-31, enrolled 2026-05-01 -> February, March, April = 3 ("3 months or
-    less"); enrolled 2026-05-31 is still 3; 2026-06-01 is 4.
+    The months strictly between the two, never negative: last paid January 2026, enrolled
+    in May -> February, March, April = 3 ("3 months or less"); enrolled in June: 4.
     """
-    _require_date(last_contribution_end, "last_contribution_end")
-    _require_date(new_enrolment, "new_enrolment")
-    return max(0, _month_index(new_enrolment) - _month_index(last_contribution_end) - 1)
+    _require_date(last_paid, "last_paid")
+    _require_date(first_month, "first_month")
+    return max(0, _month_index(first_month) - _month_index(last_paid) - 1)
+
+
+def uncovered_months(last_paid: date, first_month: date) -> tuple[date, ...]:
+    """R25 R28: the months of the interruption, each as its first day."""
+    start = _month_index(last_paid) + 1
+    return tuple(
+        _month_start(start + n) for n in range(interruption_months(last_paid, first_month))
+    )
 
 
 def _span_end(span: EnrolmentSpan, on: date) -> date:
     return on if span.end is None or span.end > on else span.end
 
 
-def continuous_enrolment_months(spans: Iterable[EnrolmentSpan], on: date) -> int:
-    """R26: calendar months of the run of adjacent spans that contains the latest span.
+def last_paid_month(spans: Iterable[EnrolmentSpan], on: date) -> date:
+    """R25-R27: the latest paid month of the history (first day), spans ending after
+    ``on`` counted up to ``on``."""
+    months = [span.paid_through(on) for span in spans if span.start <= on]
+    if not months:
+        raise ValueError("no enrolment history to assess")
+    return max(months)
 
-    Spans starting after ``on`` are ignored; an open span (or one ending after ``on``)
-    counts up to ``on``. Two spans are adjacent when no whole calendar month lies between
-    them (``interruption_months(previous_end, next_start) == 0``), in particular when the
-    next starts no later than the day after the previous ends; overlaps are adjacent. The
-    run's months are counted from the month of its first start to the month of its last
-    end, both included.
+
+def continuous_paid_months(spans: Iterable[EnrolmentSpan], on: date) -> int:
+    """R26: paid months (``contribution_months``) of the continuous run of spans that
+    contains the latest one.
+
+    Spans starting after ``on`` are ignored. A span continues the run when no calendar
+    month lies between the run's last paid month and the span's start
+    (``interruption_months(...) == 0``); overlaps continue it too.
     """
     _require_date(on, "on")
     ordered = sorted((s for s in spans if s.start <= on), key=lambda s: s.start)
     if not ordered:
         return 0
-    run_start = ordered[0].start
-    run_end = _span_end(ordered[0], on)
+    paid = ordered[0].contribution_months
+    paid_through = ordered[0].paid_through(on)
     for span in ordered[1:]:
-        if interruption_months(run_end, span.start) == 0:
-            run_end = max(run_end, _span_end(span, on))
+        if interruption_months(paid_through, span.start) == 0:
+            paid += span.contribution_months
+            paid_through = max(paid_through, span.paid_through(on))
         else:
-            run_start, run_end = span.start, _span_end(span, on)
-    return _month_index(run_end) - _month_index(run_start) + 1
+            paid, paid_through = span.contribution_months, span.paid_through(on)
+    return paid
 
 
 def _round_half_up_div(numerator: int, denominator: int) -> int:
@@ -182,12 +286,13 @@ def _round_half_up_div(numerator: int, denominator: int) -> int:
 
 
 def back_payment_estimate_fen(months: int, base_fen: Fen, rate_per_mille: int) -> Fen:
-    """R28: months x monthly base x rate, in fen, rounded half up to a whole fen."""
+    """R28: months x monthly base x rate, in fen, rounded half up to a whole fen once, on
+    the total."""
     # R28
     _require_count(months, "months")
     _require_count(base_fen, "base_fen")
     _require_count(rate_per_mille, "rate_per_mille")
-    return _round_half_up_div(months * base_fen * rate_per_mille, 1000)
+    return _round_half_up_div(months * base_fen * rate_per_mille, _RATE_DENOMINATOR)
 
 
 def late_fee_estimate_fen(amount_fen: Fen, per_day_per_10000: int, days: int) -> Fen:
@@ -196,7 +301,45 @@ def late_fee_estimate_fen(amount_fen: Fen, per_day_per_10000: int, days: int) ->
     _require_count(amount_fen, "amount_fen")
     _require_count(per_day_per_10000, "per_day_per_10000")
     _require_count(days, "days")
-    return _round_half_up_div(amount_fen * per_day_per_10000 * days, 10000)
+    return _round_half_up_div(amount_fen * per_day_per_10000 * days, _LATE_FEE_DENOMINATOR)
+
+
+def contribution_due_date(month: date, due_day: int | None = None) -> date:
+    """R28: the day ``month``'s contribution is due: day ``due_day`` of the month (its last
+    day when the month is shorter), or the month's last day when the region sets none."""
+    first = month_of(month)
+    last = add_months(first, 1) - _ONE_DAY
+    if due_day is None:
+        return last
+    if isinstance(due_day, bool) or not isinstance(due_day, int) or not 1 <= due_day <= 31:
+        raise ValueError("due_day must be a day of the month, 1..31")
+    return first.replace(day=min(due_day, last.day))
+
+
+def late_fee_days(
+    months: Sequence[date], paid_on: date, due_day: int | None = None
+) -> tuple[int, ...]:
+    """R28: for each month, the days its arrears accrue a late fee: from the day after its
+    due date up to and including ``paid_on`` (0 when paid by the due date)."""
+    _require_date(paid_on, "paid_on")
+    return tuple(max(0, (paid_on - contribution_due_date(m, due_day)).days) for m in months)
+
+
+def monthly_late_fee_fen(
+    days_by_month: Sequence[int], base_fen: Fen, rate_per_mille: int, per_day_per_10000: int
+) -> Fen:
+    """R28: the late fee on a back-payment whose months each owe base x rate and accrue
+    from their own due date: the sum over months of base x rate x per-day rate x that
+    month's days, in fen, computed exactly and rounded half up to a whole fen once, on
+    the total."""
+    # R28: each month's arrears accrue from that month's own due date.
+    for days in days_by_month:
+        _require_count(days, "days")
+    _require_count(base_fen, "base_fen")
+    _require_count(rate_per_mille, "rate_per_mille")
+    _require_count(per_day_per_10000, "per_day_per_10000")
+    numerator = base_fen * rate_per_mille * per_day_per_10000 * sum(days_by_month)
+    return _round_half_up_div(numerator, _RATE_DENOMINATOR * _LATE_FEE_DENOMINATOR)
 
 
 def waiting_period_end(enrolled_on: date, months: int) -> date | None:
@@ -209,15 +352,33 @@ def waiting_period_end(enrolled_on: date, months: int) -> date | None:
     return add_months(enrolled_on, months) - _ONE_DAY
 
 
+def _optional_count(value: object, name: str, maximum: int | None = None) -> None:
+    if value is None:
+        return
+    _require_count(value, name)
+    if maximum is not None and isinstance(value, int) and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}")
+
+
 @dataclass(frozen=True)
 class ContinuitySettings:
-    """The incoming region's numbers that continuity needs (R27, R28)."""
+    """The incoming region's numbers that continuity needs (R25-R28).
+
+    ``back_payment_base_fen`` / ``back_payment_rate_per_mille`` None: the region's policy
+    does not set them ("not set": no amount is estimated). ``contribution_due_day`` None:
+    each month's contribution is due on its last day. The sources say where base and rate
+    come from (a document, or the project's default).
+    """
 
     version: str
     waiting_period_months: int
-    back_payment_base_fen: Fen
-    back_payment_rate_per_mille: int
+    back_payment_base_fen: Fen | None
+    back_payment_rate_per_mille: int | None
     late_fee_per_day_per_10000: int
+    back_payment_allowed: bool = True  # R25 R26: the region lets the interruption be back-paid
+    contribution_due_day: int | None = None
+    back_payment_base_source: PolicySource = field(default_factory=PolicySource)
+    back_payment_rate_source: PolicySource = field(default_factory=PolicySource)
 
     def __post_init__(self) -> None:
         _require_count(self.waiting_period_months, "waiting_period_months")
@@ -227,9 +388,13 @@ class ContinuitySettings:
                 f"waiting_period_months exceeds the national maximum of "
                 f"{MAX_WAITING_PERIOD_MONTHS} (R27)"
             )
-        _require_count(self.back_payment_base_fen, "back_payment_base_fen")
-        _require_count(self.back_payment_rate_per_mille, "back_payment_rate_per_mille")
+        _optional_count(self.back_payment_base_fen, "back_payment_base_fen")
+        _optional_count(self.back_payment_rate_per_mille, "back_payment_rate_per_mille", 1000)
         _require_count(self.late_fee_per_day_per_10000, "late_fee_per_day_per_10000")
+        if not isinstance(self.back_payment_allowed, bool):
+            raise ValueError("back_payment_allowed must be a boolean")
+        if self.contribution_due_day is not None:
+            contribution_due_date(date(2000, 1, 1), self.contribution_due_day)
 
     @classmethod
     def from_policy(cls, policy: ResolvedPolicy) -> ContinuitySettings:
@@ -239,19 +404,36 @@ class ContinuitySettings:
             back_payment_base_fen=policy.back_payment_base_fen,
             back_payment_rate_per_mille=policy.back_payment_rate_per_mille,
             late_fee_per_day_per_10000=policy.late_fee_per_day_per_10000,
+            back_payment_allowed=policy.back_payment == "allowed",
+            contribution_due_day=policy.contribution_due_day,
+            back_payment_base_source=policy.source_of("back_payment_base_fen") or PolicySource(),
+            back_payment_rate_source=(
+                policy.source_of("back_payment_rate_per_mille") or PolicySource()
+            ),
         )
+
+
+_DATE_FIELDS: Final = frozenset({"transfer_on", "paid_on", "last_paid_month", "benefits_from"})
+_OPTIONAL_DATE_FIELDS: Final = frozenset({"benefits_from_month", "waiting_period_ends_on"})
+_SOURCE_FIELDS: Final = frozenset({"back_payment_base_source", "back_payment_rate_source"})
 
 
 @dataclass(frozen=True)
 class ContinuityAssessment:
     """What the transfer means for the person's benefits, with the rules that decided it.
 
-    ``back_payment_allowed``: R25/R26, back-paying the interruption restores cover
-    retroactively (``retroactive``) and benefits run from ``benefits_from_month``.
-    Otherwise, over 3 months, R27's waiting period applies. The R28 estimates are shown
-    whenever there is an interruption: they use the incoming region's base and rate and
-    count late-fee days from the first uncovered month to ``paid_on`` (an upper bound:
-    each month's own arrears start later).
+    R24: ``deemed_years``/``deemed_months`` come from ``employee_contribution_months``;
+    ``resident_contribution_months`` are shown on their own. ``interruption_months``: the
+    calendar months between ``last_paid_month`` (``last_paid_month_reported`` False: not
+    on the sheet, the month enrolment ended stands in) and the month of ``transfer_on``,
+    the first at the incoming region.
+
+    ``back_payment_allowed``: R25/R26 apply and the region allows back-payment; cover is
+    then restored retroactively and benefits run from ``benefits_from_month`` (the month of
+    ``paid_on``). Over 3 months, R27's waiting period applies. The R28 figures are there
+    only where back-payment is allowed and there is an interruption: its months, the
+    region's base and rate with their sources (None: not set, and then no amount), each
+    month's late-fee days from its own due date to ``paid_on``, and the estimates.
     """
 
     policy_version: str
@@ -260,21 +442,31 @@ class ContinuityAssessment:
     transfer_on: date
     paid_on: date
     total_contribution_months: int
+    employee_contribution_months: int
+    resident_contribution_months: int
     months_by_region: dict[str, int]
     deemed_years: int
     deemed_months: int
-    last_contribution_end: date
+    last_paid_month: date
+    last_paid_month_reported: bool
     interruption_months: int
-    continuous_enrolment_months: int
+    continuous_paid_months: int
     back_payment_allowed: bool
     retroactive: bool
     benefits_from_month: date | None
     benefits_from: date
     waiting_period_months: int
     waiting_period_ends_on: date | None
-    arrears_days: int
-    back_payment_estimate_fen: Fen
-    late_fee_estimate_fen: Fen
+    back_payment_months: tuple[date, ...]
+    back_payment_base_fen: Fen | None
+    back_payment_rate_per_mille: int | None
+    back_payment_base_source: PolicySource | None
+    back_payment_rate_source: PolicySource | None
+    late_fee_per_day_per_10000: int | None
+    contribution_due_day: int | None
+    late_fee_days: tuple[int, ...]
+    back_payment_estimate_fen: Fen | None
+    late_fee_estimate_fen: Fen | None
     rules: tuple[str, ...]
     explanation_en: str
     explanation_zh: str
@@ -283,10 +475,12 @@ class ContinuityAssessment:
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, date):
+            if isinstance(value, PolicySource):
+                value = value.to_json()
+            elif isinstance(value, date):
                 value = value.isoformat()
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.isoformat() if isinstance(v, date) else v for v in value]
             elif isinstance(value, dict):
                 value = dict(value)
             data[f.name] = value
@@ -294,14 +488,18 @@ class ContinuityAssessment:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ContinuityAssessment:
-        dates = {"transfer_on", "paid_on", "last_contribution_end", "benefits_from"}
-        optional_dates = {"benefits_from_month", "waiting_period_ends_on"}
         values: dict[str, Any] = {}
         for f in fields(cls):
             value = data[f.name]
-            if f.name in dates or (f.name in optional_dates and value is not None):
+            if value is None:
+                pass
+            elif f.name in _DATE_FIELDS or f.name in _OPTIONAL_DATE_FIELDS:
                 value = date.fromisoformat(value)
-            elif f.name == "rules":
+            elif f.name in _SOURCE_FIELDS:
+                value = PolicySource.from_json(value)
+            elif f.name == "back_payment_months":
+                value = tuple(date.fromisoformat(v) for v in value)
+            elif f.name in ("rules", "late_fee_days"):
                 value = tuple(value)
             elif f.name == "months_by_region":
                 value = dict(value)
@@ -310,10 +508,29 @@ class ContinuityAssessment:
 
 
 _SCHEME_ZH: Final = {"employee": "职工医保", "resident": "居民医保"}
+_DIGITS_ZH: Final = "零一二三四五六七八九"
 
 
 def _months_en(n: int) -> str:
     return f"{n} month" if n == 1 else f"{n} months"
+
+
+def _decimal(value: int, places: int) -> str:
+    """``value / 10**places`` written exactly, without trailing zeros (85, 1 -> "8.5")."""
+    whole, part = divmod(value, 10**places)
+    digits = f"{part:0{places}d}".rstrip("0")
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+def _rate_percent(per_mille: int) -> str:
+    return _decimal(per_mille, 1) + "%"
+
+
+def _late_fee_zh(per_10000: int) -> str:
+    # 0.05% a day is written 每日万分之五; a region's rate is at most that (R28).
+    if per_10000 < len(_DIGITS_ZH):
+        return f"每日万分之{_DIGITS_ZH[per_10000]}"
+    return f"每日万分之{per_10000}"
 
 
 def assess_continuity(
@@ -328,10 +545,11 @@ def assess_continuity(
     """Assess R24-R28 for a transfer.
 
     ``spans``: the enrolment history before the transfer (e.g. the information sheet's
-    periods). ``transfer_on``: the enrolment date at the incoming region. ``policy``: the
-    incoming region's policy (or just its continuity numbers). ``paid_on``: when a
-    back-payment would be made (default ``transfer_on``): it fixes the month benefits
-    start under R25/R26 and the late-fee days (R28).
+    periods, with their last paid months). ``transfer_on``: the enrolment start at the
+    incoming region: its month is the first month there. ``policy``: the incoming region's
+    policy (or just its continuity numbers). ``paid_on``: when a back-payment would be made
+    (default ``transfer_on``): it fixes the month benefits start under R25/R26 and the
+    late-fee days (R28).
     """
     history = tuple(spans)
     _require_date(transfer_on, "transfer_on")
@@ -348,15 +566,17 @@ def assess_continuity(
         ContinuitySettings.from_policy(policy) if isinstance(policy, ResolvedPolicy) else policy
     )
 
-    # R24
-    by_region = contribution_by_region(history)
-    total = total_contribution_months(history)
-    years, months = deemed_contribution_years(total)
+    # R24: employee-scheme months are deemed employee contribution years; resident-scheme
+    # months are reported on their own.
+    by_scheme = contribution_months_by_scheme(history)
+    years, months = deemed_contribution_years(by_scheme["employee"])
     rules = ["R24"]
 
-    last_end = max(_span_end(span, transfer_on) for span in history)
-    gap = interruption_months(last_end, transfer_on)
-    continuous = continuous_enrolment_months(history, transfer_on)
+    # R25-R27: calendar months from the last paid month to the first month here.
+    paid_through = last_paid_month(history, transfer_on)
+    reported = any(span.last_paid_month == paid_through for span in history if span.last_paid_month)
+    gap = interruption_months(paid_through, transfer_on)
+    continuous = continuous_paid_months(history, transfer_on)
     short = 0 < gap <= MAX_SHORT_INTERRUPTION_MONTHS  # R25 R26: "3 months or less"
 
     back_payment_allowed = False
@@ -376,26 +596,30 @@ def assess_continuity(
         waiting_ends = waiting_period_end(transfer_on, waiting)
         if waiting_ends is not None:
             benefits_from = waiting_ends + _ONE_DAY
-    if rules[-1] in ("R25", "R26"):
+    if rules[-1] in ("R25", "R26") and settings.back_payment_allowed:
         # R25 R26: benefits from the month of payment, the interruption covered retroactively.
         back_payment_allowed = True
-        benefits_from_month = _month_start(_month_index(paid_on))
+        benefits_from_month = month_of(paid_on)
         benefits_from = benefits_from_month
 
-    arrears_days = 0
-    estimate = 0
-    late_fee = 0
-    if gap > 0:
-        # R28
+    arrears: tuple[date, ...] = ()
+    days: tuple[int, ...] = ()
+    base = rate = fee_rate = due_day = None
+    base_source = rate_source = None
+    estimate = late_fee = None
+    if back_payment_allowed:
+        # R28: only where back-payment is allowed, for the person's own arrears: the
+        # interruption's months, at the region's base and rate (None: not set).
         rules.append("R28")
-        first_uncovered = _month_start(_month_index(last_end) + 1)
-        arrears_days = max(0, (paid_on - first_uncovered).days)
-        estimate = back_payment_estimate_fen(
-            gap, settings.back_payment_base_fen, settings.back_payment_rate_per_mille
-        )
-        late_fee = late_fee_estimate_fen(
-            estimate, settings.late_fee_per_day_per_10000, arrears_days
-        )
+        arrears = uncovered_months(paid_through, transfer_on)
+        base, rate = settings.back_payment_base_fen, settings.back_payment_rate_per_mille
+        base_source = settings.back_payment_base_source if base is not None else None
+        rate_source = settings.back_payment_rate_source if rate is not None else None
+        fee_rate, due_day = settings.late_fee_per_day_per_10000, settings.contribution_due_day
+        days = late_fee_days(arrears, paid_on, due_day)
+        if base is not None and rate is not None:
+            estimate = back_payment_estimate_fen(len(arrears), base, rate)
+            late_fee = monthly_late_fee_fen(days, base, rate, fee_rate)
 
     assessment = ContinuityAssessment(
         policy_version=settings.version,
@@ -403,20 +627,30 @@ def assess_continuity(
         to_scheme=to_scheme,
         transfer_on=transfer_on,
         paid_on=paid_on,
-        total_contribution_months=total,
-        months_by_region=by_region,
+        total_contribution_months=total_contribution_months(history),
+        employee_contribution_months=by_scheme["employee"],
+        resident_contribution_months=by_scheme["resident"],
+        months_by_region=contribution_by_region(history),
         deemed_years=years,
         deemed_months=months,
-        last_contribution_end=last_end,
+        last_paid_month=paid_through,
+        last_paid_month_reported=reported,
         interruption_months=gap,
-        continuous_enrolment_months=continuous,
+        continuous_paid_months=continuous,
         back_payment_allowed=back_payment_allowed,
         retroactive=back_payment_allowed,
         benefits_from_month=benefits_from_month,
         benefits_from=benefits_from,
         waiting_period_months=waiting,
         waiting_period_ends_on=waiting_ends,
-        arrears_days=arrears_days,
+        back_payment_months=arrears,
+        back_payment_base_fen=base,
+        back_payment_rate_per_mille=rate,
+        back_payment_base_source=base_source,
+        back_payment_rate_source=rate_source,
+        late_fee_per_day_per_10000=fee_rate,
+        contribution_due_day=due_day,
+        late_fee_days=days,
         back_payment_estimate_fen=estimate,
         late_fee_estimate_fen=late_fee,
         rules=tuple(rules),
@@ -433,91 +667,192 @@ def assess_continuity(
 
 def _explain(a: ContinuityAssessment) -> list[tuple[str | None, str, str]]:
     """Clauses ``(rule, english, chinese)`` explaining an assessment, R24 first."""
-    gap = a.interruption_months
-    parts: list[tuple[str | None, str, str]] = [
-        (
-            "R24",
-            f"{a.total_contribution_months} contribution months ({a.deemed_years} years "
-            f"{a.deemed_months} months) count as deemed contribution years at the incoming "
-            "region (R24)",
-            f"累计缴费{a.total_contribution_months}个月（{a.deemed_years}年{a.deemed_months}个月），"
-            "转入地认可为视同缴费年限（R24）",
+    parts: list[tuple[str | None, str, str]] = [_explain_r24(a), _explain_interruption(a)]
+    if "R28" in a.rules:
+        parts.append(_explain_r28(a))
+    return parts
+
+
+def _explain_r24(a: ContinuityAssessment) -> tuple[str, str, str]:
+    en = (
+        f"{a.employee_contribution_months} employee-scheme contribution months "
+        f"({a.deemed_years} years {a.deemed_months} months) count as deemed employee "
+        "contribution years at the incoming region"
+    )
+    zh = (
+        f"职工医保缴费{a.employee_contribution_months}个月（{a.deemed_years}年"
+        f"{a.deemed_months}个月），转入地认可为职工医保视同缴费年限"
+    )
+    if a.resident_contribution_months:
+        en += (
+            f"; {a.resident_contribution_months} resident-scheme months are shown on their "
+            "own and are not deemed employee contribution years"
         )
-    ]
+        zh += f"；居民医保缴费{a.resident_contribution_months}个月单独列示，不计入视同缴费年限"
+    return "R24", en + " (R24)", zh + "（R24）"
+
+
+def _explain_interruption(a: ContinuityAssessment) -> tuple[str | None, str, str]:
+    gap, short = a.interruption_months, MAX_SHORT_INTERRUPTION_MONTHS
+    paid, first = a.last_paid_month, month_of(a.transfer_on)
+    en = f"the last paid month at the outgoing region is {paid:%Y-%m}"
+    zh = f"转出地最后缴费月份为{_month_zh(paid)}"
+    if not a.last_paid_month_reported:
+        en += " (not reported: the month the enrolment ended is taken)"
+        zh += "（转出地未报最后缴费月份，按参保终止月份计）"
+    en += f" and the first month at the incoming region {first:%Y-%m}, "
+    zh += f"，转入地参保首月为{_month_zh(first)}，"
+    starts_en, starts_zh = a.transfer_on.isoformat(), _date_zh(a.transfer_on)
     month = a.benefits_from_month
     if gap == 0:
-        parts.append(
-            (None, "there is no interruption, so benefits continue", "无中断，待遇连续享受")
+        return (
+            None,
+            en + "so there is no interruption and benefits continue",
+            zh + "无中断，待遇连续享受",
         )
-    elif "R25" in a.rules and month is not None:
-        parts.append(
-            (
-                "R25",
-                f"contributions were interrupted for {_months_en(gap)} (3 or less) in the "
-                f"employee scheme, so the person may back-pay and has benefits from "
-                f"{month:%Y-%m}, retroactively for the interruption (R25)",
-                f"职工医保中断缴费{gap}个月（不超过3个月），可按转入地规定补缴，"
-                f"自{month.year}年{month.month}月起享受待遇，中断期间待遇可追溯（R25）",
+    rule = next((r for r in ("R25", "R26", "R27") if r in a.rules), None)
+    if rule in ("R25", "R26"):
+        if rule == "R25":
+            en += (
+                f"so contributions were interrupted for {_months_en(gap)} ({short} or less) "
+                "in the employee scheme"
             )
-        )
-    elif "R26" in a.rules and month is not None:
-        parts.append(
-            (
-                "R26",
-                f"after {a.continuous_enrolment_months} continuous months of enrolment the person "
-                f"switched from the {a.from_scheme} to the {a.to_scheme} scheme with an "
-                f"interruption of {_months_en(gap)} (3 or less), so the person may back-pay and "
-                f"has benefits from {month:%Y-%m}, retroactively for the interruption (R26)",
-                f"连续参保{a.continuous_enrolment_months}个月后由{_SCHEME_ZH[a.from_scheme]}转为"
-                f"{_SCHEME_ZH[a.to_scheme]}，中断{gap}个月（不超过3个月），可补缴，"
-                f"自{month.year}年{month.month}月起享受待遇，中断期间待遇可追溯（R26）",
+            zh += f"职工医保中断缴费{gap}个月（不超过{short}个月）"
+        else:
+            en += (
+                f"so after {a.continuous_paid_months} continuous paid months (at least "
+                f"{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}) the person switched from the "
+                f"{a.from_scheme} to the {a.to_scheme} scheme with an interruption of "
+                f"{_months_en(gap)} ({short} or less)"
             )
-        )
-    elif "R27" in a.rules and a.waiting_period_ends_on is not None:
-        ends = a.waiting_period_ends_on.isoformat()
-        starts = a.benefits_from.isoformat()
-        parts.append(
-            (
-                "R27",
-                f"contributions were interrupted for {_months_en(gap)} (over 3), so a waiting "
-                f"period of {_months_en(a.waiting_period_months)} applies until {ends} and "
-                f"benefits start on {starts} (R27)",
-                f"中断缴费{gap}个月（超过3个月），设待遇等待期{a.waiting_period_months}个月"
-                f"至{ends}，自{starts}起享受待遇（R27）",
+            zh += (
+                f"连续缴费{a.continuous_paid_months}个月（满{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}"
+                f"个月）后由{_SCHEME_ZH[a.from_scheme]}转为{_SCHEME_ZH[a.to_scheme]}，"
+                f"中断{gap}个月（不超过{short}个月）"
             )
-        )
-    elif "R27" in a.rules:
-        parts.append(
-            (
-                "R27",
-                f"contributions were interrupted for {_months_en(gap)} (over 3) but the incoming "
-                "region sets no waiting period (R27)",
-                f"中断缴费{gap}个月（超过3个月），转入地未设待遇等待期（R27）",
+        if a.back_payment_allowed and month is not None:
+            en += (
+                f"; the person may back-pay under the incoming region's rules and, paying on "
+                f"{a.paid_on.isoformat()}, has benefits from {month:%Y-%m}, retroactively for "
+                f"the interruption ({rule})"
             )
+            zh += (
+                f"，可按转入地规定补缴，于{_date_zh(a.paid_on)}补缴的，自{_month_zh(month)}"
+                f"起享受待遇，中断期间待遇可追溯（{rule}）"
+            )
+        else:
+            en += (
+                f", but the incoming region does not allow a back-payment, so benefits start "
+                f"on {starts_en} without retroactive cover ({rule})"
+            )
+            zh += f"，但转入地不允许补缴，自{starts_zh}起享受待遇，中断期间不追溯（{rule}）"
+        return rule, en, zh
+    if rule == "R27":
+        en += f"so contributions were interrupted for {_months_en(gap)} (over {short})"
+        zh += f"中断缴费{gap}个月（超过{short}个月）"
+        if a.waiting_period_ends_on is not None:
+            ends = a.waiting_period_ends_on
+            en += (
+                f": the incoming region's waiting period of {_months_en(a.waiting_period_months)}"
+                f" applies until {ends.isoformat()} and benefits start on "
+                f"{a.benefits_from.isoformat()} (R27)"
+            )
+            zh += (
+                f"，按转入地规定设待遇等待期{a.waiting_period_months}个月，至{_date_zh(ends)}止，"
+                f"自{_date_zh(a.benefits_from)}起享受待遇（R27）"
+            )
+        else:
+            en += f", but the incoming region sets no waiting period: benefits start on {starts_en} (R27)"
+            zh += f"，转入地未设待遇等待期，自{starts_zh}起享受待遇（R27）"
+        return "R27", en, zh
+    en += (
+        f"so contributions were interrupted for {_months_en(gap)} ({short} or less), but this "
+        "is neither an employee-scheme interruption (R25) nor a switch of scheme after "
+        f"{MIN_CONTINUOUS_MONTHS_FOR_SWITCH} continuous paid months (R26: "
+        f"{a.continuous_paid_months}), so benefits start on {starts_en} without retroactive cover"
+    )
+    zh += (
+        f"中断缴费{gap}个月（不超过{short}个月），但既非职工医保中断缴费，也非连续缴费满"
+        f"{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}个月后转换险种（连续缴费{a.continuous_paid_months}"
+        f"个月），自{starts_zh}起享受待遇，中断期间不追溯"
+    )
+    return None, en, zh
+
+
+def _sources_text(a: ContinuityAssessment) -> tuple[str, str]:
+    """Where base and rate come from, once when one source gives both."""
+    named = [
+        (label, source)
+        for label, source in (
+            ("base", a.back_payment_base_source),
+            ("rate", a.back_payment_rate_source),
         )
+        if source is not None
+    ]
+    if not named:
+        return "", ""
+    if len({source for _, source in named}) == 1:
+        source = named[0][1]
+        return f" (source: {source.label_en()})", f"（依据：{source.label_zh()}）"
+    labels_zh = {"base": "基数", "rate": "费率"}
+    en = "; ".join(f"{label}: {source.label_en()}" for label, source in named)
+    zh = "；".join(f"{labels_zh[label]}依据{source.label_zh()}" for label, source in named)
+    return f" (sources: {en})", f"（{zh}）"
+
+
+def _explain_r28(a: ContinuityAssessment) -> tuple[str, str, str]:
+    months = a.back_payment_months
+    n = len(months)
+    if n > 1:
+        span_en = f"{months[0]:%Y-%m} to {months[-1]:%Y-%m}"
+        span_zh = f"{_month_zh(months[0])}至{_month_zh(months[-1])}"
     else:
-        parts.append(
-            (
-                None,
-                f"contributions were interrupted for {_months_en(gap)} (3 or less) but neither "
-                "R25 (employee scheme) nor R26 (switch after 2 continuous years) applies, so "
-                "benefits start on enrolment without retroactive cover",
-                f"中断缴费{gap}个月（不超过3个月），不符合R25（职工医保）或R26"
-                "（连续参保满2年后转换险种）的条件，自参保之日起享受待遇，中断期间不追溯",
-            )
+        span_en = "-" if not n else f"{months[0]:%Y-%m}"
+        span_zh = "" if not n else _month_zh(months[0])
+    if a.contribution_due_day is None:
+        due_en, due_zh = "the month's last day, by default", "默认为当月最后一日"
+    else:
+        due = a.contribution_due_day
+        due_en, due_zh = f"day {due} of the month", f"当月{due}日"
+    per_10000 = a.late_fee_per_day_per_10000 or 0
+    paid_en, paid_zh = a.paid_on.isoformat(), _date_zh(a.paid_on)
+    base, rate = a.back_payment_base_fen, a.back_payment_rate_per_mille
+    base_en = "not set" if base is None else f"{format_fen(base)} yuan"
+    base_zh = "未设定" if base is None else f"{format_fen(base)}元"
+    rate_en = "not set" if rate is None else _rate_percent(rate)
+    rate_zh = "未设定" if rate is None else _rate_percent(rate)
+    source_en, source_zh = _sources_text(a)
+    en = (
+        f"back-paying {_months_en(n)} ({span_en}): the incoming region's monthly base "
+        f"{base_en}, rate {rate_en}{source_en}"
+    )
+    zh = f"补缴{n}个月（{span_zh}）：转入地缴费基数{base_zh}，费率{rate_zh}{source_zh}"
+    if per_10000:
+        fee_en = (
+            f"a late fee of {_decimal(per_10000, 2)}% a day on each month's arrears from its "
+            f"due date ({due_en})"
         )
-    if "R28" in a.rules:
-        fee = format_fen(a.late_fee_estimate_fen)
-        amount = format_fen(a.back_payment_estimate_fen)
-        parts.append(
-            (
-                "R28",
-                f"back-paying {_months_en(gap)} is estimated at {amount} yuan plus a late fee of "
-                f"{fee} yuan for {a.arrears_days} days (R28)",
-                f"补缴{gap}个月预计{amount}元，滞纳金按{a.arrears_days}天预计{fee}元（R28）",
-            )
+        fee_zh = f"各月欠费自缴费截止日（{due_zh}）次日起按{_late_fee_zh(per_10000)}计收滞纳金"
+    else:
+        fee_en, fee_zh = "no late fee (the region's rate is 0)", "转入地不收滞纳金"
+    if a.back_payment_estimate_fen is None or a.late_fee_estimate_fen is None:
+        en += (
+            f"; no amount is estimated while the region's policy does not set them; {fee_en} (R28)"
         )
-    return parts
+        zh += f"；转入地政策未设定，暂不预计补缴金额和滞纳金；{fee_zh}（R28）"
+        return "R28", en, zh
+    amount, fee = format_fen(a.back_payment_estimate_fen), format_fen(a.late_fee_estimate_fen)
+    days = sum(a.late_fee_days)
+    en += (
+        f"; months x base x rate is estimated at {amount} yuan; paid on {paid_en}, {fee_en}, "
+        f"{days} days in all, is estimated at {fee} yuan (each total rounded half up to the "
+        "fen) (R28)"
+    )
+    zh += (
+        f"；按月数乘基数乘费率预计{amount}元；于{paid_zh}补缴的，{fee_zh}，合计{days}天，"
+        f"预计{fee}元（合计金额按分四舍五入）（R28）"
+    )
+    return "R28", en, zh
 
 
 @dataclass(frozen=True)
@@ -570,7 +905,7 @@ def deadline_decision(
     *, rule: str, start: date, limit_days: int, deadline: Deadline, policy_version: str
 ) -> Decision:
     """A time limit (R12, R13, R14, R23 or the R6-R9 soft-refusal window) as a
-    ``Decision``; a deadline computed Monday-Friday for want of calendar data says so."""
+    ``Decision``; a deadline computed without calendar data says so."""
     if rule not in _DEADLINE_SUBJECTS:
         raise ValueError(f"no time limit for rule {rule}")
     subject_en, subject_zh = _DEADLINE_SUBJECTS[rule]
@@ -582,14 +917,42 @@ def deadline_decision(
     zh = f"{subject_zh}，期限为{start.isoformat()}后{limit_days}个工作日，至{due}止（{rule}）"
     if not deadline.official:
         years = ", ".join(str(y) for y in deadline.fallback_years)
-        en += f", counted Monday-Friday for {years} until the official calendar is loaded"
-        zh += f"，{years}年官方日历尚未发布，暂按周一至周五计算"
+        years_zh = "、".join(str(y) for y in deadline.fallback_years)
+        en += (
+            f", counted Monday-Friday for {years} (less the fixed-date public holidays) "
+            "until the official calendar is loaded"
+        )
+        zh += f"，{years_zh}年官方日历尚未发布，暂按周一至周五（扣除固定日期的法定节假日）计算"
     return Decision(
         rule=rule,
         policy_version=policy_version,
         outcome=f"due {due}",
         explanation_en=en + ".",
         explanation_zh=zh + "。",
+    )
+
+
+def calendar_loaded_decision(
+    *, rule: str, years: Mapping[int, str], policy_version: str
+) -> Decision:
+    """An open case found the official calendar of ``years`` (year -> version) loaded
+    since it started, before computing a ``rule`` deadline: deadlines from now on follow
+    it; those already set stay as they were computed."""
+    listed = sorted(years)
+    years_en = ", ".join(f"{year} (version {years[year]})" for year in listed)
+    years_zh = "、".join(str(year) for year in listed)
+    return Decision(
+        rule=rule,
+        policy_version=policy_version,
+        outcome="official calendar loaded: " + ", ".join(str(year) for year in listed),
+        explanation_en=(
+            f"The official working-day calendar for {years_en} has been loaded: deadlines "
+            f"computed from now on follow it; deadlines already set stay as they are ({rule})."
+        ),
+        explanation_zh=(
+            f"{years_zh}年官方工作日日历已载入：此后计算的期限按该日历计算，"
+            f"此前已确定的期限保持不变（{rule}）。"
+        ),
     )
 
 
@@ -619,14 +982,30 @@ def case_deadline_decisions(
 def continuity_decisions(assessment: ContinuityAssessment) -> tuple[Decision, ...]:
     """One ``Decision`` per continuity rule applied (R24, then R25/R26/R27, then R28)."""
     a = assessment
+    r24 = f"deemed {a.deemed_years} years {a.deemed_months} months"
+    if a.resident_contribution_months:
+        r24 += f"; resident-scheme months {a.resident_contribution_months}, not deemed"
+    if a.back_payment_allowed:
+        r25 = f"back-payment allowed; benefits from {_month_label(a)}, retroactive"
+    else:
+        r25 = f"back-payment not allowed by the region; benefits from {a.benefits_from}"
+    if a.back_payment_estimate_fen is None or a.late_fee_estimate_fen is None:
+        base = "not set" if a.back_payment_base_fen is None else "set"
+        rate = "not set" if a.back_payment_rate_per_mille is None else "set"
+        r28 = f"back-payment {_months_en(len(a.back_payment_months))}; base {base}, rate {rate}"
+    else:
+        r28 = (
+            f"back-payment {_months_en(len(a.back_payment_months))}: "
+            f"{format_fen(a.back_payment_estimate_fen)} yuan, "
+            f"late fee {format_fen(a.late_fee_estimate_fen)} yuan"
+        )
     outcomes = {
-        "R24": f"deemed {a.deemed_years} years {a.deemed_months} months",
-        "R25": f"back-payment allowed; benefits from {_month_label(a)}, retroactive",
-        "R26": f"back-payment allowed; benefits from {_month_label(a)}, retroactive",
+        "R24": r24,
+        "R25": r25,
+        "R26": r25,
         "R27": f"waiting period {a.waiting_period_months} months"
         + ("" if a.waiting_period_ends_on is None else f" until {a.waiting_period_ends_on}"),
-        "R28": f"back-payment {format_fen(a.back_payment_estimate_fen)} yuan, "
-        f"late fee {format_fen(a.late_fee_estimate_fen)} yuan",
+        "R28": r28,
     }
     return tuple(
         Decision(

@@ -1,14 +1,18 @@
 """Regional policy as versioned data: time limits (R12-R14, R23), balance routing (R20, R22)
-and continuity settings (R27, R28), per national / province / region scope.
+and continuity settings (R25, R27, R28), per national / province / region scope.
 
 The table is read from ``data/policy/policies.jsonl`` (format: ``data/policy/README.md``).
+Every line names its source: the document it comes from, or the project's own default.
 ``PolicyTable.resolve`` gives the settings in force for one region on one day; the result
 is a plain frozen dataclass that round-trips through JSON, so a workflow receives it as
-input and replays deterministically.
+input and replays deterministically. ``check_in_force_unchanged`` refuses a table whose
+version already in force differs from the one loaded before (a version in force is never
+edited; the record of loaded versions is kept by the service).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -41,6 +45,7 @@ _TABLE_RULE: Final = "R14"
 _SCOPES: Final = ("national", "province", "region")
 _SCOPE_RANK: Final = {"national": 0, "province": 1, "region": 2}
 _REQUIRED: Final = ("scope", "code", "version", "effective_from")
+_CHECKED_AFTER_SETTINGS: Final = ("source",)  # required too
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _PROVINCE_CODE = re.compile(r"[0-9]{2}")
 # "+" joins versions in ResolvedPolicy.version_label, so it cannot appear inside one.
@@ -54,6 +59,10 @@ class _Setting:
     maximum: int | None = None
     national_maximum: bool = False
     choices: tuple[str, ...] = ()
+    # False for the figures each region publishes itself (R28's base and rate): no national
+    # value stands in for them, so the national line need not set them and a region
+    # without them has them "not set".
+    national: bool = True
 
     @property
     def is_int(self) -> bool:
@@ -73,13 +82,25 @@ SETTINGS: Final[Mapping[str, _Setting]] = MappingProxyType(
         "waiting_period_months": _Setting("R27", 0, MAX_WAITING_PERIOD_MONTHS, True),
         "intra_province_balance": _Setting("R20", choices=("keep_usable", "pay_to_bank", "remit")),
         "employee_to_resident_balance": _Setting("R22", choices=("keep_usable", "pay_to_bank")),
-        "back_payment_base_fen": _Setting("R28", 0, None),
-        "back_payment_rate_per_mille": _Setting("R28", 0, 1000),
+        # R25 R26: whether the region lets a short interruption be back-paid.
+        "back_payment": _Setting("R25", choices=("allowed", "not_allowed")),
+        "back_payment_base_fen": _Setting("R28", 0, None, national=False),
+        "back_payment_rate_per_mille": _Setting("R28", 0, 1000, national=False),
         "late_fee_per_day_per_10000": _Setting("R28", 0, NATIONAL_LATE_FEE_PER_DAY_PER_10000, True),
+        # R28: the day of each month its contribution is due (the month's last day when the
+        # day is past it); unset: the end of the month.
+        "contribution_due_day": _Setting("R28", 1, 31, national=False),
     }
 )
+# Settings without a national value: None in a ResolvedPolicy where no line sets them.
+REGIONAL_SETTINGS: Final = tuple(name for name, spec in SETTINGS.items() if not spec.national)
 
 SettingValue = int | str
+
+PROJECT_DEFAULT: Final = "project default"
+_PROJECT_DEFAULT_SPELLINGS: Final = (PROJECT_DEFAULT, "项目默认值")
+_SOURCE_KEYS: Final = frozenset({"title", "number", "date"})
+_MAX_SOURCE_TEXT: Final = 200
 
 
 class PolicyDataError(ValueError):
@@ -118,9 +139,113 @@ class _LineProblem(Exception):
         self.rule = rule
 
 
+def _date_zh(day: date) -> str:
+    return f"{day.year}年{day.month}月{day.day}日"
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Where a policy line's figures come from: a published document (its title and/or
+    number, and its date), or, with every field None, the project's own default."""
+
+    title: str | None = None
+    number: str | None = None
+    issued_on: date | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("title", "number"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, str)
+                or not value.strip()
+                or len(value) > _MAX_SOURCE_TEXT
+                or value.strip() in _PROJECT_DEFAULT_SPELLINGS
+            ):
+                raise ValueError(
+                    f"source {name} must be a non-empty string of at most "
+                    f"{_MAX_SOURCE_TEXT} characters"
+                )
+        if self.issued_on is not None and (
+            isinstance(self.issued_on, datetime) or not isinstance(self.issued_on, date)
+        ):
+            raise ValueError("source date must be a date")
+        if self.is_project_default:
+            return
+        if self.title is None and self.number is None:
+            raise ValueError('source needs the document\'s "title" or "number"')
+        if self.issued_on is None:
+            raise ValueError('source needs the document\'s "date" (YYYY-MM-DD)')
+
+    @property
+    def is_project_default(self) -> bool:
+        return self.title is None and self.number is None and self.issued_on is None
+
+    def label_en(self) -> str:
+        """E.g. ``"《…通知》 (深医保规〔2024〕1号, 2024-06-15)"`` or ``"project default"``."""
+        if self.is_project_default or self.issued_on is None:
+            return PROJECT_DEFAULT
+        title = f"《{self.title}》" if self.title else ""
+        inside = ", ".join(p for p in (self.number, self.issued_on.isoformat()) if p)
+        return f"{title} ({inside})" if title else inside
+
+    def label_zh(self) -> str:
+        """E.g. ``"《…通知》（深医保规〔2024〕1号，2024年6月15日）"`` or ``"项目默认值"``."""
+        if self.is_project_default or self.issued_on is None:
+            return "项目默认值"
+        title = f"《{self.title}》" if self.title else ""
+        inside = "，".join(p for p in (self.number, _date_zh(self.issued_on)) if p)
+        return f"{title}（{inside}）" if title else inside
+
+    def to_json(self) -> str | dict[str, str]:
+        if self.is_project_default or self.issued_on is None:
+            return PROJECT_DEFAULT
+        data = {"title": self.title, "number": self.number, "date": self.issued_on.isoformat()}
+        return {k: v for k, v in data.items() if v is not None}
+
+    @classmethod
+    def from_json(cls, value: object) -> PolicySource:
+        """The ``source`` of a line: ``"project default"`` (or ``"项目默认值"``), or an object
+        with ``title`` and/or ``number`` and ``date``. Raises ValueError saying what is
+        wrong."""
+        if isinstance(value, str):
+            if value.strip() in _PROJECT_DEFAULT_SPELLINGS:
+                return cls()
+            raise ValueError(
+                f'source {value!r} is neither a document object nor "{PROJECT_DEFAULT}"'
+            )
+        if not isinstance(value, dict):
+            raise ValueError(
+                f'source must be a document object or "{PROJECT_DEFAULT}", got {_type_name(value)}'
+            )
+        unknown = sorted(set(value) - _SOURCE_KEYS)
+        if unknown:
+            raise ValueError(f"source: unknown field {unknown[0]!r} (title, number, date)")
+        raw_date = value.get("date")
+        if raw_date is not None and (
+            not isinstance(raw_date, str) or not _ISO_DATE.fullmatch(raw_date)
+        ):
+            raise ValueError(f"source date {raw_date!r} is not an ISO date YYYY-MM-DD")
+        try:
+            issued_on = None if raw_date is None else date.fromisoformat(raw_date)
+        except ValueError as exc:
+            raise ValueError(f"source date {raw_date} is not a real date") from exc
+        source = cls(title=value.get("title"), number=value.get("number"), issued_on=issued_on)
+        if source.is_project_default:
+            raise ValueError('source names no document: give "title" or "number", and "date"')
+        return source
+
+
+def line_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a line's content (keys sorted, no whitespace), so re-spacing or reordering
+    a line is no change and any change of a value is."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class PolicyVersion:
-    """One line of the table: the settings a scope sets from ``effective_from`` on."""
+    """One line of the table: the settings a scope sets from ``effective_from`` on, where
+    they come from (``source``), and the digest of the line's content."""
 
     scope: Scope
     code: str
@@ -128,6 +253,8 @@ class PolicyVersion:
     effective_from: date
     settings: Mapping[str, SettingValue]
     line: int = 0
+    source: PolicySource = field(default_factory=PolicySource)
+    digest: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "settings", MappingProxyType(dict(self.settings)))
@@ -214,7 +341,7 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
     if not isinstance(data, dict):
         raise _LineProblem(f"expected a JSON object, got {_type_name(data)}")
     for key in data:
-        if key not in _REQUIRED and key not in SETTINGS:
+        if key not in _REQUIRED and key not in _CHECKED_AFTER_SETTINGS and key not in SETTINGS:
             raise _LineProblem(f"unknown field {key!r}", str(key))
     for key in _REQUIRED:
         if key not in data:
@@ -268,12 +395,26 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
             "R12",
         )
     if scope == "national":
-        missing = [name for name in SETTINGS if name not in settings]
+        missing = [
+            name for name, spec in SETTINGS.items() if spec.national and name not in settings
+        ]
         if missing:
             raise _LineProblem(
-                f"the national line must define every setting; missing {', '.join(missing)}",
+                f"the national line must define every national setting; missing "
+                f"{', '.join(missing)}",
                 missing[0],
             )
+    # Checked after the settings, so a wrong figure is reported by its own rule first.
+    if "source" not in data:
+        raise _LineProblem(
+            "missing field source: name the document the line comes from "
+            '({"title" or "number", and "date"}) or say "project default"',
+            "source",
+        )
+    try:
+        source = PolicySource.from_json(data["source"])
+    except ValueError as exc:
+        raise _LineProblem(str(exc), "source") from exc
     return PolicyVersion(
         scope=cast(Scope, scope),
         code=code,
@@ -281,6 +422,8 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
         effective_from=effective_from,
         settings=settings,
         line=line,
+        source=source,
+        digest=line_digest(data),
     )
 
 
@@ -325,8 +468,10 @@ def load_policy_table(
 class ResolvedPolicy:
     """The settings in force for ``region`` on ``resolved_on``.
 
-    ``versions`` lists the table versions that contributed, national first; a setting
-    comes from the most specific of them that sets it (region > province > national).
+    ``versions`` lists the table versions that contributed, national first, and
+    ``sources`` their sources in the same order; a setting comes from the most specific of
+    them that sets it (region > province > national), recorded in ``set_by``. A regional
+    setting no line sets (R28's base and rate, the due day) is None: "not set".
     """
 
     region: str
@@ -339,10 +484,14 @@ class ResolvedPolicy:
     waiting_period_months: int  # R27
     intra_province_balance: BalanceAction  # R20
     employee_to_resident_balance: BalanceAction  # R22
-    back_payment_base_fen: int  # R28
-    back_payment_rate_per_mille: int  # R28
+    back_payment: str  # R25 R26: "allowed" or "not_allowed"
+    back_payment_base_fen: int | None  # R28, None: not set
+    back_payment_rate_per_mille: int | None  # R28, None: not set
     late_fee_per_day_per_10000: int  # R28
+    contribution_due_day: int | None  # R28, None: the end of the month
     versions: tuple[str, ...] = field(default=())
+    sources: tuple[PolicySource, ...] = field(default=())
+    set_by: tuple[tuple[str, str], ...] = field(default=())  # (setting, version)
 
     def __post_init__(self) -> None:
         if not is_region_code(self.region):
@@ -350,9 +499,21 @@ class ResolvedPolicy:
         if isinstance(self.resolved_on, datetime) or not isinstance(self.resolved_on, date):
             raise PolicyDataError("resolved policy", None, "resolved_on must be a date")
         object.__setattr__(self, "versions", tuple(self.versions))
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "set_by", tuple(tuple(pair) for pair in self.set_by))
+        if len(self.sources) != len(self.versions):
+            raise PolicyDataError("resolved policy", None, "one source per version")
+        for name, version in self.set_by:
+            if name not in SETTINGS or version not in self.versions:
+                raise PolicyDataError(
+                    "resolved policy", None, f"set_by names {name} by unknown {version}"
+                )
         for name in SETTINGS:
+            value = getattr(self, name)
+            if value is None and name in REGIONAL_SETTINGS:
+                continue
             try:
-                _check_setting(name, getattr(self, name))
+                _check_setting(name, value)
             except _LineProblem as exc:
                 raise PolicyDataError(
                     "resolved policy", None, exc.problem, field=exc.field, rule=exc.rule
@@ -366,6 +527,15 @@ class ResolvedPolicy:
                 field="reminder_before_days",
                 rule="R12",
             )
+
+    def set_by_version(self, name: str) -> str | None:
+        """The version whose line set ``name``, None when no line sets it."""
+        return dict(self.set_by).get(name)
+
+    def source_of(self, name: str) -> PolicySource | None:
+        """The source of the line that set ``name``, None when no line sets it."""
+        version = self.set_by_version(name)
+        return None if version is None else self.sources[self.versions.index(version)]
 
     @property
     def version_label(self) -> str:
@@ -394,6 +564,8 @@ class ResolvedPolicy:
         data: dict[str, Any] = {"region": self.region, "resolved_on": self.resolved_on.isoformat()}
         data.update({name: getattr(self, name) for name in SETTINGS})
         data["versions"] = list(self.versions)
+        data["sources"] = [source.to_json() for source in self.sources]
+        data["set_by"] = dict(self.set_by)
         return data
 
     @classmethod
@@ -409,10 +581,23 @@ class ResolvedPolicy:
         raw_on = data["resolved_on"]
         if not isinstance(raw_on, str) or not _ISO_DATE.fullmatch(raw_on):
             raise PolicyDataError("resolved policy", None, "resolved_on is not YYYY-MM-DD")
+        set_by = data["set_by"]
+        if not isinstance(set_by, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in set_by.items()
+        ):
+            raise PolicyDataError("resolved policy", None, "set_by must map settings to versions")
+        if not isinstance(data["sources"], list):
+            raise PolicyDataError("resolved policy", None, "sources must be a list")
+        try:
+            sources = tuple(PolicySource.from_json(source) for source in data["sources"])
+        except ValueError as exc:
+            raise PolicyDataError("resolved policy", None, str(exc), field="source") from exc
         return cls(
             region=data["region"],
             resolved_on=date.fromisoformat(raw_on),
             versions=tuple(versions),
+            sources=sources,
+            set_by=tuple(set_by.items()),
             **{name: data[name] for name in SETTINGS},
         )
 
@@ -511,13 +696,17 @@ class PolicyTable:
             raise PolicyDataError(
                 self._origin, None, f"no national policy version in force on {on.isoformat()}"
             )
-        merged: dict[str, SettingValue] = {}
+        merged: dict[str, SettingValue | None] = dict.fromkeys(REGIONAL_SETTINGS)
+        set_by: dict[str, str] = {}
         for entry in chain:
             merged.update(entry.settings)
+            set_by.update(dict.fromkeys(entry.settings, entry.version))
         return ResolvedPolicy(
             region=region,
             resolved_on=on,
             versions=tuple(entry.version for entry in chain),
+            sources=tuple(entry.source for entry in chain),
+            set_by=tuple((name, set_by[name]) for name in SETTINGS if name in set_by),
             **cast(dict[str, Any], merged),
         )
 
@@ -568,3 +757,78 @@ class PolicyTable:
 
     def __repr__(self) -> str:
         return f"PolicyTable({len(self._versions)} versions from {self._origin})"
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """What a service remembers of a version it loaded: enough to tell later whether the
+    line of a version in force was changed (or removed)."""
+
+    scope: str
+    code: str
+    effective_from: date
+    digest: str
+
+    @classmethod
+    def of(cls, entry: PolicyVersion) -> LoadedVersion:
+        return cls(entry.scope, entry.code, entry.effective_from, entry.digest)
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "scope": self.scope,
+            "code": self.code,
+            "effective_from": self.effective_from.isoformat(),
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> LoadedVersion:
+        """Raises ValueError for anything but the object ``to_json`` writes."""
+        keys = ("scope", "code", "effective_from", "digest")
+        if not isinstance(data, dict) or set(data) != set(keys):
+            raise ValueError(f"expected an object with exactly {', '.join(keys)}")
+        if not all(isinstance(data[key], str) for key in keys):
+            raise ValueError("every field is a string")
+        return cls(
+            data["scope"], data["code"], date.fromisoformat(data["effective_from"]), data["digest"]
+        )
+
+
+def check_in_force_unchanged(
+    table: PolicyTable, loaded: Mapping[str, LoadedVersion], today: date, *, record: str
+) -> dict[str, LoadedVersion]:
+    """Refuse ``table`` when a version that was in force by ``today`` under the content
+    loaded before (``loaded``, version -> what was loaded) is now changed or gone: decisions
+    were taken and explained under that version, so it is never edited; a change is a new
+    line with a new version and date. ``record`` names where ``loaded`` is kept.
+
+    A version whose recorded ``effective_from`` is still ahead may change or go. Returns the
+    record to keep from now on: every version of ``table``.
+    """
+    current = {entry.version: entry for entry in table.versions}
+    for version in sorted(loaded, key=lambda v: (loaded[v].effective_from, v)):
+        seen = loaded[version]
+        if seen.effective_from > today:
+            continue
+        entry = current.get(version)
+        since = seen.effective_from.isoformat()
+        if entry is None:
+            raise PolicyDataError(
+                table.origin,
+                None,
+                f"version {version} ({seen.scope} {seen.code}) has been in force since {since} "
+                f"and is missing from the file; a version in force is never removed or "
+                f"edited: restore its line as it was loaded (recorded in {record})",
+                field="version",
+            )
+        if entry.digest != seen.digest:
+            raise PolicyDataError(
+                table.origin,
+                entry.line,
+                f"version {version} has been in force since {since} and this line differs "
+                f"from the one loaded before (recorded in {record}); a version in force is "
+                "never edited: restore the line and add the change as a new version with a "
+                "later effective_from",
+                field="version",
+            )
+    return {entry.version: LoadedVersion.of(entry) for entry in table.versions}

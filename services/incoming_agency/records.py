@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from domain.continuity import deemed_employee_months
 from domain.identity import fingerprint
 from domain.matching import main_remittance_id
 from services.common.db import session_scope
@@ -19,8 +20,9 @@ class IncomingRecordsSql:
         self.engine = engine
 
     def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:
-        """Load the sheet and continue the enrolment here (R13); the transferred months
-        count as deemed contribution years (R24). Once per case."""
+        """Load the sheet and continue the enrolment here (R13); the transferred
+        employee-scheme months count as deemed employee contribution years (R24; resident-
+        scheme months stay on the sheet, not deemed). Once per case."""
         with session_scope(self.engine) as session:
             row = session.get(TransferInRow, request.case_id)
             if row is None:
@@ -30,7 +32,10 @@ class IncomingRecordsSql:
                     person_key=fingerprint(request.sheet.person.id_number),
                     region=case.to_region if case else request.sheet.from_region,
                     scheme=case.to_scheme if case else request.sheet.scheme,
-                    deemed_contribution_months=request.sheet.total_contribution_months,
+                    # R24: employee-scheme months only.
+                    deemed_contribution_months=deemed_employee_months(
+                        request.sheet.enrolment_periods
+                    ),
                     sheet=request.sheet.model_dump(mode="json"),
                     completed_on=request.completed_on,
                     created_at=utcnow(),

@@ -14,15 +14,20 @@ def demo_id(region: str, birth: str, serial: str) -> str:
     return first17 + resident_id_check_char(first17)
 
 
-# (region, birth date, serial, name, scheme, status, balance fen, months, arrears, account)
+# (region, birth date, serial, name, scheme, status, balance fen, months, arrears, account,
+# last paid month): the suspension is recorded on 2026-09-30; 赵六's last payment was for
+# June, so moving in October is an interruption of 3 months (July to September, R25).
+M2026_06, M2026_08, M2026_09, M2026_11 = (date(2026, m, 1) for m in (6, 8, 9, 11))
+# fmt: off
 DEMO_PEOPLE = [
-    ("620800", "19900312", "123", "张三", "employee", "suspended", 1_234_56, 96, 0, "normal"),
-    ("620800", "19851104", "215", "李四", "employee", "active", 50_000_00, 120, 0, "normal"),
-    ("620800", "19920720", "337", "王五", "employee", "suspended", 8_800_00, 48, 12_000, "normal"),
-    ("441900", "19880101", "452", "赵六", "employee", "suspended", 15_000_00, 72, 0, "normal"),
-    ("350100", "19950505", "561", "孙七", "employee", "suspended", 3_210_00, 36, 0, "frozen"),
-    ("110000", "19580808", "678", "周八", "employee", "suspended", 20_000_00, 360, 0, "normal"),
+    ("620800", "19900312", "123", "张三", "employee", "suspended", 1_234_56, 96, 0, "normal", M2026_09),
+    ("620800", "19851104", "215", "李四", "employee", "active", 50_000_00, 120, 0, "normal", M2026_11),
+    ("620800", "19920720", "337", "王五", "employee", "suspended", 8_800_00, 48, 12_000, "normal", M2026_08),
+    ("441900", "19880101", "452", "赵六", "employee", "suspended", 15_000_00, 72, 0, "normal", M2026_06),
+    ("350100", "19950505", "561", "孙七", "employee", "suspended", 3_210_00, 36, 0, "frozen", M2026_09),
+    ("110000", "19580808", "678", "周八", "employee", "suspended", 20_000_00, 360, 0, "normal", M2026_09),
 ]
+# fmt: on
 
 SAMPLE_APPLICATION = {
     "person": {"id_number": demo_id("620800", "19900312", "123"), "name": "张三"},
@@ -49,6 +54,7 @@ def load_demo(service: Service) -> int:
         months,
         arrears,
         account,
+        last_paid,
     ) in DEMO_PEOPLE:
         if region not in service.served:
             continue
@@ -66,6 +72,7 @@ def load_demo(service: Service) -> int:
                 account_status=account,
                 balance_fen=balance,
                 contribution_months=months,
+                last_paid_month=last_paid,
             ),
         )
         count += 1

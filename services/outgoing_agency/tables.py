@@ -21,6 +21,9 @@ class EnrolmentRow(SQLModel, table=True):
     status: str  # active | suspended | transferred_out
     enrolled_since: date
     suspended_on: date | None = None
+    # R25-R27: the last month contributed for (its first day), often weeks before the
+    # suspension is recorded; the interruption before a transfer counts from it.
+    last_paid_month: date | None = None
     arrears_fen: int = Field(default=0, sa_type=BigInteger)
     account_status: str = "normal"  # normal | frozen
     balance_fen: int = Field(default=0, sa_type=BigInteger)

@@ -129,7 +129,8 @@ async def test_r27_waiting_period_and_every_decision_explained(agencies: AgencyS
     assert continuity["waiting_period_ends_on"] == "2027-04-30"  # its last day
     assert continuity["total_contribution_months"] == 120
     rules = {d["rule"] for d in case["decisions"]}
-    assert {"R12", "R13", "R14", "R24", "R27", "R28"} <= rules
+    assert {"R12", "R13", "R14", "R24", "R27"} <= rules
+    assert "R28" not in rules  # R28 figures only where back-payment is allowed
     for decision in case["decisions"]:
         assert decision["policy_version"]
         assert decision["explanation_en"]
@@ -157,6 +158,7 @@ async def test_policy_change_applies_to_new_cases_only(
                     "code": "610100",
                     "version": version,
                     "effective_from": today().isoformat(),
+                    "source": "project default",
                     "transfer_in_days": 3,
                     "waiting_period_months": 6,
                 }

@@ -14,9 +14,12 @@ from domain.limits import CaseLimits
 from domain.policy import (
     DEFAULT_POLICY_FILE,
     SETTINGS,
+    LoadedVersion,
     PolicyDataError,
+    PolicySource,
     PolicyTable,
     ResolvedPolicy,
+    check_in_force_unchanged,
     load_policy_table,
     parse_policy_table,
 )
@@ -39,9 +42,14 @@ NATIONAL: dict[str, Any] = {
     "waiting_period_months": 0,
     "intra_province_balance": "remit",
     "employee_to_resident_balance": "pay_to_bank",
-    "back_payment_base_fen": 600000,
-    "back_payment_rate_per_mille": 80,
+    "back_payment": "allowed",
     "late_fee_per_day_per_10000": 5,
+    "source": "project default",
+}
+CIRCULAR = {
+    "title": "关于调整转移接续经办时限的通知",
+    "number": "示例〔2026〕2号",
+    "date": "2026-05-20",
 }
 
 
@@ -51,6 +59,7 @@ def region_line(code: str, version: str, effective_from: str, **settings: Any) -
         "code": code,
         "version": version,
         "effective_from": effective_from,
+        "source": "project default",
         **settings,
     }
 
@@ -61,6 +70,7 @@ def province_line(code: str, version: str, effective_from: str, **settings: Any)
         "code": code,
         "version": version,
         "effective_from": effective_from,
+        "source": "project default",
         **settings,
     }
 
@@ -97,7 +107,7 @@ def assert_names(error: PolicyDataError, line: int, rule: str, field: str | None
 
 def test_r14_shipped_policy_file_loads_against_the_region_registry() -> None:
     table = load_policy_table(DEFAULT_POLICY_FILE, load_region_registry())
-    assert len(table) >= 5
+    assert len(table) >= 4
     national = table.resolve("620800", D("2024-01-01"))
     assert national.versions == ("national-2024.1",)
     assert national.limits() == CaseLimits()
@@ -107,7 +117,8 @@ def test_r14_shipped_national_line_defines_every_setting() -> None:
     table = load_policy_table(DEFAULT_POLICY_FILE, load_region_registry())
     national = [v for v in table.versions if v.scope == "national"]
     assert national
-    assert all(set(v.settings) == set(SETTINGS) for v in national)
+    national_settings = {name for name, spec in SETTINGS.items() if spec.national}
+    assert all(set(v.settings) == national_settings for v in national)
 
 
 def test_r20_shipped_guangdong_keeps_balance_usable(registry: RegionRegistry) -> None:
@@ -157,13 +168,47 @@ def test_r12_r13_r27_shipped_shenzhen_and_xian(registry: RegionRegistry) -> None
     assert xian.version_label == "national-2024.1+610100-2025.1"
 
 
-def test_r14_shipped_second_version_applies_from_its_date_only(registry: RegionRegistry) -> None:
-    table = load_policy_table(DEFAULT_POLICY_FILE, registry)
+def test_r14_second_version_applies_from_its_date_only(
+    tmp_path: Path, registry: RegionRegistry
+) -> None:
+    path = write(
+        tmp_path,
+        NATIONAL,
+        region_line("440300", "440300-2024.1", "2024-07-01", transfer_out_days=7),
+        region_line(
+            "440300",
+            "440300-2027.1",
+            "2027-01-01",
+            transfer_out_days=5,
+            transfer_in_days=2,
+            reminder_before_days=1,
+        ),
+    )
+    table = load_policy_table(path, registry)
     before = table.resolve("440300", D("2026-12-31"))
     after = table.resolve("440300", D("2027-01-01"))
     assert before.versions[-1] == "440300-2024.1"
     assert after.versions[-1] == "440300-2027.1"
     assert (before.transfer_out_days, after.transfer_out_days) == (7, 5)
+
+
+def test_r14_shipped_file_has_no_future_lines() -> None:
+    # Item 13: the shipped data holds no fictitious future versions.
+    table = load_policy_table(DEFAULT_POLICY_FILE, load_region_registry())
+    assert [v.version for v in table.versions if v.effective_from > date.today()] == []
+
+
+def test_r14_shipped_lines_each_name_their_source() -> None:
+    table = load_policy_table(DEFAULT_POLICY_FILE, load_region_registry())
+    lines = [
+        json.loads(line)
+        for line in DEFAULT_POLICY_FILE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert len(lines) == len(table)
+    assert all("source" in line for line in lines)
+    # The shipped figures are this project's defaults, and say so.
+    assert all(v.source == PolicySource() for v in table.versions)
 
 
 # --- resolution ----------------------------------------------------------------------
@@ -252,9 +297,20 @@ def test_r14_resolved_policy_from_json_refuses_unknown_keys(registry: RegionRegi
         ResolvedPolicy.from_json({**policy.to_json(), "extra": 1})
 
 
-def test_r12_r13_r23_limits_adapter(registry: RegionRegistry) -> None:
-    policy = load_policy_table(DEFAULT_POLICY_FILE, registry).resolve("440300", D("2027-02-01"))
-    limits = policy.limits()
+def test_r12_r13_r23_limits_adapter(tmp_path: Path, registry: RegionRegistry) -> None:
+    path = write(
+        tmp_path,
+        NATIONAL,
+        region_line(
+            "440300",
+            "440300-2025.1",
+            "2025-01-01",
+            transfer_out_days=5,
+            transfer_in_days=2,
+            reminder_before_days=1,
+        ),
+    )
+    limits = load_policy_table(path, registry).resolve("440300", D("2025-02-01")).limits()
     limits.validate()
     assert limits == CaseLimits(
         transfer_out_days=5,
@@ -539,7 +595,7 @@ def test_r14_national_line_missing_a_setting_refused(
     national = {k: v for k, v in NATIONAL.items() if k != "late_fee_per_day_per_10000"}
     error = refused(tmp_path, registry, national)
     assert_names(error, 1, "R14", "late_fee_per_day_per_10000")
-    assert "every setting" in str(error)
+    assert "every national setting" in str(error)
 
 
 def test_r14_missing_required_field_refused(tmp_path: Path, registry: RegionRegistry) -> None:
@@ -600,3 +656,185 @@ def test_r14_table_can_be_built_from_versions(registry: RegionRegistry) -> None:
     table = parse_policy_table(json.dumps(NATIONAL), registry, origin="inline")
     again = PolicyTable(table.versions, origin="copy")
     assert again.resolve("110000", D("2024-06-01")) == table.resolve("110000", D("2024-06-01"))
+
+
+# --- item 13: every line names its source --------------------------------------------
+
+
+def test_r14_line_without_source_refused(tmp_path: Path, registry: RegionRegistry) -> None:
+    line = region_line("440300", "440300-2025.1", "2025-01-01", transfer_in_days=3)
+    del line["source"]
+    error = refused(tmp_path, registry, NATIONAL, line)
+    assert_names(error, 2, "R14", "source")
+    assert "missing field source" in str(error)
+    assert '"project default"' in str(error)
+
+
+def test_r12_a_wrong_figure_is_named_by_its_rule_before_the_missing_source(
+    tmp_path: Path, registry: RegionRegistry
+) -> None:
+    line = region_line("610100", "610100-bad", "2026-01-01", transfer_out_days=12)
+    del line["source"]
+    error = refused(tmp_path, registry, NATIONAL, line)
+    assert_names(error, 2, "R12", "transfer_out_days")
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("", "neither a document object"),
+        ("official", "neither a document object"),
+        (5, "got integer"),
+        (None, "got null"),
+        ({"title": "某通知"}, '"date"'),
+        ({"date": "2025-01-01"}, '"title" or "number"'),
+        ({}, "names no document"),
+        ({"title": "某通知", "date": "2025-02-30"}, "not a real date"),
+        ({"title": "某通知", "date": "2025/01/01"}, "not an ISO date"),
+        ({"title": "某通知", "date": "2025-01-01", "url": "x"}, "unknown field 'url'"),
+        ({"title": " ", "date": "2025-01-01"}, "non-empty"),
+        ({"title": "project default", "date": "2025-01-01"}, "non-empty"),
+    ],
+)
+def test_r14_source_must_name_a_document_or_say_project_default(
+    tmp_path: Path, registry: RegionRegistry, source: object, message: str
+) -> None:
+    line = region_line("440300", "440300-2025.1", "2025-01-01", transfer_in_days=3)
+    line["source"] = source
+    error = refused(tmp_path, registry, NATIONAL, line)
+    assert_names(error, 2, "R14", "source")
+    assert message in str(error)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "project default",
+        "项目默认值",
+        CIRCULAR,
+        {"number": "示例〔2026〕2号", "date": "2026-05-20"},
+        {"title": "关于调整转移接续经办时限的通知", "date": "2026-05-20"},
+    ],
+)
+def test_r14_source_of_each_setting_is_resolved(
+    tmp_path: Path, registry: RegionRegistry, source: object
+) -> None:
+    line = region_line("440300", "440300-2026.1", "2026-06-01", transfer_in_days=3)
+    line["source"] = source
+    policy = load_policy_table(write(tmp_path, NATIONAL, line), registry).resolve(
+        "440300", D("2026-07-01")
+    )
+    expected = PolicySource.from_json(source)
+    assert policy.source_of("transfer_in_days") == expected
+    assert policy.set_by_version("transfer_in_days") == "440300-2026.1"
+    assert policy.source_of("transfer_out_days") == PolicySource()  # the national line's
+    assert policy.source_of("back_payment_base_fen") is None  # not set anywhere
+    assert policy.back_payment_base_fen is None
+    assert ResolvedPolicy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+
+
+def test_r14_source_labels_in_both_languages() -> None:
+    source = PolicySource.from_json(CIRCULAR)
+    assert source.label_en() == "《关于调整转移接续经办时限的通知》 (示例〔2026〕2号, 2026-05-20)"
+    assert (
+        source.label_zh() == "《关于调整转移接续经办时限的通知》（示例〔2026〕2号，2026年5月20日）"
+    )
+    assert PolicySource().label_en() == "project default"
+    assert PolicySource().label_zh() == "项目默认值"
+    assert PolicySource.from_json(source.to_json()) == source
+
+
+# --- item 13: a version in force is never edited -------------------------------------
+
+TODAY = D("2026-12-02")
+
+
+def table_of(tmp_path: Path, registry: RegionRegistry, *lines: dict[str, Any] | str) -> PolicyTable:
+    return load_policy_table(write(tmp_path, *lines), registry)
+
+
+def test_r14_version_in_force_cannot_be_changed(tmp_path: Path, registry: RegionRegistry) -> None:
+    xian = region_line("610100", "610100-2025.1", "2025-01-01", waiting_period_months=6)
+    first = table_of(tmp_path, registry, NATIONAL, xian)
+    record = check_in_force_unchanged(first, {}, TODAY, record="state.json")
+    assert set(record) == {"national-2024.1", "610100-2025.1"}
+
+    edited = table_of(
+        tmp_path, registry, "# header", NATIONAL, {**xian, "waiting_period_months": 3}
+    )
+    with pytest.raises(PolicyDataError) as info:
+        check_in_force_unchanged(edited, record, TODAY, record="state.json")
+    error = info.value
+    assert_names(error, 3, "R14", "version")
+    message = str(error)
+    assert str(tmp_path / "policies.jsonl") in message
+    assert "version 610100-2025.1 has been in force since 2025-01-01" in message
+    assert "never edited" in message
+    assert "state.json" in message
+
+
+def test_r14_respacing_or_reordering_a_line_is_no_change(
+    tmp_path: Path, registry: RegionRegistry
+) -> None:
+    xian = region_line("610100", "610100-2025.1", "2025-01-01", waiting_period_months=6)
+    record = check_in_force_unchanged(
+        table_of(tmp_path, registry, NATIONAL, xian), {}, TODAY, record="r"
+    )
+    reordered = json.dumps(
+        dict(reversed(list(xian.items()))), indent=None, separators=(" , ", " : ")
+    )
+    again = table_of(tmp_path, registry, NATIONAL, reordered)
+    assert check_in_force_unchanged(again, record, TODAY, record="r") == record
+
+
+def test_r14_a_source_change_of_a_version_in_force_is_a_change(
+    tmp_path: Path, registry: RegionRegistry
+) -> None:
+    xian = region_line("610100", "610100-2025.1", "2025-01-01", waiting_period_months=6)
+    record = check_in_force_unchanged(
+        table_of(tmp_path, registry, NATIONAL, xian), {}, TODAY, record="r"
+    )
+    cited = table_of(tmp_path, registry, NATIONAL, {**xian, "source": CIRCULAR})
+    with pytest.raises(PolicyDataError, match=r"610100-2025\.1 has been in force"):
+        check_in_force_unchanged(cited, record, TODAY, record="r")
+
+
+def test_r14_version_in_force_cannot_be_removed(tmp_path: Path, registry: RegionRegistry) -> None:
+    xian = region_line("610100", "610100-2025.1", "2025-01-01", waiting_period_months=6)
+    record = check_in_force_unchanged(
+        table_of(tmp_path, registry, NATIONAL, xian), {}, TODAY, record="r"
+    )
+    with pytest.raises(PolicyDataError) as info:
+        check_in_force_unchanged(table_of(tmp_path, registry, NATIONAL), record, TODAY, record="r")
+    assert info.value.line is None
+    assert "missing from the file" in str(info.value)
+    assert str(info.value).endswith("(R14)")
+
+
+def test_r14_future_version_may_change_until_it_is_in_force(
+    tmp_path: Path, registry: RegionRegistry
+) -> None:
+    future = region_line("610100", "610100-2027.1", "2027-01-01", waiting_period_months=6)
+    record = check_in_force_unchanged(
+        table_of(tmp_path, registry, NATIONAL, future), {}, TODAY, record="r"
+    )
+    changed = {**future, "waiting_period_months": 4}
+    table = table_of(tmp_path, registry, NATIONAL, changed)
+    record = check_in_force_unchanged(table, record, TODAY, record="r")
+    assert record["610100-2027.1"] == LoadedVersion.of(table.versions[1])
+    # Once 1 January 2027 has come, the content loaded last is the one in force.
+    with pytest.raises(PolicyDataError, match="in force since 2027-01-01"):
+        check_in_force_unchanged(
+            table_of(tmp_path, registry, NATIONAL, future), record, D("2027-01-01"), record="r"
+        )
+    # A future version may also be withdrawn before its date.
+    assert set(
+        check_in_force_unchanged(table_of(tmp_path, registry, NATIONAL), record, TODAY, record="r")
+    ) == {"national-2024.1"}
+
+
+def test_r14_loaded_version_round_trips() -> None:
+    seen = LoadedVersion("region", "610100", D("2025-01-01"), "sha256:" + "0" * 64)
+    assert LoadedVersion.from_json(json.loads(json.dumps(seen.to_json()))) == seen
+    with pytest.raises(ValueError, match="exactly"):
+        LoadedVersion.from_json({"scope": "region"})
