@@ -3,7 +3,8 @@
 The calendar is data, versioned per year. Years come from the ``chinesecalendar``
 package (2004 up to the last year it ships) and from operator-maintained files
 ``data/calendar/<year>.json``, which add a year or override the package's year. Years
-without data fall back to Monday-Friday and every deadline that crosses them says so.
+without data fall back to Monday-Friday minus the fixed-date statutory holidays, and every
+deadline that crosses them says so.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 DEFAULT_CALENDAR_DIR = Path(__file__).parent.parent / "data" / "calendar"
 
@@ -41,6 +43,31 @@ def _is_plain_date(value: object) -> bool:
 
 def _is_weekend(day: date) -> bool:
     return day.weekday() >= 5
+
+
+# The holidays of all citizens on a fixed solar date (month, day) under the national holiday
+# regulation (全国年节及纪念日放假办法), by the first year each revision was in force. Its
+# lunar holidays (Spring Festival, Qingming, Dragon Boat, Mid-Autumn), the working day given
+# for a holiday on a weekend and the make-up working weekends (调休) are fixed only by the
+# State Council's notice for the year, so a year without data cannot know them.
+_FIXED_DATE_HOLIDAYS: Final = (
+    # Revised 2024, in force 2025: New Year's Day; Labour Day 1-2 May; National Day 1-3 Oct.
+    (2025, ((1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3))),
+    # Revised 2007, in force 2008: Labour Day one day.
+    (2008, ((1, 1), (5, 1), (10, 1), (10, 2), (10, 3))),
+    # Revised 1999: Labour Day 1-3 May.
+    (2000, ((1, 1), (5, 1), (5, 2), (5, 3), (10, 1), (10, 2), (10, 3))),
+)
+
+
+@lru_cache(maxsize=64)
+def statutory_fixed_holidays(year: int) -> frozenset[date]:
+    """The fixed-date statutory holidays of ``year`` (weekend days included): the part of
+    the official arrangement known before the year's notice is published."""
+    for first_year, days in _FIXED_DATE_HOLIDAYS:
+        if year >= first_year:
+            return frozenset(date(year, month, day) for month, day in days)
+    return frozenset()
 
 
 @dataclass(frozen=True)
@@ -153,7 +180,8 @@ class Deadline:
     """The last day of a time limit (it ends at the end of ``due``).
 
     ``fallback_years`` lists years without calendar data that the count crossed and
-    computed as Monday-Friday; empty means the deadline rests fully on official data.
+    computed as Monday-Friday minus the fixed-date statutory holidays; empty means the
+    deadline rests fully on official data.
     """
 
     due: date
@@ -177,7 +205,8 @@ def _require_plain_date(value: object, name: str) -> None:
 
 
 class WorkingDayCalendar:
-    """Working days for the covered years, Monday-Friday for every other year. Immutable."""
+    """Working days for the covered years; for every other year Monday-Friday minus the
+    fixed-date statutory holidays (``statutory_fixed_holidays``). Immutable."""
 
     __slots__ = ("_years",)
 
@@ -198,6 +227,13 @@ class WorkingDayCalendar:
     def year(self, year: int) -> YearCalendar | None:
         return self._years.get(year)
 
+    def with_years(self, years: Iterable[YearCalendar]) -> WorkingDayCalendar:
+        """This calendar with ``years`` added (or replacing the same years)."""
+        merged = dict(self._years)
+        for year_calendar in years:
+            merged[year_calendar.year] = year_calendar
+        return WorkingDayCalendar(merged)
+
     def versions(self) -> dict[int, str]:
         """Version per covered year, to record which data a deadline was computed with."""
         return {year: cal.version for year, cal in self._years.items()}
@@ -206,7 +242,9 @@ class WorkingDayCalendar:
         _require_plain_date(d, "d")
         year_calendar = self._years.get(d.year)
         if year_calendar is None:
-            return not _is_weekend(d)
+            # No data: the regulation's fixed dates are off all the same (New Year's Day
+            # 2027 is a Friday); the deadline stays flagged (Deadline.fallback_years).
+            return not _is_weekend(d) and d not in statutory_fixed_holidays(d.year)
         if d in year_calendar.makeup_workdays:
             return True
         return not _is_weekend(d) and d not in year_calendar.holidays

@@ -2,25 +2,40 @@
 
     python -m services.common.calendar_admin load FILE [--calendar-dir DIR]
     python -m services.common.calendar_admin show YEAR [--calendar-dir DIR]
+    python -m services.common.calendar_admin configmap [--calendar-dir DIR] [--name NAME]
 
 ``load`` validates the file (named <year>.json; every date of that year, no date both a
 holiday and a make-up working day, holidays on weekdays, make-up days on weekends) and
-installs it into the calendar directory the services read. Running services pick it up
-for every case that starts afterwards, without a redeploy; cases that already counted a
-deadline Monday-Friday keep it and carry the warning ``calendar-fallback-<year>``
+installs it into the calendar directory the services read (``MEDTRANSFER_CALENDAR_DIR``:
+in production a volume or ConfigMap outside the image, deploy/production/README.md,
+"Calendar"). Running services pick it up without a redeploy: for every case that starts
+afterwards, and for every deadline an open case computes from then on (the case records
+a decision saying the year's official calendar was loaded). Deadlines already counted
+without the year's data keep their date and the warning ``calendar-fallback-<year>``
 (``GET /v1/cases?warning=calendar-fallback-<year>`` lists them for a clerk).
+
+``configmap`` prints the directory's years, validated, as the Kubernetes ConfigMap the
+services mount (JSON, for ``kubectl apply -f -``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from domain.calendar import CalendarDataError, build_calendar, load_year_calendar
+from domain.calendar import (
+    CalendarDataError,
+    build_calendar,
+    load_calendar_dir,
+    load_year_calendar,
+)
 from services.common.config import Settings
+
+CONFIGMAP_NAME = "medtransfer-calendar"
 
 
 def load(source: Path, calendar_dir: Path) -> str:
@@ -41,7 +56,10 @@ def load(source: Path, calendar_dir: Path) -> str:
 def show(year: int, calendar_dir: Path) -> str:
     calendar = build_calendar([year], calendar_dir)
     if not calendar.covers(year):
-        return f"{year}: no official data; deadlines in {year} are counted Monday-Friday"
+        return (
+            f"{year}: no official data; deadlines in {year} are counted Monday-Friday minus "
+            "the fixed-date statutory holidays, and flagged"
+        )
     data = calendar.year(year)
     assert data is not None
     return (
@@ -49,6 +67,26 @@ def show(year: int, calendar_dir: Path) -> str:
         f"{', '.join(d.isoformat() for d in sorted(data.holidays))}; make-up working days "
         f"{', '.join(d.isoformat() for d in sorted(data.makeup_workdays))}"
     )
+
+
+def configmap(calendar_dir: Path, name: str = CONFIGMAP_NAME) -> str:
+    """The ConfigMap holding every <year>.json of ``calendar_dir`` as it is on disk, after
+    validating each (``CalendarDataError`` names the first bad file)."""
+    years = load_calendar_dir(calendar_dir)
+    data = {
+        f"{year}.json": (calendar_dir / f"{year}.json").read_text(encoding="utf-8")
+        for year in sorted(years)
+    }
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "labels": {"app.kubernetes.io/part-of": "medtransfer"},
+        },
+        "data": data,
+    }
+    return json.dumps(manifest, ensure_ascii=False, indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     load_cmd.add_argument("file", type=Path)
     show_cmd = sub.add_parser("show", help="what the services will use for a year")
     show_cmd.add_argument("year", type=int)
-    for cmd in (load_cmd, show_cmd):
+    map_cmd = sub.add_parser("configmap", help="the calendar directory as a ConfigMap (JSON)")
+    map_cmd.add_argument("--name", default=CONFIGMAP_NAME)
+    for cmd in (load_cmd, show_cmd, map_cmd):
         cmd.add_argument(
             "--calendar-dir",
             type=Path,
@@ -76,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {args.file} does not exist", file=sys.stderr)
                 return 2
             print(load(args.file, calendar_dir))
+        elif args.command == "configmap":
+            print(configmap(calendar_dir, args.name))
         else:
             print(show(args.year, calendar_dir))
     except CalendarDataError as exc:

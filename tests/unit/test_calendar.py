@@ -19,7 +19,10 @@ from domain.calendar import (
     build_calendar,
     load_year_calendar,
     package_year_calendar,
+    statutory_fixed_holidays,
 )
+from domain.continuity import calendar_loaded_decision, deadline_decision
+from domain.limits import CaseLimits, compute_transfer_out_deadlines
 
 pytestmark = pytest.mark.unit
 
@@ -108,22 +111,89 @@ class TestFallback:
         assert package_year_calendar(2027) is None
         assert package_year_calendar(2026) is not None
 
-    def test_uncovered_year_is_monday_to_friday(self, calendar: WorkingDayCalendar) -> None:
+    def test_uncovered_year_is_monday_to_friday_minus_fixed_date_holidays(
+        self, calendar: WorkingDayCalendar
+    ) -> None:
         assert not calendar.covers(2027)
-        assert calendar.is_working_day(D("2027-01-01"))  # Friday; no data, so counted
+        assert not calendar.is_working_day(D("2027-01-01"))  # Friday, New Year's Day
         assert not calendar.is_working_day(D("2027-01-02"))
+        assert calendar.is_working_day(D("2027-01-04"))
+        assert not calendar.is_working_day(D("2027-10-01"))  # Friday, National Day
+        assert calendar.is_working_day(D("2027-10-04"))  # its notice may say otherwise
+        # Lunar holidays need the year's notice: Monday 8 Feb 2027 (Spring Festival) counts.
+        assert calendar.is_working_day(D("2027-02-08"))
 
     def test_count_inside_covered_year_is_official(self, calendar: WorkingDayCalendar) -> None:
         assert calendar.add_working_days(D("2026-12-24"), 5) == Deadline(D("2026-12-31"), ())
 
-    def test_count_into_uncovered_year_is_flagged(self, calendar: WorkingDayCalendar) -> None:
+    def test_r12_count_into_uncovered_year_skips_new_years_day_and_is_flagged(
+        self, calendar: WorkingDayCalendar
+    ) -> None:
         deadline = calendar.add_working_days(D("2026-12-24"), 10)
-        assert deadline == Deadline(D("2027-01-07"), (2027,))
+        assert deadline == Deadline(D("2027-01-08"), (2027,))
         assert not deadline.official
 
     def test_empty_calendar_flags_every_year_crossed(self) -> None:
         deadline = WorkingDayCalendar({}).add_working_days(D("2025-12-30"), 3)
-        assert deadline == Deadline(D("2026-01-02"), (2025, 2026))
+        assert deadline == Deadline(D("2026-01-05"), (2025, 2026))  # 1 Jan 2026 is off
+
+
+class TestStatutoryFixedHolidays:
+    """全国年节及纪念日放假办法 (revised 2024, in force 2025): the holidays on fixed dates."""
+
+    def test_2025_revision(self) -> None:
+        # Spring Festival, Qingming, Dragon Boat and Mid-Autumn are lunar: not guessed.
+        fixed = ((1, 1), (5, 1), (5, 2), (10, 1), (10, 2), (10, 3))
+        for year in (2025, 2027, 2040):
+            assert statutory_fixed_holidays(year) == {date(year, m, d) for m, d in fixed}
+
+    def test_earlier_revisions(self) -> None:
+        assert D("2024-05-02") not in statutory_fixed_holidays(2024)  # Labour Day one day
+        assert D("2024-05-01") in statutory_fixed_holidays(2024)
+        assert D("2007-05-03") in statutory_fixed_holidays(2007)  # 1999: 1-3 May
+
+    @pytest.mark.parametrize("year", range(2004, 2027))
+    def test_official_data_agrees_with_the_regulation(self, year: int) -> None:
+        official = package_year_calendar(year)
+        assert official is not None
+        calendar = WorkingDayCalendar({year: official})
+        for day in statutory_fixed_holidays(year):
+            assert not calendar.is_working_day(day), day
+
+    @pytest.mark.parametrize(
+        ("start", "days", "due"),
+        [
+            ("2026-12-28", 5, "2027-01-05"),  # R13: 29-31 Dec, (1 Jan), 4-5 Jan
+            ("2026-12-31", 1, "2027-01-04"),
+            ("2027-09-30", 1, "2027-10-04"),  # National Day, Friday 1 Oct
+            ("2027-04-29", 3, "2027-05-04"),  # Labour Day falls on the weekend in 2027
+        ],
+    )
+    def test_r13_fallback_deadlines_skip_fixed_date_holidays(
+        self, calendar: WorkingDayCalendar, start: str, days: int, due: str
+    ) -> None:
+        assert calendar.add_working_days(D(start), days) == Deadline(D(due), (2027,))
+
+
+@pytest.mark.parametrize(
+    ("accepted_on", "transfer_out_due", "total_due"),
+    [
+        ("2026-12-18", "2027-01-04", "2027-01-11"),
+        ("2026-12-21", "2027-01-05", "2027-01-12"),
+        ("2026-12-24", "2027-01-08", "2027-01-15"),
+        ("2026-12-31", "2027-01-15", "2027-01-22"),
+    ],
+)
+def test_r12_r14_deadlines_of_cases_accepted_late_december_2026(
+    accepted_on: str, transfer_out_due: str, total_due: str
+) -> None:
+    # Today's data: the package's 2026, nothing for 2027 (every new case's deadlines).
+    calendar = build_calendar([2026, 2027])
+    plan = compute_transfer_out_deadlines(D(accepted_on), CaseLimits(), calendar)
+    assert plan.transfer_out_due == Deadline(D(transfer_out_due), (2027,))  # R12
+    assert plan.total_due == Deadline(D(total_due), (2027,))  # R14
+    assert D("2027-01-01") not in {plan.transfer_out_due.due, plan.total_due.due}
+    assert calendar.working_days_between(D(accepted_on), D(total_due)) == 15
 
 
 class TestWorkingDaysBetween:
@@ -283,3 +353,47 @@ class TestBuildCalendar:
         year = YearCalendar(2026, frozenset(), frozenset(), "s", "v")
         with pytest.raises(CalendarDataError):
             WorkingDayCalendar({2025: year})
+
+
+class TestCalendarLoadedLater:
+    """A year loaded while a case is open: CaseFlow.refresh_calendar adds it (with_years)
+    and records calendar_loaded_decision."""
+
+    def test_with_years_adds_the_year_and_keeps_the_others(
+        self, calendar: WorkingDayCalendar
+    ) -> None:
+        loaded = YearCalendar.from_json(year_file(2027, {"holidays": ["2027-01-01", "2027-01-04"]}))
+        refreshed = calendar.with_years([loaded])
+        assert refreshed.covers(2027)
+        assert refreshed.year(2026) == calendar.year(2026)
+        assert not calendar.covers(2027)  # the case's earlier calendar is unchanged
+        assert refreshed.add_working_days(D("2026-12-28"), 5) == Deadline(D("2027-01-06"), ())
+        assert calendar.add_working_days(D("2026-12-28"), 5) == Deadline(D("2027-01-05"), (2027,))
+
+    def test_r13_calendar_loaded_decision_is_bilingual(self) -> None:
+        decision = calendar_loaded_decision(
+            rule="R13", years={2027: "2027-notice"}, policy_version="v"
+        )
+        assert (decision.rule, decision.policy_version) == ("R13", "v")
+        assert decision.outcome == "official calendar loaded: 2027"
+        assert decision.explanation_en == (
+            "The official working-day calendar for 2027 (version 2027-notice) has been "
+            "loaded: deadlines computed from now on follow it; deadlines already set stay "
+            "as they are (R13)."
+        )
+        assert decision.explanation_zh == (
+            "2027年官方工作日日历已载入：此后计算的期限按该日历计算，此前已确定的期限保持不变（R13）。"
+        )
+        # Wholly Chinese: the version label (Latin letters) stays out of the Chinese text.
+        assert not any(c.isascii() and c.isalpha() for c in decision.explanation_zh[:-5])
+
+    def test_r13_fallback_deadline_decision_names_the_fixed_date_holidays(self) -> None:
+        decision = deadline_decision(
+            rule="R13",
+            start=D("2026-12-28"),
+            limit_days=5,
+            deadline=Deadline(D("2027-01-05"), (2027,)),
+            policy_version="v",
+        )
+        assert "less the fixed-date public holidays" in decision.explanation_en
+        assert "扣除固定日期的法定节假日" in decision.explanation_zh

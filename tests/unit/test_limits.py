@@ -102,7 +102,7 @@ class TestR12TransferOutDeadlines:
     def test_r12_deadline_into_uncovered_year_is_flagged(self) -> None:
         calendar = build_calendar([2026])
         deadlines = compute_transfer_out_deadlines(D("2026-12-24"), CaseLimits(), calendar)
-        assert deadlines.transfer_out_due == Deadline(D("2027-01-07"), (2027,))
+        assert deadlines.transfer_out_due == Deadline(D("2027-01-08"), (2027,))  # 1 Jan off
         assert deadlines.total_due.fallback_years == (2027,)
 
 

@@ -708,3 +708,124 @@ def test_drift_check_bites() -> None:
     assert is_read_by_the_code("MEDTRANSFER_KAFKA_BOOTSTRAP")
     assert is_read_by_the_code("MEDTRANSFER_OUTGOING_WORKER_METRICS_PORT")
     assert not is_read_by_the_code("MEDTRANSFER_KAFKA_BOOTSTRAP_SERVERS")
+
+
+# ---------------------------------------------------------------- calendar
+
+CALENDAR_DIR = "/run/medtransfer/calendar"
+AGENCY_SERVICES = OUR_SERVICES - {"audit"}
+
+
+def test_compose_services_read_the_calendar_from_its_volume(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Loading a year writes the volume, not the image: the services see it at once.
+    assert compose["x-medtransfer-env"]["MEDTRANSFER_CALENDAR_DIR"] == CALENDAR_DIR
+    assert "calendar" in compose["volumes"]
+    for name in AGENCY_SERVICES:
+        service = compose["services"][name]
+        assert service["environment"]["MEDTRANSFER_CALENDAR_DIR"] == CALENDAR_DIR, name
+        assert f"calendar:{CALENDAR_DIR}:ro" in service["volumes"], name
+    loader = compose["services"]["calendar-load"]
+    assert loader["profiles"] == ["tools"]  # run on demand, never by `up`
+    assert loader["entrypoint"][-3:] == ["python", "-m", "services.common.calendar_admin"]
+    assert loader["environment"]["MEDTRANSFER_CALENDAR_DIR"] == CALENDAR_DIR
+    assert f"calendar:{CALENDAR_DIR}" in loader["volumes"]  # the one writer
+    assert loader["build"]["dockerfile"] == "deploy/production/docker/incoming-agency.Dockerfile"
+    assert (loader["read_only"], loader["cap_drop"]) == (True, ["ALL"])
+    assert loader["restart"] == "no"
+    monkeypatch.setenv("MEDTRANSFER_CALENDAR_DIR", CALENDAR_DIR)
+    assert Settings().calendar_dir == Path(CALENDAR_DIR)
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [DOCKER_DIR / "incoming-agency.Dockerfile", DOCKER_DIR / "outgoing-agency.Dockerfile"],
+    ids=lambda p: p.name,
+)
+def test_images_give_the_calendar_mount_point_to_the_service_user(dockerfile: Path) -> None:
+    # A new named volume takes the ownership of the image's directory: calendar-load (uid
+    # 10001) can write it.
+    runs = [
+        ins.args
+        for ins in parse_dockerfile(dockerfile.read_text(encoding="utf-8"))
+        if ins.keyword == "RUN"
+    ]
+    assert any(
+        re.search(rf"mkdir -p [^&]*{CALENDAR_DIR}", run)
+        and re.search(rf"chown 10001:10001 [^&]*{CALENDAR_DIR}", run)
+        for run in runs
+    )
+
+
+def test_kubernetes_agency_services_mount_the_calendar_configmap(
+    rendered: list[dict[str, Any]],
+) -> None:
+    from services.common.calendar_admin import CONFIGMAP_NAME
+
+    config = by_kind(rendered, "ConfigMap")["medtransfer-config"]["data"]
+    assert config["MEDTRANSFER_CALENDAR_DIR"] == CALENDAR_DIR
+    # The operator writes it (calendar_admin configmap): an apply of the base must never
+    # put back an older calendar.
+    assert CONFIGMAP_NAME not in by_kind(rendered, "ConfigMap")
+    for name in AGENCY_SERVICES:
+        pod = by_kind(rendered, "Deployment")[name]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"]:
+            sources = [s["configMapRef"]["name"] for s in container["envFrom"]]
+            assert "medtransfer-config" in sources, name
+            [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == CALENDAR_DIR]
+            assert mount.get("readOnly") is True, name
+            assert "subPath" not in mount, f"{name}: a loaded year would never arrive"
+            volume = volumes[mount["name"]]["configMap"]
+            assert volume["name"] == CONFIGMAP_NAME, name
+            assert volume["optional"] is True, f"{name}: starts before a year is loaded"
+            assert "items" not in volume, name
+
+
+def test_calendar_admin_writes_the_configmap_the_services_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from domain.calendar import build_calendar
+    from services.common import calendar_admin
+
+    source = tmp_path / "2027.json"
+    source.write_text(
+        json.dumps(
+            {
+                "year": 2027,
+                "version": "test-1",
+                "source": "unit test fixture, not an official calendar",
+                "holidays": ["2027-01-01"],
+                "makeup_workdays": [],
+            }
+        ),
+        encoding="utf-8",
+    )
+    site = tmp_path / "calendar"
+    assert calendar_admin.main(["load", str(source), "--calendar-dir", str(site)]) == 0
+    assert calendar_admin.main(["configmap", "--calendar-dir", str(site)]) == 0
+    manifest = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after load's line
+    assert manifest["metadata"]["name"] == calendar_admin.CONFIGMAP_NAME
+    for version in K8S_VERSIONS:
+        assert schema_errors(manifest, version) is None
+    assert set(manifest["data"]) == {"2027.json"}
+    # What the kubelet puts in the mounted directory is what the services load.
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    for key, text in manifest["data"].items():
+        (mounted / key).write_text(text, encoding="utf-8")
+    assert build_calendar([2027], mounted).covers(2027)
+    # A malformed year is never written out.
+    (site / "2028.json").write_text('{"year": 2028}', encoding="utf-8")
+    assert calendar_admin.main(["configmap", "--calendar-dir", str(site)]) == 2
+    assert capsys.readouterr().out == ""
+
+
+def test_the_docs_say_how_to_load_2027() -> None:
+    readme = (PRODUCTION / "README.md").read_text(encoding="utf-8")
+    assert "docker compose run --rm calendar-load load /import/2027.json" in readme
+    assert "calendar_admin configmap --calendar-dir ./calendar | kubectl" in readme
+    data_readme = (REPO_DIR / "data" / "calendar" / "README.md").read_text(encoding="utf-8")
+    assert "## Loading 2027" in data_readme
+    assert "deploy/production/README.md" in data_readme

@@ -38,8 +38,8 @@ RUN apt-get update \
  && groupadd --system --gid 10001 medtransfer \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin medtransfer \
- && mkdir -p /var/lib/medtransfer /run/medtransfer/keys \
- && chown 10001:10001 /var/lib/medtransfer
+ && mkdir -p /var/lib/medtransfer /run/medtransfer/keys /run/medtransfer/calendar \
+ && chown 10001:10001 /var/lib/medtransfer /run/medtransfer/calendar
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
