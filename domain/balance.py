@@ -130,10 +130,12 @@ def decide_balance(
 ) -> BalanceDecision:
     """Decide what happens to the personal-account balance of a transfer.
 
-    Order: no balance / no personal account; R21 resettled retiree in another province;
-    R22 employee -> resident; R20 intra-province table; R18 cross-province remittance;
-    then R19: a remittance to a region not connected to the platform goes to the person's
-    bank account if one is known, otherwise it stays a remittance that waits (R23).
+    Order: R21 resettled retiree (employee scheme) in another province, even with nothing
+    to pay (the case is a payout, not a transfer: its rule tells both agencies so); no
+    balance / no personal account; R22 employee -> resident; R20 intra-province table;
+    R18 cross-province remittance; then R19: a remittance to a region not connected to the
+    platform goes to the person's bank account if one is known, otherwise it stays a
+    remittance that waits (R23).
     """
     if isinstance(balance_fen, bool) or not isinstance(balance_fen, int) or balance_fen < 0:
         raise ValueError("balance_fen must be a non-negative integer")
@@ -141,6 +143,27 @@ def decide_balance(
         raise ValueError("region codes are six digits")
     if from_region == to_region:
         raise ValueError("same pooling region: no transfer case (R1)")
+
+    cross_province = not same_province(from_region, to_region)
+
+    # R21: the retiree's account is paid out; the enrolment is not transferred.
+    if resettled_retiree and cross_province and from_scheme == "employee":
+        if balance_fen == 0:
+            return _decision(
+                "none",
+                0,
+                "R21",
+                "Retiree resettled in another province: there is no balance to pay out.",
+                "跨省异地安置退休人员，个人账户无余额需要支付。",
+            )
+        return _decision(
+            "pay_to_bank",
+            balance_fen,
+            "R21",
+            "Retiree resettled in another province: paid to the retiree's own bank account.",
+            "跨省异地安置退休人员，个人账户余额支付至本人银行账户。",
+            has_bank_account=has_bank_account,
+        )
 
     # R12: only a balance held in a personal account moves; the resident scheme has none.
     if balance_fen == 0 or from_scheme == "resident":
@@ -150,19 +173,6 @@ def decide_balance(
             "R12",
             "There is no personal-account balance to move.",
             "无个人账户余额需要处理。",
-        )
-
-    cross_province = not same_province(from_region, to_region)
-
-    # R21
-    if resettled_retiree and cross_province:
-        return _decision(
-            "pay_to_bank",
-            balance_fen,
-            "R21",
-            "Retiree resettled in another province: paid to the retiree's own bank account.",
-            "跨省异地安置退休人员，个人账户余额支付至本人银行账户。",
-            has_bank_account=has_bank_account,
         )
 
     # R22

@@ -1,5 +1,6 @@
-"""Whether a transfer may proceed: the incoming agency's acceptance checks (R1-R4, R21
-and the application form) and the outgoing agency's checks against its records (R5-R9).
+"""Whether a transfer may proceed: the incoming agency's acceptance checks (R1-R4, R20's
+province-wide platforms, R21 and the application form) and the outgoing agency's checks
+against its records (R5-R9, R21).
 
 Refusal messages are fixed sentences: they never contain an ID number, name or account.
 """
@@ -41,6 +42,8 @@ BANK_ACCOUNT_FOR_RESIDENT = "BANK_ACCOUNT_FOR_RESIDENT_SCHEME"
 INVALID_ID_NUMBER = "INVALID_ID_NUMBER"
 UNKNOWN_REGION = "UNKNOWN_REGION"
 INVALID_BANK_ACCOUNT = "INVALID_BANK_ACCOUNT"
+RETIREE_OUTSIDE_TRANSFER = "RETIREE_OUTSIDE_TRANSFER"
+PROVINCE_WIDE_PLATFORM = "PROVINCE_WIDE_PLATFORM"
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,34 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
+            code=RETIREE_OUTSIDE_TRANSFER,
+            rule="R21",
+            soft=False,
+            message_zh=(
+                "转出地参保记录显示该参保人为退休人员，退休人员不办理转移接续，参保关系保留在原地。"
+                "已跨省异地安置的，请改为申请跨省异地安置退休人员个人账户支付（支付至本人银行账户）。"
+            ),
+            message_en=(
+                "The record shows the person as retired: retirees are outside the transfer "
+                "procedure and stay enrolled here. A retiree resettled in another province "
+                "applies for the resettled-retiree payout instead."
+            ),
+        ),
+        Refusal(
+            code=PROVINCE_WIDE_PLATFORM,
+            rule="R20",
+            soft=False,
+            message_zh=(
+                "两地同属一个省份，该省各市共用全省统一的医保信息平台，省内流动无需办理转移接续，"
+                "缴费年限已在平台连续记载，不重复计算。请直接到转入地办理参保登记（职工医保由新单位续缴）。"
+            ),
+            message_en=(
+                "Both regions are in a province with one platform for all its cities: no "
+                "transfer between agencies is needed, and the years on it are not counted "
+                "twice. Enrol directly at the incoming region."
+            ),
+        ),
+        Refusal(
             code=INVALID_ID_NUMBER,
             rule="R10",
             soft=False,
@@ -339,6 +370,11 @@ def check_application(app: ApplicationFacts, registry: RegionRegistry) -> list[R
     if app.from_region == app.to_region:
         refusals.append(_REFUSALS[SAME_REGION])
         return refusals
+    # R20: a province with one platform for all its cities (a per-province setting of the
+    # registry) moves the person without a handshake; a case would count the years twice.
+    if registry.province_wide_platform(app.from_region, app.to_region):
+        refusals.append(_REFUSALS[PROVINCE_WIDE_PLATFORM])
+        return refusals
 
     if app.resettled_retiree and app.from_scheme == "employee":
         refusals.extend(_check_resettled_retiree(app))
@@ -397,8 +433,8 @@ def _normalised_name(name: str) -> str:
 def check_transfer_out(
     request: OutgoingRequestFacts, record: EnrolmentFacts | None
 ) -> list[Refusal]:
-    """The outgoing agency's checks (R5-R9) against its record; an empty list means the
-    transfer-out may proceed."""
+    """The outgoing agency's checks (R5-R9, R21) against its record; an empty list means
+    the transfer-out may proceed (for a retiree on the record: the R21 payout only)."""
     # R9
     if record is None:
         return [_REFUSALS[PERSON_UNKNOWN]]
@@ -410,6 +446,15 @@ def check_transfer_out(
         return [_REFUSALS[IDENTITY_MISMATCH]]
     if record.region != request.from_region or record.scheme != request.from_scheme:
         return [_REFUSALS[PERSON_UNKNOWN]]
+    # R21: retirees are outside the transfer procedure (2021 measures); the record, not
+    # the application, says who is retired, and only the resettled-retiree payout applies.
+    # The payout is of an employee-scheme personal account: a resident-scheme retiree
+    # has none, so nothing of the procedure applies to them either.
+    if record.retired and not (request.resettled_retiree and record.scheme == "employee"):
+        return [_REFUSALS[RETIREE_OUTSIDE_TRANSFER]]
+    payout_only = request.resettled_retiree and record.retired
+    if payout_only and same_province(request.from_region, request.to_region):
+        return [_REFUSALS[RETIREE_SAME_PROVINCE]]
     # R11/R16: already moved out; a second case must not transfer it again.
     if record.status == "transferred_out":
         return [_REFUSALS[ALREADY_TRANSFERRED]]
@@ -418,8 +463,8 @@ def check_transfer_out(
         return [_REFUSALS[ENROLMENT_IN_TRANSFER]]
 
     refusals: list[Refusal] = []
-    # R6
-    if record.status == "active":
+    # R6; not for the R21 payout: the retiree's enrolment stays here, it is not ended.
+    if record.status == "active" and not payout_only:
         refusals.append(_REFUSALS[ENROLMENT_ACTIVE])
     # R7
     if record.arrears_fen > 0:
@@ -441,4 +486,11 @@ def check_transfer_out(
     # R21: the record says who is retired.
     if request.resettled_retiree and not record.retired:
         refusals.append(_REFUSALS[RETIREE_NOT_ON_RECORD])
+    # R21/R22: a balance paid to the person needs the person's account; checked here too
+    # (the incoming agency's acceptance is not this agency's record): never paid to none.
+    if request.bank_account_holder is None and record.balance_fen > 0:
+        if payout_only:
+            refusals.append(_REFUSALS[BANK_ACCOUNT_REQUIRED])
+        elif request.from_scheme == "employee" and request.to_scheme == "resident":
+            refusals.append(_REFUSALS[BANK_ACCOUNT_FOR_RESIDENT])
     return refusals

@@ -356,9 +356,9 @@ def china_today() -> date:
 def _registry(err: Console) -> RegionRegistry | None:
     from services.common.config import Settings
 
-    path = Settings().region_registry_file
+    settings = Settings()
     try:
-        return load_region_registry(path)
+        return load_region_registry(settings.region_registry_file, settings.region_overlay_file)
     except (OSError, ValueError) as exc:
         err.print(
             f"[yellow]no region registry ({escape(str(exc))}): checking the rows' shape only[/]"

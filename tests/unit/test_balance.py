@@ -116,6 +116,16 @@ class TestR21ResettledRetiree:
         assert decision.action == "pay_to_bank"
         assert decision.awaiting_bank_account
 
+    def test_r21_zero_balance_is_still_the_payout_path(self) -> None:
+        # Both agencies read the rule: R21 is a payout, never a transfer of the enrolment.
+        decision = decide(resettled_retiree=True, balance_fen=0)
+        assert (decision.action, decision.amount_fen, decision.rule) == ("none", 0, "R21")
+        assert not decision.awaiting_bank_account
+
+    def test_r21_resident_scheme_has_no_account_to_pay_out(self) -> None:
+        decision = decide(resettled_retiree=True, from_scheme="resident", to_scheme="resident")
+        assert (decision.action, decision.rule) == ("none", "R12")
+
     def test_r21_intra_province_retiree_follows_r20(self) -> None:
         decision = decide(from_region="440300", to_region="441900", resettled_retiree=True)
         assert decision.rule == "R20"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from contracts.documents import RefusalReason
 from domain.eligibility import (
     ACCOUNT_FROZEN,
     ALREADY_TRANSFERRED,
@@ -22,8 +23,11 @@ from domain.eligibility import (
     INVALID_BANK_ACCOUNT,
     INVALID_ID_NUMBER,
     PERSON_UNKNOWN,
+    PROVINCE_WIDE_PLATFORM,
     REFUSALS,
     RESIDENT_TOO_EARLY,
+    RETIREE_NOT_ON_RECORD,
+    RETIREE_OUTSIDE_TRANSFER,
     RETIREE_SAME_PROVINCE,
     SAME_REGION,
     UNKNOWN_REGION,
@@ -105,11 +109,25 @@ def codes(refusals: list[Refusal]) -> list[str]:
         (ACCOUNT_FROZEN, "R8", True),
         (PERSON_UNKNOWN, "R9", False),
         (IDENTITY_MISMATCH, "R9", False),
+        (PROVINCE_WIDE_PLATFORM, "R20", False),
+        (RETIREE_OUTSIDE_TRANSFER, "R21", False),
     ],
 )
 def test_r1_r3_to_r9_reason_catalogue(code: str, rule: str, soft: bool) -> None:
     refusal = REFUSALS[code]
     assert (refusal.code, refusal.rule, refusal.soft) == (code, rule, soft)
+
+
+def test_r9_catalogue_messages_fit_the_refusal_document() -> None:
+    # A refusal travels as a RefusalReason (contracts/documents.py): 200 characters each.
+    for refusal in REFUSALS.values():
+        RefusalReason(
+            code=refusal.code,
+            rule=refusal.rule,
+            soft=refusal.soft,
+            message_zh=refusal.message_zh,
+            message_en=refusal.message_en,
+        )
 
 
 def test_catalogue_messages_are_bilingual_and_carry_no_digits_runs() -> None:
@@ -257,6 +275,53 @@ class TestR22EmployeeToResident:
         assert check_application(app, registry) == []
 
 
+class TestR20ProvinceWidePlatform:
+    """Shaanxi (61) runs one platform for its cities: a move between them is answered at
+    acceptance with the rule, never a case that would count the years twice."""
+
+    def test_r20_province_wide_platform_answered_at_acceptance(
+        self, registry: RegionRegistry
+    ) -> None:
+        app = application(from_region="610400", to_region="610100")  # Xianyang -> Xi'an
+        refusals = check_application(app, registry)
+        assert codes(refusals) == [PROVINCE_WIDE_PLATFORM]
+        assert (refusals[0].rule, refusals[0].soft) == ("R20", False)
+        assert "参保登记" in refusals[0].message_zh
+        assert "Enrol directly at the incoming region" in refusals[0].message_en
+        assert "not counted twice" in refusals[0].message_en
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"to_scheme": "resident", "bank_account": ACCOUNT},
+            {"from_scheme": "resident", "to_scheme": "resident"},
+            {"resettled_retiree": True, "bank_account": ACCOUNT},
+        ],
+    )
+    def test_r20_province_wide_platform_whatever_the_schemes(
+        self, registry: RegionRegistry, changes: dict[str, object]
+    ) -> None:
+        app = application(from_region="610100", to_region="610400", **changes)
+        assert codes(check_application(app, registry)) == [PROVINCE_WIDE_PLATFORM]
+
+    def test_r20_leaving_or_joining_shaanxi_is_a_transfer(self, registry: RegionRegistry) -> None:
+        assert check_application(application(from_region="610100"), registry) == []
+        assert check_application(application(to_region="610400"), registry) == []
+
+    def test_r20_other_provinces_hand_over_between_their_cities(
+        self, registry: RegionRegistry
+    ) -> None:
+        assert check_application(application(to_region="620100"), registry) == []
+        guangdong = application(from_region="440300", to_region="441900")
+        assert check_application(guangdong, registry) == []
+
+    def test_r20_setting_is_the_registry_s_data(self, registry: RegionRegistry) -> None:
+        data = registry.to_json()
+        data["provinces"] = [p | {"province_wide_platform": False} for p in data["provinces"]]
+        app = application(from_region="610400", to_region="610100")
+        assert check_application(app, RegionRegistry.from_json(data)) == []
+
+
 class TestR21ResettledRetiree:
     def test_r21_cross_province_with_bank_account_accepted(self, registry: RegionRegistry) -> None:
         app = application(
@@ -341,6 +406,52 @@ class TestTransferOut:
             DOUBLE_ENROLMENT,
         ]
         assert all(r.soft for r in refusals)
+
+    def test_r21_retiree_on_record_refused_an_ordinary_transfer(self) -> None:
+        # The application says nothing of a pension: the record does (2021 measures).
+        for status in ("suspended", "active"):
+            refusals = check_transfer_out(request(), record(retired=True, status=status))
+            assert codes(refusals) == [RETIREE_OUTSIDE_TRANSFER]
+            refusal = refusals[0]
+            assert (refusal.rule, refusal.soft) == ("R21", False)
+            assert "跨省异地安置退休人员" in refusal.message_zh
+            assert "resettled-retiree payout" in refusal.message_en
+            assert not re.search(r"[A-Za-z]", refusal.message_zh)
+
+    def test_r21_resettled_retiree_on_record_may_be_paid_out(self) -> None:
+        payout = request(resettled_retiree=True, bank_account_holder=PERSON_NAME)
+        assert check_transfer_out(payout, record(retired=True)) == []
+
+    def test_r21_r22_a_payout_without_the_person_s_account_is_refused_here_too(self) -> None:
+        # The incoming acceptance checks it, but that is not this agency's record.
+        payout = request(resettled_retiree=True)
+        assert codes(check_transfer_out(payout, record(retired=True))) == [
+            BANK_ACCOUNT_REQUIRED
+        ]
+        to_resident = request(to_scheme="resident")
+        assert codes(check_transfer_out(to_resident, record())) == [BANK_ACCOUNT_FOR_RESIDENT]
+        assert check_transfer_out(to_resident, record(balance_fen=0)) == []
+
+    def test_r21_payout_does_not_need_the_enrolment_ended(self) -> None:
+        # R6 is a transfer's precondition; the retiree stays enrolled here.
+        payout = request(resettled_retiree=True, bank_account_holder=PERSON_NAME)
+        assert check_transfer_out(payout, record(retired=True, status="active")) == []
+        assert codes(check_transfer_out(payout, record(retired=True, arrears_fen=1))) == [
+            CONTRIBUTION_ARREARS
+        ]
+
+    def test_r21_payout_claim_without_record_is_soft(self) -> None:
+        refusals = check_transfer_out(request(resettled_retiree=True), record())
+        assert codes(refusals) == [RETIREE_NOT_ON_RECORD]
+        assert refusals[0].soft
+
+    def test_r21_payout_within_the_province_refused_at_the_outgoing_agency_too(self) -> None:
+        payout = request(resettled_retiree=True, to_region="620100")
+        assert codes(check_transfer_out(payout, record(retired=True))) == [RETIREE_SAME_PROVINCE]
+
+    def test_r21_identity_checked_before_retiree_status(self) -> None:
+        other = record(retired=True, name="李四")
+        assert codes(check_transfer_out(request(), other)) == [IDENTITY_MISMATCH]
 
     def test_r11_already_transferred(self) -> None:
         assert codes(check_transfer_out(request(), record(status="transferred_out"))) == [

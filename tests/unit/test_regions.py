@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.regions import (
+    Province,
     Region,
     RegionDataError,
     RegionRegistry,
     UnknownRegion,
+    apply_overlay,
     load_region_registry,
+    new_region_problems,
+    overlay_entry,
     province_of,
     same_province,
 )
+from services.common.config import REPO_DIR
 
 pytestmark = pytest.mark.unit
 
@@ -26,6 +32,7 @@ EXPECTED = {
     "620800": "平凉市",
     "620100": "兰州市",
     "610100": "西安市",
+    "610400": "咸阳市",
     "350100": "福州市",
     "110000": "北京市",
     "440300": "深圳市",
@@ -58,6 +65,75 @@ class TestRegionsFile:
 
     def test_no_public_keys_in_file(self, registry: RegionRegistry) -> None:
         assert all(region.public_key is None for region in registry)
+
+    def test_r10_every_region_the_readme_docs_and_deploy_name_is_registered(
+        self, registry: RegionRegistry
+    ) -> None:
+        # R10: an applicant chooses regions the registry knows; a code in the docs that
+        # the shipped registry does not hold would be refused UNKNOWN_REGION.
+        files = [REPO_DIR / "README.md"]
+        for folder in ("docs", "deploy"):
+            files += [p for p in (REPO_DIR / folder).rglob("*") if p.is_file()]
+        # How to add a region shows regions not (yet) registered, on purpose.
+        files.remove(REPO_DIR / "docs" / "regions.md")
+        named: set[str] = set()
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                continue
+            named.update(re.findall(r"(?<![0-9A-Za-z.:])[1-6][0-9]{5}(?![0-9A-Za-z])", text))
+        # Six-digit numbers that are not regions: a benchmark's case count, a size limit.
+        named -= {"100000", "524288"}
+        assert named, "the docs name regions"
+        assert named <= set(registry.codes()), sorted(named - set(registry.codes()))
+        # And by name: the README's agencies list their regions in English.
+        readme = (REPO_DIR / "README.md").read_text(encoding="utf-8")
+        listed = re.findall(r"Agency [AB] \(([^)]*)\)", readme)
+        assert listed
+        english = {region.name_en for region in registry}
+        for names in listed:
+            assert {n.strip() for n in names.split(",")} <= english, names
+
+    def test_every_region_is_in_a_registered_province(self, registry: RegionRegistry) -> None:
+        assert len(registry.provinces()) == 31  # the mainland's provincial-level divisions
+        for region in registry:
+            province = registry.province(region.province_code)
+            assert province is not None
+            assert province.name.strip()
+
+
+class TestR20ProvinceWidePlatform:
+    def test_r20_shaanxi_runs_one_platform_for_its_cities(self, registry: RegionRegistry) -> None:
+        shaanxi = registry.province("61")
+        assert shaanxi is not None
+        assert (shaanxi.name, shaanxi.province_wide_platform) == ("陕西省", True)
+        assert registry.province_wide_platform("610400", "610100")
+
+    def test_r20_only_shaanxi_and_only_within_it(self, registry: RegionRegistry) -> None:
+        assert [p.code for p in registry.provinces() if p.province_wide_platform] == ["61"]
+        assert not registry.province_wide_platform("610100", "620800")
+        assert not registry.province_wide_platform("440300", "441900")
+        assert not RegionRegistry().province_wide_platform("610400", "610100")
+
+    def test_r20_setting_is_data_round_tripped(self, registry: RegionRegistry) -> None:
+        data = json.loads(json.dumps(registry.to_json()))
+        data["provinces"] = [
+            p | {"province_wide_platform": p["code"] == "62"} for p in data["provinces"]
+        ]
+        changed = RegionRegistry.from_json(data)
+        assert changed.province_wide_platform("620800", "620100")
+        assert not changed.province_wide_platform("610400", "610100")
+        assert changed != registry
+
+    def test_province_entries_are_validated(self) -> None:
+        with pytest.raises(RegionDataError, match="two digits"):
+            Province("610", "陕西省")
+        with pytest.raises(RegionDataError, match="true or false"):
+            Province("61", "陕西省", province_wide_platform="yes")  # type: ignore[arg-type]
+        region = Region("620800", "平凉市", "62", None, None)
+        with pytest.raises(RegionDataError, match="province 62 is not registered"):
+            RegionRegistry([region], [Province("61", "陕西省")])
 
 
 class TestR23Connected:
@@ -154,6 +230,77 @@ class TestPublicKeys:
     def test_bad_key_rejected(self, registry: RegionRegistry) -> None:
         with pytest.raises(RegionDataError):
             registry.with_public_keys({"620800": "AAAA"})
+
+
+TIANSHUI = Region("620500", "天水市", "62", date(2023, 6, 1), None, name_en="Tianshui")
+AT = datetime(2026, 12, 2, 8, 30, tzinfo=UTC)
+
+
+def journal_line(added: Region = TIANSHUI, /, **changes: object) -> str:
+    return json.dumps(overlay_entry(added, at=AT, by="ops-li") | changes, ensure_ascii=False)
+
+
+class TestR10Overlay:
+    def test_r10_overlay_adds_a_region(self, registry: RegionRegistry) -> None:
+        added = apply_overlay(registry, journal_line() + "\n\n", origin="overlay.jsonl")
+        assert added.require("620500") == TIANSHUI
+        assert len(added) == len(registry) + 1
+        assert added.provinces() == registry.provinces()
+
+    @pytest.mark.parametrize(
+        ("region", "problem"),
+        [
+            (replace(TIANSHUI, code="620800"), "already registered (平凉市)"),
+            (replace(TIANSHUI, code="620600", name="平凉市"), "already used by region 620800"),
+            (replace(TIANSHUI, name="Tianshui"), "Chinese name"),
+            (replace(TIANSHUI, name="天水 city"), "Chinese name"),
+            (replace(TIANSHUI, name_en=""), "English name"),
+            (Region("710100", "台北市", "71", None, None, "Taipei"), "not a registered province"),
+        ],
+    )
+    def test_r10_new_region_problems(
+        self, registry: RegionRegistry, region: Region, problem: str
+    ) -> None:
+        assert any(problem in p for p in new_region_problems(registry, region))
+
+    def test_r10_clean_region_has_no_problems(self, registry: RegionRegistry) -> None:
+        assert new_region_problems(registry, TIANSHUI) == []
+
+    @pytest.mark.parametrize(
+        ("line", "problem"),
+        [
+            ("{not json", "line 1: not valid JSON"),
+            (journal_line(action="remove"), "line 1: action"),
+            (journal_line(by=""), "line 1: by is missing"),
+            (journal_line(at="2026-12-02T08:30:00"), "line 1: at has no time zone"),
+            (journal_line(region={"code": "62050"}), "line 1: malformed region entry"),
+            (journal_line(replace(TIANSHUI, code="620800")), "line 1: region 620800"),
+        ],
+    )
+    def test_r10_bad_overlay_line_names_file_and_line(
+        self, registry: RegionRegistry, line: str, problem: str
+    ) -> None:
+        with pytest.raises(RegionDataError, match=r"^overlay\.jsonl: ") as info:
+            apply_overlay(registry, line, origin="overlay.jsonl")
+        assert problem in str(info.value)
+
+    def test_r10_the_same_region_added_twice_is_refused(self, registry: RegionRegistry) -> None:
+        with pytest.raises(RegionDataError, match="line 2: region 620500"):
+            apply_overlay(registry, journal_line() + "\n" + journal_line())
+
+    def test_r10_shipped_entry_wins_over_the_same_added_region(self) -> None:
+        shipped = RegionRegistry([replace(TIANSHUI, connected_since=date(2024, 1, 1))])
+        assert apply_overlay(shipped, journal_line()) == shipped
+
+    def test_r10_load_reads_the_overlay_when_it_exists(self, tmp_path: Path) -> None:
+        overlay = tmp_path / "overlay.jsonl"
+        assert "620500" not in load_region_registry(overlay=overlay)  # missing: nothing added
+        overlay.write_text(journal_line() + "\n", encoding="utf-8")
+        assert load_region_registry(overlay=overlay).require("620500").name == "天水市"
+
+    def test_journal_timestamps_carry_their_zone(self) -> None:
+        with pytest.raises(RegionDataError, match="time zone"):
+            overlay_entry(TIANSHUI, at=datetime(2026, 12, 2, 8, 30), by="ops-li")
 
 
 class TestJson:
