@@ -1,4 +1,5 @@
-"""The incoming agency's own records: enrolments continued by transfer-in (R13, R24)."""
+"""The incoming agency's own records: enrolments continued by transfer-in (R13, R24), and
+the hashed access secrets of its cases' progress pages (R17)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,15 @@ class TransferInRow(SQLModel, table=True):
     created_at: datetime
 
 
-INCOMING_TABLES = [*COMMON_TABLES, TransferInRow]
+class CaseAccessRow(SQLModel, table=True):
+    """The access secret given to the person once, at acceptance, to query the case's
+    progress without an API key (R17): only its hash is kept, bound to the case."""
+
+    __tablename__ = "case_access"
+
+    case_id: str = Field(primary_key=True)
+    secret_hash: str
+    issued_at: datetime
+
+
+INCOMING_TABLES = [*COMMON_TABLES, TransferInRow, CaseAccessRow]

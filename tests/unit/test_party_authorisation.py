@@ -249,6 +249,12 @@ INCOMING_ACTS: dict[tuple[str, str], Acts] = {
             ("cancel", "awaiting_transfer_out"),
         )
     },
+    # R10/R23: the insurance certificate the person brings, loaded by the incoming clerk.
+    ("POST", "/v1/cases/{case_id}/offline-certificate"): Acts(
+        "incoming",
+        "offline_certificate_issued",
+        lambda p, c: p.api("POST", f"/v1/cases/{c}/offline-certificate", {"certificate": {}}),
+    ),
     ("POST", "/ops/cases/{case_id}/actions/{action}"): Acts(
         "incoming",
         "awaiting_transfer_out",
@@ -283,6 +289,12 @@ OUTGOING_ACTS: dict[tuple[str, str], Acts] = {
         "awaiting_confirmation",
         lambda p, c: p.api("POST", f"/v1/cases/{c}/actions/retry-step", {"reason": "checked"}),
     ),
+    # R10/R23: the insurance certificate, printed for the person at the outgoing counter.
+    ("POST", "/v1/cases/{case_id}/insurance-certificate/print"): Acts(
+        "outgoing",
+        "awaiting_confirmation",
+        lambda p, c: p.api("POST", f"/v1/cases/{c}/insurance-certificate/print", {}),
+    ),
     ("POST", "/v1/cases/{case_id}/late-contributions"): Acts(
         "outgoing",
         "completed",
@@ -315,9 +327,25 @@ UNSCOPED = {
     ("POST", "/codec/decode"),
 }
 OPS_UNSCOPED = {("GET", "/ops/login"), ("POST", "/ops/login"), ("POST", "/ops/logout")}
+# R17: the person's and the employer's own view, no key: a case number and its access
+# secret, or an ID number and name, read one's own case only (tests/unit/test_r17_progress.py).
+PUBLIC_PROGRESS = {
+    ("GET", "/public/progress"),
+    ("POST", "/public/progress"),
+    ("POST", "/public/progress/by-case"),
+    ("POST", "/public/progress/by-person"),
+}
 
 SCOPES = {
-    "incoming": {*INCOMING_ACTS, *SHARED_ACTS, *READS, *INCOMING_READS, *UNSCOPED, *OPS_UNSCOPED},
+    "incoming": {
+        *INCOMING_ACTS,
+        *SHARED_ACTS,
+        *READS,
+        *INCOMING_READS,
+        *UNSCOPED,
+        *OPS_UNSCOPED,
+        *PUBLIC_PROGRESS,
+    },
     "outgoing": {*OUTGOING_ACTS, *SHARED_ACTS, *READS, *UNSCOPED},
 }
 
