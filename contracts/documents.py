@@ -154,11 +154,24 @@ class EnrolmentPeriod(_Contract):
     start: date
     end: date | None = None
     contribution_months: int = Field(ge=0)
+    last_paid_month: date | None = Field(
+        default=None,
+        description="The last month contributed for, as its first day (YYYY-MM-01); the "
+        "interruption counts from it, not from the suspension (R25-R27). None: not reported.",
+    )
 
     @model_validator(mode="after")
     def _end_not_before_start(self) -> EnrolmentPeriod:
         if self.end is not None and self.end < self.start:
             raise ValueError("enrolment period ends before it starts")
+        paid = self.last_paid_month
+        if paid is not None:
+            if paid.day != 1:
+                raise ValueError("last_paid_month is a month: give its first day (YYYY-MM-01)")
+            if (paid.year, paid.month) < (self.start.year, self.start.month):
+                raise ValueError("last_paid_month is before the enrolment period starts")
+            if self.end is not None and (paid.year, paid.month) > (self.end.year, self.end.month):
+                raise ValueError("last_paid_month is after the enrolment period ends")
         return self
 
 
@@ -174,6 +187,15 @@ class InformationSheet(_Contract):
     transferred_out_on: date
     issued_by_region: RegionCode
     sheet_version: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _paid_months_not_after_issue(self) -> InformationSheet:
+        issued = (self.transferred_out_on.year, self.transferred_out_on.month)
+        for period in self.enrolment_periods:
+            paid = period.last_paid_month
+            if paid is not None and (paid.year, paid.month) > issued:
+                raise ValueError("a last_paid_month is after the sheet's transfer-out month")
+        return self
 
 
 class TransferOutCompleted(_Contract):
@@ -334,6 +356,51 @@ class WithdrawalAnswered(_Contract):
         return self
 
 
+CertificateNumber = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,80}$")]
+"""An insurance certificate's number: ``<outgoing region>-<case id>``, one per case."""
+
+
+class InsuranceCertificate(_Contract):
+    """参保凭证: the insurance certificate the outgoing agency issues when a case goes by
+    the offline channel (R10, R23). Issuing it is the transfer-out (R16); it carries the
+    information sheet's contents and the balance action, and the incoming agency loads it
+    like a sheet when the person brings it. It travels in an envelope of its own type,
+    signed by the outgoing region's key like every platform document, but by the person's
+    hand, never through the platform. Personal data: never log it."""
+
+    certificate_number: CertificateNumber
+    issued_on: date
+    to_region: RegionCode = Field(description="The incoming region the certificate is for.")
+    info_sheet: InformationSheet
+    balance_action: Literal["remit", "pay_to_bank", "keep_usable", "none"]
+    balance_rule: RuleId = Field(description="The rule that chose balance_action, e.g. R19.")
+
+    @model_validator(mode="after")
+    def _action_fits_balance(self) -> InsuranceCertificate:
+        self.as_transfer_out()  # the sheet's rules: no balance dropped, none invented
+        return self
+
+    def as_transfer_out(self) -> TransferOutCompleted:
+        """What the incoming agency goes on with: the same as an online sheet."""
+        return TransferOutCompleted(
+            info_sheet=self.info_sheet,
+            balance_action=self.balance_action,
+            balance_rule=self.balance_rule,
+        )
+
+
+class InsuranceCertificateIssued(_Contract):
+    """Outgoing -> incoming: the answer to an offline switch that came before transfer-out
+    (R10, R23). The enrolment was transferred out and the insurance certificate issued to
+    the person, who brings it to the incoming agency; the balance follows as on the online
+    path. Only the certificate's existence: the person's data come with the certificate."""
+
+    certificate_number: CertificateNumber
+    issued_on: date
+    balance_action: Literal["remit", "pay_to_bank", "keep_usable", "none"]
+    balance_rule: RuleId
+
+
 AuditValue = str | int | bool | None
 
 # Keys and values that would put personal data into the append-only audit log.
@@ -469,6 +536,8 @@ DOCUMENT_TYPES: dict[str, type[BaseModel]] = {
         Receipt,
         WithdrawalRequested,
         WithdrawalAnswered,
+        InsuranceCertificate,
+        InsuranceCertificateIssued,
         AuditRecord,
     )
 }
@@ -490,5 +559,7 @@ Document = (
     | Receipt
     | WithdrawalRequested
     | WithdrawalAnswered
+    | InsuranceCertificate
+    | InsuranceCertificateIssued
     | AuditRecord
 )

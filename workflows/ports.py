@@ -79,3 +79,14 @@ class IncomingRecords(Protocol):
     def complete_transfer_in(self, request: TransferInInput) -> TransferInResult: ...
 
     def credit(self, request: CreditInput) -> None: ...
+
+
+class CertificateStore(Protocol):
+    """R10/R23: the insurance certificates this agency issued, kept signed for printing
+    (the person carries them; the platform never sends them)."""
+
+    def issued(self, case_id: str) -> Envelope | None:
+        """The case's certificate as it was signed, or None."""
+
+    def keep_issued(self, envelope: Envelope) -> Envelope:
+        """Keep a signed certificate once per case; return the one kept (the first)."""

@@ -61,10 +61,18 @@ HELD = "held:"
 # is still on its way), or the sender's region is not in the registry yet.
 REDRIVABLE = frozenset({"UNKNOWN_CASE", "UNKNOWN_SENDER_REGION"})
 # Documents that may meet a closed case without harm: notices, and the answer to a stop
-# of a case that ended otherwise meanwhile. Anything else for a closed case (a sheet, a
-# remittance, a confirmation) may carry money: a clerk exception, never a silent park.
+# of a case that ended otherwise meanwhile (an insurance certificate's notice follows the
+# balance when the region was off, R10/R23: the person may have brought it already).
+# Anything else for a closed case (a sheet, a remittance, a confirmation) may carry money:
+# a clerk exception, never a silent park.
 HARMLESS_AFTER_CLOSE = frozenset(
-    {"Reminder", "Escalation", "WithdrawalRequested", "WithdrawalAnswered"}
+    {
+        "Reminder",
+        "Escalation",
+        "WithdrawalRequested",
+        "WithdrawalAnswered",
+        "InsuranceCertificateIssued",
+    }
 )
 
 

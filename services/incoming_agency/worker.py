@@ -17,6 +17,6 @@ async def run(service: Service) -> None:
     await run_worker(
         service,
         [IncomingCaseWorkflow, IncomingResidualWorkflow],
-        [side.complete_transfer_in, side.credit_balance],
+        [side.complete_transfer_in, side.credit_balance, side.certificate_verified],
         incoming_workflow_id,
     )

@@ -102,15 +102,20 @@ async def test_r23_clerk_takes_a_stuck_case_offline(agencies: AgencyStack) -> No
             {"reason": "paper file sent"},
         )
         assert offline.status_code == 202, offline.text
-        case = await agencies.wait_status("incoming", case_id, "offline_channel")
+        # R10/R23: not an end: the request and the switch wait for the region together
+        # (only the outgoing agency issues the insurance certificate).
+        case = await agencies.wait_case(
+            "incoming",
+            case_id,
+            lambda c: "offline_channel_requested" in [e["event"] for e in c["timeline"]],
+        )
     finally:
         # Leave it as the registry has it (not yet connected) for the tests that follow.
         await agencies.post(
             "incoming", "/v1/admin/regions/654300/connectivity", {"connected": False}, method="PUT"
         )
-    assert case["closed"]
-    final = case["timeline"][-1]
-    assert final["event"] == "switched_to_offline_channel"
+    assert not case["closed"]
+    final = next(e for e in case["timeline"] if e["event"] == "offline_channel_requested")
     assert (final["detail"]["clerk"], final["detail"]["reason"]) == ("clerk-7", "paper file sent")
     again = await call(
         agencies.incoming_url,

@@ -133,6 +133,32 @@ async def perform(stack: AgencyStack, run: Run, step: Step) -> None:
     run.answers.append(f"{step} -> {response.status_code}")
     if response.status_code != 202:
         run.rejections.append(response)
+    elif step.action == "offline":
+        await bring_certificate(stack, run, case_id)
+
+
+async def bring_certificate(stack: AgencyStack, run: Run, case_id: str, wait: float = 60.0) -> None:
+    """R10/R23: an offline switch is no end: the person fetches the insurance certificate
+    at the outgoing counter and brings it to the incoming one. Nothing to bring when the
+    case went on online (the print answers with the sheet) or ended (a refusal crossed)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        printed = await stack.post("outgoing", f"/v1/cases/{case_id}/insurance-certificate/print")
+        if printed.status_code == 200:
+            if printed.json()["kind"] != "insurance_certificate":
+                return
+            loaded = await stack.post(
+                "incoming",
+                f"/v1/cases/{case_id}/offline-certificate",
+                {"certificate": printed.json()["document"]},
+            )
+            if loaded.status_code == 202 or "CERTIFICATE_ALREADY_LOADED" in loaded.text:
+                run.answers.append(f"certificate of {case_id} -> {loaded.status_code}")
+                return
+        if (await stack.case("incoming", case_id))["closed"]:
+            return
+        await asyncio.sleep(0.5)
+    run.answers.append(f"certificate of {case_id} never brought")
 
 
 async def _case_of(run: Run, index: int, wait: float = 3.0) -> str | None:

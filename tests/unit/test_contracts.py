@@ -37,7 +37,11 @@ from contracts import (
     WithdrawalRequested,
 )
 from contracts import keys as keys_cli
-from contracts.documents import looks_like_id_number
+from contracts.documents import (
+    InsuranceCertificate,
+    InsuranceCertificateIssued,
+    looks_like_id_number,
+)
 from contracts.export import (
     SCHEMA_DIR,
     schemas,
@@ -119,6 +123,21 @@ def sample_documents() -> dict[str, BaseModel]:
             correctable_until=date(2026, 3, 13),
         ),
         TransferOutCompleted(info_sheet=sheet, balance_action="remit", balance_rule="R18"),
+        # R10/R23: the offline channel's certificate, and its notice through the platform.
+        InsuranceCertificate(
+            certificate_number="620800-TR20260213A123456789",
+            issued_on=date(2026, 2, 20),
+            to_region=FUZHOU,
+            info_sheet=sheet,
+            balance_action="remit",
+            balance_rule="R18",
+        ),
+        InsuranceCertificateIssued(
+            certificate_number="620800-TR20260213A123456789",
+            issued_on=date(2026, 2, 20),
+            balance_action="remit",
+            balance_rule="R18",
+        ),
         BalanceRemitted(remittance_id="rem-1", amount_fen=1_234_567, remitted_on=date(2026, 2, 20)),
         BalancePaidToBank(
             remittance_id="rem-2",

@@ -50,17 +50,23 @@ async def test_r23_clerk_switches_to_the_offline_channel(
         await handle.signal(
             IncomingCaseWorkflow.switch_offline, ClerkAction(clerk="clerk-3", reason="paper")
         )
-        assert await handle.result() == "offline_channel"
-        final = store.events[-1]
-        assert (final.event, final.terminal, final.detail["clerk"]) == (
-            "switched_to_offline_channel",
-            True,
-            "clerk-3",
-        )
+        # R10/R23: not an end. Only the outgoing agency issues the insurance certificate,
+        # and it learns of the case by the request: both wait for its region together.
+        await wait_until(lambda: "offline_channel_requested" in store.names())
+        requested = store.one("offline_channel_requested")
+        assert (requested.terminal, requested.detail["clerk"]) == (False, "clerk-3")
         assert platform.sent("incoming", "TransferRequested") == []
-        # The check in backoff was abandoned, not cancelled; let its next attempt succeed so
-        # the test server (unlike a real one) has nothing left to retry after the test.
-        platform.connectivity.disconnected.clear()
+        platform.connectivity.disconnected.clear()  # live now: the clerk has it checked
+        await handle.signal(IncomingCaseWorkflow.retry_delivery, ClerkAction(clerk="clerk-3"))
+        await wait_until(lambda: "insurance_certificate_issued" in store.names())
+        kinds = [e.payload["kind"] for e in platform.sent("incoming", "WithdrawalRequested")]
+        assert (len(platform.sent("incoming", "TransferRequested")), kinds) == (
+            1,
+            ["offline_channel"],
+        )
+        await platform.load_certificate()
+        assert await platform.results() == ("completed", "completed")
+        assert "switched_to_offline_channel" not in store.names()
 
 
 async def test_clerk_cancels_a_case_waiting_for_the_outgoing_agency(
