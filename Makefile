@@ -64,10 +64,18 @@ format: $(STAMP)
 # The cluster tests (tests/cluster: three Kafka brokers, replicated services and workers,
 # parts killed under load; ~5 min) follow in a pytest process of their own, once the
 # single-node servers of the main run are stopped. PYTEST_ARGS go to the main run only.
+# Workflow modules marked own_server (long skips on a test server of their own) run each
+# in a pytest process of its own after the main run.
+OWN_SERVER_MODULES = $(shell grep -l "pytest.mark.own_server" tests/workflow/test_*.py)
 test: engines lint
-	@$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -m "not cluster and not own_server" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; \
 	if [ $$rc -ne 0 ]; then exit $$rc; fi
+	@for module in $(OWN_SERVER_MODULES); do \
+		$(PY) -m pytest -m own_server $$module; rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "error: no tests collected in $$module"; exit 1; fi; \
+		if [ $$rc -ne 0 ]; then exit $$rc; fi; \
+	done
 	@$(MAKE) --no-print-directory test-cluster PYTEST_ARGS=
 
 test-cluster: engines

@@ -56,9 +56,11 @@ async def temporal_client(temporal: ScriptServer) -> Client:
     return await Client.connect(temporal.target)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's Java test server with automatic time skipping (see README: why)."""
+    """Temporal's Java test server with automatic time skipping (see README: why). One per
+    test module: a module whose cases skip months leaves timers that move a shared server's
+    clock for every later module (seen as skips timing out and cases hanging in full runs)."""
     if not TEST_SERVER_BIN.exists():
         raise RuntimeError(
             f"{TEST_SERVER_BIN} missing: run 'deploy/local/install.sh test-server' (make test does)"

@@ -14,6 +14,7 @@ from contracts.envelope import Envelope
 from workflows.clock import CHINA_TZ
 from workflows.ports import (
     CaseStore,
+    CertificateStore,
     Connectivity,
     ContextSource,
     DocumentPublisher,
@@ -30,6 +31,7 @@ from workflows.types import (
     CheckRequestInput,
     CreditInput,
     LoadContextInput,
+    LoadedCertificateInput,
     ResidualInput,
     ReturnInput,
     TransferInInput,
@@ -183,10 +185,43 @@ class OutgoingActivities:
         return self._records.post_residual(request)
 
 
+class CertificateActivities:
+    """R10/R23: the outgoing agency's insurance certificate, signed with its region's key
+    like the platform documents and kept for printing."""
+
+    def __init__(self, signer: Signer, certificates: CertificateStore) -> None:
+        self._signer = signer
+        self._certificates = certificates
+
+    @activity.defn(name="issue_insurance_certificate")
+    async def issue_insurance_certificate(self, envelope: Envelope) -> str:
+        """Sign and keep the case's certificate once; a retry, or a second call for the
+        case, finds the one kept. Returns its message id (the certificate is not a
+        workflow's to hand out: the print route reads it)."""
+        kept = self._certificates.issued(envelope.case_id)
+        if kept is None:
+            # Signed with the time it is issued, from Temporal (workflow time in tests).
+            issued = envelope.model_copy(
+                update={"sent_at": activity.info().current_attempt_scheduled_time}
+            )
+            kept = self._certificates.keep_issued(self._signer.sign(issued))
+        return kept.message_id
+
+
 class IncomingActivities:
     def __init__(self, records: IncomingRecords, verified: VerifiedDocuments) -> None:
         self._records = records
         self._verified = verified
+
+    @activity.defn(name="certificate_verified")
+    async def certificate_verified(self, request: LoadedCertificateInput) -> bool:
+        """R10/R23: whether the API verified this insurance certificate of the case (a
+        certificate signalled to Temporal any other way is not gone on with)."""
+        return self._verified.has_verified(
+            request.case_id,
+            "InsuranceCertificate",
+            {**request.certificate, "certificate_number": request.certificate_number},
+        )
 
     @activity.defn(name="complete_transfer_in")
     async def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:

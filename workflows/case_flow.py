@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.documents import Escalation
     from contracts.envelope import Envelope
     from domain.calendar import Deadline, WorkingDayCalendar
-    from domain.continuity import Decision, deadline_decision
+    from domain.continuity import Decision, calendar_loaded_decision, deadline_decision
     from domain.limits import CaseDeadlines, CaseLimits, compute_transfer_out_deadlines
     from workflows.activities import REGION_NOT_CONNECTED, CaseActivities
     from workflows.clock import china_date, end_of_day, seconds_until
@@ -48,6 +48,8 @@ LOCAL_BOOKKEEPING = "local-bookkeeping"
 # Patch id: consecutive timeline events written by one local activity (CaseFlow.together).
 BATCH_RECORDS = "batch-records"
 QUICK = timedelta(seconds=30)
+# A calendar fetched less than this ago is the current one (CaseFlow.refresh_calendar).
+CALENDAR_FRESH = timedelta(minutes=1)
 QUICK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
 )
@@ -73,6 +75,8 @@ class CaseFlow:
         self.calendar: WorkingDayCalendar | None = None
         self.limits = CaseLimits()
         self.context: CaseContext | None = None
+        self.counterpart: str | None = None  # the other agency's region (load_context)
+        self._calendar_fetched: datetime | None = None  # workflow time of the last fetch
         # Clerk actions (signals): re-check a region or re-run a failed step now.
         self.retry_requested: ClerkAction | None = None
         # A withdrawal, cancellation or offline switch is pending: a region wait wakes.
@@ -166,7 +170,9 @@ class CaseFlow:
     # --- calendar --------------------------------------------------------------------
     async def load_context(self, start: date, counterpart: str | None = None) -> CaseContext:
         """The calendar and the policy versions in force at ``start``, fixed for the case:
-        a later policy version never rewrites it (replay stays valid too)."""
+        a later policy version never rewrites it (replay stays valid too). Only a year the
+        calendar lacked may be added later (``refresh_calendar``)."""
+        self.counterpart = counterpart
         self.context = await self._bookkeeping(
             CaseActivities.load_case_context,
             LoadContextInput(
@@ -175,7 +181,54 @@ class CaseFlow:
         )
         self.calendar = WorkingDayCalendar.from_json(self.context.calendar)
         self.limits = CaseLimits(**self.context.limits)
+        self._calendar_fetched = workflow.now()
         return self.context
+
+    async def refresh_calendar(self, rule: str, start: date, days: int) -> None:
+        """Call before an open case computes a new ``rule`` deadline, ``days`` working days
+        from ``start``. When its calendar lacks official data for a year that count
+        crosses, the calendar in force now is fetched (a local activity: a replay reads its
+        answer from the history); a year that is official now is used from here on, and
+        a decision says so. Deadlines already set stay as they were computed, with their
+        calendar-fallback warning."""
+        calendar = self._calendar()
+        missing = calendar.add_working_days(start, days).fallback_years
+        fetched = self._calendar_fetched
+        if not missing or (fetched is not None and workflow.now() - fetched < CALENDAR_FRESH):
+            # No activity: nothing is missing, or the calendar was fetched a moment ago
+            # (an R23 wait as the case starts).
+            return
+        self._calendar_fetched = workflow.now()
+        current: CaseContext = await self._bookkeeping(
+            CaseActivities.load_case_context,
+            LoadContextInput(
+                region=self.region, start=start, side=self.side, counterpart=self.counterpart
+            ),
+        )
+        fresh = WorkingDayCalendar.from_json(current.calendar)
+        loaded = [year for y in missing if (year := fresh.year(y)) is not None]
+        if not loaded:
+            return
+        self.calendar = calendar.with_years(loaded)
+        await self.decide(
+            [
+                calendar_loaded_decision(
+                    rule=rule,
+                    years={year.year: year.version for year in loaded},
+                    policy_version=self._context().policy_version,
+                )
+            ]
+        )
+
+    async def replan_transfer_out(self, start: date) -> CaseDeadlines:
+        """``plan_transfer_out`` for a limit that runs again later in an open case (R12
+        after an R23 wait or from a corrected request), with the calendar in force now."""
+        await self.refresh_calendar("R12", start, self.limits.total_days)
+        return self.plan_transfer_out(start)
+
+    def _calendar(self) -> WorkingDayCalendar:
+        assert self.calendar is not None, "load_context first"
+        return self.calendar
 
     def plan_transfer_out(self, start: date) -> CaseDeadlines:
         """R12/R14: the outgoing side's 10 and the whole case's 15 working days from
@@ -213,8 +266,14 @@ class CaseFlow:
         for year in deadline.fallback_years:
             warning = f"calendar-fallback-{year}"
             if warning not in self.warnings:
-                # Computed Monday-Friday: the official calendar for that year is not loaded.
+                # Computed Monday-Friday minus the fixed-date statutory holidays: the
+                # official calendar for that year is not loaded.
                 self.warnings.append(warning)
+
+    def region_name(self, code: str) -> str:
+        """A region as a person reads it: its name from the case context, else its code."""
+        names = self.context.region_names if self.context is not None else {}
+        return names.get(code, code)
 
     def _context(self) -> CaseContext:
         assert self.context is not None, "load_context first"
@@ -405,6 +464,7 @@ class CaseFlow:
         if connected:
             return False
         previous = (self.status, self.awaiting)
+        await self.refresh_calendar("R23", self.today(), self.limits.not_connected_escalation_days)
         await self.record(
             "waiting_for_region_connection",
             "waiting_region_connection",

@@ -63,6 +63,9 @@ class CaseContext(_Payload):
     policy: dict[str, Any] = Field(default_factory=dict)
     delivery_retry_initial_seconds: float = 5.0
     delivery_retry_max_seconds: float = 600.0
+    # This side's and the counterpart's region names (code -> Chinese name), so the
+    # sentences a case writes name agencies as a person reads them.
+    region_names: dict[str, str] = Field(default_factory=dict)
 
 
 class LoadContextInput(_Payload):
@@ -203,6 +206,27 @@ class ResidualInput(_Payload):
 
 class IncomingResidualInput(_Payload):
     envelope: Envelope
+
+
+class CertificateLoad(_Payload):
+    """R10/R23: the person brought the insurance certificate to the incoming agency's
+    counter; its clerk loads it (the API verified it first: the outgoing region's
+    signature, this case's person, regions and scheme, not loaded before). ``envelope``
+    is the signed InsuranceCertificate."""
+
+    envelope: Envelope
+    clerk: str
+    reason: FreeText = ""
+
+
+class LoadedCertificateInput(_Payload):
+    """Which certificate a case is about to go on with (the verified-document check)."""
+
+    case_id: str
+    certificate_number: str
+    # The whole certificate the case would go on with: verified field by field, so a
+    # changed one with a verified number is not loaded.
+    certificate: dict[str, Any] = Field(default_factory=dict)
 
 
 class CaseView(_Payload):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from domain.articles import citation_en, citation_zh
 from domain.calendar import WorkingDayCalendar
 from services.common.auth import (
     AuthError,
@@ -231,6 +232,10 @@ class DecisionOut(BaseModel):
     """Why: the rule, the policy version it was decided under, one sentence each language."""
 
     rule: str | None
+    # The source of the rule beside its id (domain/articles.py): the interim measures'
+    # provision, e.g. "R12，依据《基本医疗保障关系转移接续暂行办法》关于转出办理时限的规定".
+    citation_zh: str = ""
+    citation_en: str = ""
     outcome: str
     policy_version: str
     explanation_en: str
@@ -309,6 +314,8 @@ def case_out(
         else [
             DecisionOut(
                 rule=e.rule,
+                citation_zh="" if e.rule is None else citation_zh(e.rule),
+                citation_en="" if e.rule is None else citation_en(e.rule),
                 outcome=str(e.detail.get("outcome", "")),
                 policy_version=str(e.detail.get("policy_version", "")),
                 explanation_en=str(e.detail.get("explanation_en", "")),

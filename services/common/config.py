@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     incoming_database_url: str | None = None
     outgoing_database_url: str | None = None
     region_registry_file: Path = REPO_DIR / "data" / "regions.json"
+    # Regions an operator added (services/common/regions_admin.py): an append-only journal
+    # read at start after the shipped registry; a missing file adds nothing.
+    region_overlay_file: Path = REPO_DIR / "var" / "local" / "regions" / "overlay.jsonl"
+    # Official calendar years, <year>.json, that add to or override chinesecalendar's;
+    # re-read whenever the directory changes. In production a volume (compose) or the
+    # ConfigMap medtransfer-calendar (Kubernetes) outside the image: loading a year
+    # (calendar_admin) needs no new image (deploy/production/README.md, "Calendar").
     calendar_dir: Path = REPO_DIR / "data" / "calendar"
     policy_file: Path = REPO_DIR / "data" / "policy" / "policies.jsonl"
     # Regions this deployment serves on each side; empty = every region in the registry.

@@ -30,6 +30,8 @@ from domain.regions import RegionRegistry, load_region_registry
 from services.audit.emitter import AuditRecordSigner, AuditTimeline
 from services.common.codec import EncryptionCodec, codec_from_settings, encrypted_converter
 from services.common.config import Settings, Side
+from services.common.policy_record import RECORD_FILE_NAME as POLICY_RECORD_FILE
+from services.common.policy_record import PolicyVersionRecord
 from services.common.tracing import kafka_middlewares, temporal_interceptors
 from services.common.transport import kafka_security, temporal_tls
 from workflows.types import CaseContext, LoadContextInput
@@ -38,8 +40,9 @@ log = logging.getLogger("medtransfer.platform")
 
 
 def load_registry(settings: Settings) -> RegionRegistry:
-    """The region registry (names, provinces, platform connection); keys are apart."""
-    return load_region_registry(settings.region_registry_file)
+    """The region registry (names, provinces, platform connection) with the operator's
+    added regions (services/common/regions_admin.py); keys are apart."""
+    return load_region_registry(settings.region_registry_file, settings.region_overlay_file)
 
 
 def served_regions(settings: Settings, registry: RegionRegistry) -> set[str]:
@@ -371,13 +374,17 @@ class PolicyContext:
         self._settings = settings
         self._registry = registry
         self._stamp = _file_stamp(settings.policy_file)
-        self._table = load_policy_table(settings.policy_file, registry)
+        # Item 13: a version in force is never edited (the record of loaded versions).
+        self._record = PolicyVersionRecord(settings.data_dir / POLICY_RECORD_FILE)
+        self._table = self._record.accept(load_policy_table(settings.policy_file, registry))
 
     def table(self) -> PolicyTable:
         stamp = _file_stamp(self._settings.policy_file)
         if stamp != self._stamp:
             try:
-                self._table = load_policy_table(self._settings.policy_file, self._registry)
+                self._table = self._record.accept(
+                    load_policy_table(self._settings.policy_file, self._registry)
+                )
                 log.info("policy table reloaded: %d versions", len(self._table))
             except PolicyDataError as exc:
                 log.error("policy table change refused, previous table stays in force: %s", exc)
@@ -413,7 +420,16 @@ class PolicyContext:
             policy=own.to_json(),
             delivery_retry_initial_seconds=self._settings.delivery_retry_initial_seconds,
             delivery_retry_max_seconds=self._settings.delivery_retry_max_seconds,
+            region_names=self._region_names(request.region, request.counterpart),
         )
+
+    def _region_names(self, *codes: str | None) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for code in codes:
+            region = None if code is None else self._registry.get(code)
+            if region is not None:
+                names[region.code] = region.name
+        return names
 
 
 def _file_stamp(path: Path) -> float:

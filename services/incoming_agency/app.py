@@ -49,6 +49,9 @@ from services.common.inbound import HELD, signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.common.throttle import LoginThrottle
+from services.incoming_agency.certificates import create_certificate_router
+from services.incoming_agency.progress import ProgressRecords
+from services.incoming_agency.public import create_public_router
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.ops.dashboard import create_ops_router
@@ -116,6 +119,11 @@ class SubmitOut(BaseModel):
     status: str
     duplicate_of_open_case: bool
     case_url: str
+    access_secret: str | None = Field(
+        default=None,
+        description="R17: the person's secret to query progress at /public/progress with the "
+        "case number, given once (only its hash is kept); null when it was given already",
+    )
 
 
 class ProgressOut(BaseModel):
@@ -152,6 +160,11 @@ def progress_of(row: CaseRow) -> ProgressOut:
         holder = (f"转入地经办机构（{row.to_region}）", f"the incoming agency ({row.to_region})")
     elif row.status == "refused_correctable":
         holder = ("申请人（需补正）", "you: the application needs a correction")
+    elif row.status == "offline_certificate_issued":  # R10/R23
+        holder = (
+            "参保人（请持参保凭证和身份证到转入地经办机构办理）",
+            "you: bring the insurance certificate and your ID card to the incoming agency",
+        )
     else:
         holder = ("已办结", "nobody: the case is closed")
     can_zh: list[str] = []
@@ -330,6 +343,7 @@ def create_app(service: Service | None = None) -> FastAPI:
     service = service or build_service("incoming", INCOMING_TABLES)
     settings = service.settings
     records = IncomingRecordsSql(service.engine)
+    progress_records = ProgressRecords(service.engine)
 
     async def route(envelope: Envelope) -> str:
         """Hand a verified platform document to its case workflow (the Kafka entry point
@@ -496,11 +510,19 @@ def create_app(service: Service | None = None) -> FastAPI:
             status=row.status,
             duplicate_of_open_case=duplicate,
             case_url=f"/v1/cases/{row.case_id}",
+            # R17: issued once the case has started (a resubmission after a failed start
+            # gets it; one after the first answer does not).
+            access_secret=progress_records.issue_secret(row.case_id),
         )
         log.info(
             "application %s case %s", "duplicate of" if duplicate else "accepted as", row.case_id
         )
-        return JSONResponse(status_code=200 if duplicate else 201, content=out.model_dump())
+        # The answer carries the access secret in clear (once): never kept by a cache.
+        return JSONResponse(
+            status_code=200 if duplicate else 201,
+            content=out.model_dump(),
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.get("/v1/cases/{case_id}/progress", response_model=ProgressOut)
     async def progress(case_id: str, principal: Principal = any_caller) -> ProgressOut:
@@ -670,6 +692,9 @@ def create_app(service: Service | None = None) -> FastAPI:
     app.include_router(
         create_ops_router(service, perform_action, app.state.ops_sessions, app.state.ops_throttle)
     )
+    # R17: the person's and the employer's own view, without a key, throttled like sign-in.
+    app.state.progress_throttle = LoginThrottle()
+    app.include_router(create_public_router(service, progress_records, app.state.progress_throttle))
 
     @app.post(
         "/v1/cases/{case_id}/actions/retry-delivery",
@@ -722,4 +747,6 @@ def create_app(service: Service | None = None) -> FastAPI:
         """Cancel a case before transfer-out, with a reason; the outgoing agency is told."""
         return await clerk_action(case_id, principal, "cancel", body.reason)
 
+    # R10/R23: the insurance certificate the person brings, loaded at the counter.
+    app.include_router(create_certificate_router(service, agency))
     return app

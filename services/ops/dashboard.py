@@ -20,11 +20,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from domain.articles import citation_zh
 from domain.calendar import WorkingDayCalendar
+from domain.guidance import step_text
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
 from services.common.throttle import LoginThrottle
+from services.incoming_agency.progress import Names
 from services.ops.sessions import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -467,7 +470,7 @@ def create_ops_router(
         ]
         decisions = [
             [
-                escape(e.rule or ""),
+                escape(citation_zh(e.rule) if e.rule else ""),
                 escape(str(e.detail.get("explanation_zh", ""))),
                 escape(str(e.detail.get("explanation_en", ""))),
                 escape(str(e.detail.get("policy_version", ""))),
@@ -475,11 +478,12 @@ def create_ops_router(
             for e in events
             if e.event == "decision"
         ]
+        names = Names(service.registry, row)
         timeline = [
             [
                 str(e.sequence),
                 escape(e.occurred_at.isoformat(timespec="seconds")),
-                escape(e.event),
+                escape(_event_zh(names, e.event, e.detail)),
                 escape(e.status),
                 escape(e.rule or ""),
             ]
@@ -578,3 +582,12 @@ def create_ops_router(
         )
 
     return router
+
+
+def _event_zh(names: Names, event: str, detail: Mapping[str, Any] | None) -> str:
+    """A timeline event as the clerk reads it: the step in Chinese, the event id beside it."""
+    step = step_text(event)
+    if step is None:
+        return event
+    region = str((detail or {}).get("region") or "")
+    return f"{names.zh(step.label_zh, region)} ({event})"

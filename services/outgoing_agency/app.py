@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import date
+from datetime import date, datetime
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import update
 from sqlmodel import col, select
 from temporalio.common import WorkflowIDReusePolicy
@@ -17,6 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.documents import MAX_FEN, FreeText, TransferRequested
 from contracts.envelope import Envelope
+from domain.continuity import last_paid_month_problem
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import (
     ErrorBody,
@@ -30,7 +31,9 @@ from services.common.db import session_scope
 from services.common.inbound import signal
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
+from services.outgoing_agency.certificates import create_certificate_router
 from services.outgoing_agency.tables import OUTGOING_TABLES, EnrolmentRow
+from workflows.clock import CHINA_TZ
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
@@ -62,6 +65,20 @@ class EnrolmentIn(BaseModel):
     contribution_months: int = Field(default=0, ge=0, le=1200)
     also_active_in: str | None = Field(default=None, pattern=r"^\d{6}$")
     retired: bool = Field(default=False, description="R21: the person draws a pension here")
+    last_paid_month: date | None = Field(
+        default=None,
+        description="R25-R27: the last month contributed for, as its first day (YYYY-MM-01)",
+    )
+
+    @model_validator(mode="after")
+    def _last_paid_month_fits(self) -> EnrolmentIn:
+        today = datetime.now(CHINA_TZ).date()
+        problem = last_paid_month_problem(
+            self.last_paid_month, self.enrolled_since, self.suspended_on, today
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class EnrolmentOut(BaseModel):
@@ -221,6 +238,9 @@ def create_app(service: Service | None = None) -> FastAPI:
                 "account_status": row.account_status,
                 "retired": row.retired,
                 "contribution_months": row.contribution_months,
+                "last_paid_month": None
+                if row.last_paid_month is None
+                else row.last_paid_month.isoformat(),
             },
         )
         if agency.publisher is not None:
@@ -300,6 +320,8 @@ def create_app(service: Service | None = None) -> FastAPI:
             pass  # the same contribution posted twice: one residual remittance
         return JSONResponse(status_code=202, content={"remittance_id": remittance_id})
 
+    # R10/R23: the insurance certificate of a case gone by the offline channel, printed.
+    app.include_router(create_certificate_router(service, agency))
     return app
 
 

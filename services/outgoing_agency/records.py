@@ -21,7 +21,7 @@ from domain.identity import normalize_resident_id
 from services.common.db import session_scope
 from services.common.faults import crash_point
 from services.common.repository import RegionConnectivity, utcnow
-from services.common.tables import CaseRow, LedgerEntry
+from services.common.tables import CaseRow, LedgerEntry, SentDocumentRow
 from services.outgoing_agency.tables import EnrolmentRow, PayoutRow
 from workflows.types import (
     BankPayoutInput,
@@ -152,18 +152,32 @@ class OutgoingRecordsSql:
             )
 
     def was_transferred_out(self, case_id: str) -> bool:
-        """Whether this case ended an enrolment here (R16), whatever its status says."""
+        """Whether this case ended an enrolment here (R16), or debited a resettled
+        retiree's account for its payout (R21: the enrolment stays, the money moved),
+        whatever its status says."""
         with session_scope(self.engine) as session:
-            return (
-                session.exec(
-                    select(EnrolmentRow).where(EnrolmentRow.transferred_case_id == case_id)
-                ).first()
-                is not None
-            )
+            ended = session.exec(
+                select(EnrolmentRow).where(EnrolmentRow.transferred_case_id == case_id)
+            ).first()
+            debited = session.exec(
+                select(LedgerEntry).where(
+                    LedgerEntry.case_id == case_id, LedgerEntry.leg == "debit_outgoing"
+                )
+            ).first()
+            # A sheet sent is a transfer-out done, also for an R21 payout of an empty
+            # account, which leaves neither an ended enrolment nor a debit.
+            sheet = session.exec(
+                select(SentDocumentRow).where(
+                    SentDocumentRow.case_id == case_id,
+                    col(SentDocumentRow.type).in_(("TransferOutCompleted", "InsuranceCertificate")),
+                )
+            ).first()
+            return ended is not None or debited is not None or sheet is not None
 
     def transfer_out(self, request: TransferOutInput) -> InformationSheet:
         """End the enrolment here and, when the balance moves, debit it to zero (R16) in one
-        transaction. Idempotent: a second call for the same case returns the same sheet."""
+        transaction; for a resettled retiree only the debit for the payout (R21). Idempotent:
+        a second call for the same case returns the same sheet."""
         sheet = self._transfer_out(request)
         crash_point("after-debit-commit")  # test-only (services/common/faults.py)
         return sheet
@@ -174,7 +188,13 @@ class OutgoingRecordsSql:
             row = self.find_enrolment(session, req.person.id_number, req.from_region)
             if row is None:
                 raise TransferOutRefused(f"case {request.case_id}: enrolment record vanished")
-            if row.transferred_case_id != request.case_id:
+            if request.balance_rule == "R21":  # R21: the payout the checks allowed
+                if not row.retired:
+                    raise TransferOutRefused(
+                        f"case {request.case_id}: an R21 payout for a record that is not retired"
+                    )
+                balance = self._pay_out_retiree(session, row, request)
+            elif row.transferred_case_id != request.case_id:
                 # R5: only the case holding the claim transfers out, once (conditional).
                 moved = session.execute(
                     update(EnrolmentRow)
@@ -235,6 +255,7 @@ class OutgoingRecordsSql:
                         start=row.enrolled_since,
                         end=row.suspended_on,
                         contribution_months=row.contribution_months,
+                        last_paid_month=row.last_paid_month,  # R25-R27
                     )
                 ],
                 total_contribution_months=row.contribution_months,
@@ -242,6 +263,64 @@ class OutgoingRecordsSql:
                 transferred_out_on=request.transferred_out_on,
                 issued_by_region=row.region,
             )
+
+    @staticmethod
+    def _pay_out_retiree(session: Session, row: EnrolmentRow, request: TransferOutInput) -> int:
+        """R21: a resettled retiree's account is debited for the bank payout, once per
+        case; the enrolment is not ended (status and transferred_case_id stay: the retiree
+        stays enrolled here), and the workflow releases the case's claim after the payout
+        (R5). Returns the balance the sheet reports."""
+        debit = session.exec(
+            select(LedgerEntry).where(
+                LedgerEntry.case_id == request.case_id,
+                LedgerEntry.remittance_id == request.remittance_id,
+                LedgerEntry.leg == "debit_outgoing",
+            )
+        ).first()
+        if debit is not None:  # a retry after the commit: paid out once
+            return debit.amount_fen
+        if row.claimed_by_case != request.case_id or row.transferred_case_id is not None:
+            raise TransferOutRefused(
+                f"case {request.case_id}: the enrolment is not claimed by this case"
+            )
+        balance = row.balance_fen
+        if balance != request.expected_balance_fen:
+            raise TransferOutRefused(f"case {request.case_id}: the balance changed since the check")
+        if request.balance_action == "pay_to_bank" and balance > 0:
+            # Conditional like the transfer-out's: only while this case holds the claim.
+            debited = session.execute(
+                update(EnrolmentRow)
+                .where(
+                    col(EnrolmentRow.id) == row.id,
+                    col(EnrolmentRow.claimed_by_case) == request.case_id,
+                    col(EnrolmentRow.balance_fen) == balance,
+                )
+                .values(balance_fen=0)
+                .execution_options(synchronize_session=False)
+            )
+            if not debited.rowcount:  # type: ignore[attr-defined]
+                raise TransferOutRefused(
+                    f"case {request.case_id}: the enrolment changed since the check"
+                )
+            session.add(
+                LedgerEntry(
+                    case_id=request.case_id,
+                    remittance_id=request.remittance_id,
+                    leg="debit_outgoing",
+                    amount_fen=balance,
+                    created_at=utcnow(),
+                )
+            )
+        case = session.get(CaseRow, request.case_id)
+        if case is not None:
+            case.application = {
+                **case.application,
+                "balance_fen": balance,
+                "balance_action": request.balance_action,
+                "paid_out_on": request.transferred_out_on.isoformat(),
+            }
+            session.add(case)
+        return balance
 
     def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
         """The bank payout port (a real bank adapter replaces the row write in production);

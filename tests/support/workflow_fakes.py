@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -45,7 +47,12 @@ from domain.regions import load_region_registry
 from services.common.bootstrap import PASSTHROUGH_MODULES
 from services.common.config import Settings
 from services.common.platform import PolicyContext
-from workflows.activities import CaseActivities, IncomingActivities, OutgoingActivities
+from workflows.activities import (
+    CaseActivities,
+    CertificateActivities,
+    IncomingActivities,
+    OutgoingActivities,
+)
 from workflows.clock import china_date
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
@@ -65,6 +72,7 @@ from workflows.types import (
     CaseContext,
     CaseEvent,
     CaseView,
+    CertificateLoad,
     CheckRequestInput,
     CreditInput,
     IncomingCaseInput,
@@ -203,6 +211,9 @@ class FakeConnectivity:
         return region not in self.disconnected
 
 
+_POLICY_RECORD_DIR = Path(tempfile.mkdtemp(prefix="medtransfer-policy-record-"))
+
+
 class FakeContextSource:
     """ContextSource: the real PolicyContext (real calendar, national limits), with a short
     delivery retry so an R23 wait costs few activity attempts in skipped time."""
@@ -218,6 +229,9 @@ class FakeContextSource:
             Settings(
                 delivery_retry_initial_seconds=retry_initial_seconds,
                 delivery_retry_max_seconds=retry_max_seconds,
+                # The record of loaded policy versions (item 13) of this test process, not
+                # the developer's var/local/data one.
+                data_dir=_POLICY_RECORD_DIR,
             ),
             load_region_registry(),
         )
@@ -247,6 +261,9 @@ class FakeOutgoingRecords:
     payouts: list[BankPayoutInput] = field(default_factory=list)
     returns: list[ReturnInput] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
+    incoming_connected: bool = True  # what the check reports (R19 when False)
+    # remittance id -> amount debited, once per remittance like the ledger's unique key
+    debits: dict[str, int] = field(default_factory=dict)
 
     def check_request(self, request: CheckRequestInput) -> TransferOutFacts:
         self.checks.append(request)
@@ -254,11 +271,14 @@ class FakeOutgoingRecords:
         return TransferOutFacts(
             refusals=refusals,
             balance_fen=self.balance_fen,
+            incoming_connected=self.incoming_connected,
             enrolment_periods_months=self.contribution_months,
         )
 
     def transfer_out(self, request: TransferOutInput) -> InformationSheet:
         self.transfers.append(request)
+        if request.balance_action in ("remit", "pay_to_bank") and request.expected_balance_fen:
+            self.debits.setdefault(request.remittance_id, request.expected_balance_fen)
         req = request.request
         return InformationSheet(
             person=req.person,
@@ -271,6 +291,8 @@ class FakeOutgoingRecords:
                     start=date(2018, 7, 1),
                     end=request.transferred_out_on,
                     contribution_months=self.contribution_months,
+                    # R25-R27: paid up to the month of transfer-out.
+                    last_paid_month=request.transferred_out_on.replace(day=1),
                 )
             ],
             total_contribution_months=self.contribution_months,
@@ -320,6 +342,19 @@ class FakeIncomingRecords:
 
     def credit(self, request: CreditInput) -> None:
         self.credits.append(request)
+
+
+class FakeCertificateStore:
+    """CertificateStore: the insurance certificates issued (R10/R23), once per case."""
+
+    def __init__(self) -> None:
+        self.certificates: dict[str, Envelope] = {}
+
+    def issued(self, case_id: str) -> Envelope | None:
+        return self.certificates.get(case_id)
+
+    def keep_issued(self, envelope: Envelope) -> Envelope:
+        return self.certificates.setdefault(envelope.case_id, envelope)
 
 
 class FakeVerifiedDocuments:
@@ -405,6 +440,7 @@ class InMemoryPlatform:
         self.outgoing_records = outgoing_records or FakeOutgoingRecords()
         self.incoming_records = incoming_records or FakeIncomingRecords()
         self.verified = FakeVerifiedDocuments()
+        self.certificates = FakeCertificateStore()
         self.outgoing_activities: OutgoingActivities = (
             GatedOutgoingActivities(self.outgoing_records, self.verified)
             if gate_outgoing_checks
@@ -516,10 +552,17 @@ class InMemoryPlatform:
         ]
         if side == "incoming":
             records = IncomingActivities(self.incoming_records, self.verified)
-            return [*common, records.complete_transfer_in, records.credit_balance]
+            return [
+                *common,
+                records.complete_transfer_in,
+                records.credit_balance,
+                records.certificate_verified,
+            ]
         out = self.outgoing_activities
+        certificates = CertificateActivities(PassThroughSigner(), self.certificates)
         return [
             *common,
+            certificates.issue_insurance_certificate,
             out.check_transfer_out,
             out.transfer_out,
             out.pay_balance_to_bank,
@@ -553,6 +596,18 @@ class InMemoryPlatform:
         )
         return self.incoming
 
+    async def load_certificate(self, clerk: str = "clerk-5", *, case_id: str | None = None) -> None:
+        """R10/R23: the person brings the certificate the outgoing agency issued for
+        ``case_id`` (this case by default) and a clerk loads it into this case, as the
+        incoming agency's API does after verifying it."""
+        certificate = self.certificates.issued(case_id or self.case_id)
+        assert certificate is not None, "no insurance certificate was issued"
+        assert self.incoming is not None
+        await self.incoming.signal(
+            IncomingCaseWorkflow.load_certificate,
+            CertificateLoad(envelope=certificate, clerk=clerk, reason="brought by the person"),
+        )
+
     async def now(self) -> datetime:
         return await self.env.get_current_time()
 
@@ -560,10 +615,18 @@ class InMemoryPlatform:
         return china_date(await self.now())
 
     async def skip_until(self, instant: datetime) -> None:
-        """Let the test server's clock run (skipping) until ``instant``."""
-        remaining = instant - await self.now()
-        if remaining > timedelta(0):
-            await self.env.sleep(remaining)
+        """Let the test server's clock run (skipping) until ``instant``, a day at a time:
+        one long skip's RPC can time out on a loaded machine (the Java test server answers
+        "Timeout expired"), a day's does not, and a day that timed out is asked again."""
+        while (remaining := instant - await self.now()) > timedelta(0):
+            step = min(remaining, timedelta(days=1))
+            for attempt in range(3):
+                try:
+                    await self.env.sleep(step)
+                    break
+                except RPCError:
+                    if attempt == 2:
+                        raise
 
     async def view(self, side: Side) -> CaseView | None:
         handle = self.incoming if side == "incoming" else self.outgoing

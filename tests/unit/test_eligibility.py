@@ -425,9 +425,7 @@ class TestTransferOut:
     def test_r21_r22_a_payout_without_the_person_s_account_is_refused_here_too(self) -> None:
         # The incoming acceptance checks it, but that is not this agency's record.
         payout = request(resettled_retiree=True)
-        assert codes(check_transfer_out(payout, record(retired=True))) == [
-            BANK_ACCOUNT_REQUIRED
-        ]
+        assert codes(check_transfer_out(payout, record(retired=True))) == [BANK_ACCOUNT_REQUIRED]
         to_resident = request(to_scheme="resident")
         assert codes(check_transfer_out(to_resident, record())) == [BANK_ACCOUNT_FOR_RESIDENT]
         assert check_transfer_out(to_resident, record(balance_fen=0)) == []

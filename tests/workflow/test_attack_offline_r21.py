@@ -51,7 +51,7 @@ def client(time_skipping_env: WorkflowEnvironment) -> Client:
     return Client(**config)
 
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 
 OFFLINE = ClerkAction(clerk="clerk-3", reason="the person comes to the counter")
 

@@ -36,7 +36,7 @@ from tests.support.workflow_fakes import (
 from workflows.clock import CHINA_TZ
 from workflows.types import CaseContext, CaseEvent, LoadContextInput
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 
 D = date.fromisoformat
 # Deliberately not the official 2027 arrangement: a year whose 4 January is off, so a

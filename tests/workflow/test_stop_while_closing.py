@@ -28,7 +28,7 @@ from workflows.activities import OutgoingActivities
 from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.types import WithdrawSignal
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
         BalanceRemitted,
         BalanceReturned,
         InformationSheet,
+        InsuranceCertificate,
+        InsuranceCertificateIssued,
         Reminder,
         TransferInCompleted,
         TransferOutCompleted,
@@ -36,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.matching import CaseFile, SheetFacts, notice_mismatch, sheet_mismatch
     from domain.policy import ResolvedPolicy
+    from domain.regions import same_province
     from workflows.activities import IncomingActivities
     from workflows.case_flow import (
         QUICK,
@@ -48,11 +51,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.types import (
         AuditValue,
         Awaiting,
+        CertificateLoad,
         ClerkAction,
         CorrectionSignal,
         CreditInput,
         IncomingCaseInput,
         IncomingResidualInput,
+        LoadedCertificateInput,
         MismatchResolution,
         StopRequest,
         TransferInInput,
@@ -70,6 +75,17 @@ STOPPED = {
 # Patch: a correction signalled while the soft refusal was being recorded is kept.
 KEEP_EARLY_CORRECTION = "keep-early-correction"
 BALANCE_TYPES = ("BalanceRemitted", "BalancePaidToBank", "BalanceNotTransferred")
+# R10/R23: the outgoing agency's answer to an offline switch before transfer-out, and
+# what the case goes on with: the sheet sent online, or the certificate the person brought.
+CERTIFICATE_ISSUED = ("InsuranceCertificateIssued",)
+SHEETS = ("TransferOutCompleted", "InsuranceCertificate")
+
+
+def transfer_out_of(reply: Envelope) -> TransferOutCompleted:
+    """The transfer-out the case goes on with, online or by insurance certificate."""
+    if reply.type == "InsuranceCertificate":
+        return reply.document_as(InsuranceCertificate).as_transfer_out()
+    return reply.document_as(TransferOutCompleted)
 
 
 def _codes(refusal: TransferRefused) -> str:
@@ -96,6 +112,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         self._correction: TransferRequested | None = None
         self._correction_by: CorrectionSignal | None = None
         self._resolution: MismatchResolution | None = None
+        # R10/R23: the insurance certificate a clerk loaded, until the case takes it; once
+        # taken, no other is.
+        self._certificate: CertificateLoad | None = None
+        self._certificate_taken = False
 
     # --- signals (documents and the view query: CaseWorkflowBase) ---------------------------
 
@@ -117,6 +137,18 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         self._ask_stop(
             StopRequest(kind="offline_channel", reason=action.reason, clerk=action.clerk)
         )
+
+    @workflow.signal
+    def load_certificate(self, load: CertificateLoad) -> None:
+        """R10/R23: the person brought the insurance certificate and a clerk loaded it (the
+        API verified it). Taken while the case waits for it; a second one is ignored."""
+        if (
+            self._certificate is None
+            and not self._certificate_taken
+            and load.envelope.type == "InsuranceCertificate"
+            and (self.flow is None or load.envelope.case_id == self.flow.case_id)
+        ):
+            self._certificate = load
 
     def _ask_stop(self, stop: StopRequest) -> None:
         if self._stop is None and not self._stop_refused:
@@ -169,12 +201,17 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         attempt = 1
         while True:
             waited = await flow.await_region(request.from_region, "TransferRequested")
-            if self._stop is not None:
+            if self._stop is not None and self._stop.kind == "offline_channel":
+                waited = await self._offline_before_request(flow, request.from_region) or waited
+            if self._stop is not None and self._stop.kind != "offline_channel":
                 # Before this attempt's request is sent: the stop takes effect at once.
                 return await self._stop_before_request(flow, request.from_region, attempt)
-            if waited:
-                # R23: the outgoing agency's limit runs from when it can receive the request.
-                plan = flow.plan_transfer_out(flow.today())
+            if waited or attempt > 1:
+                # R23: the outgoing agency's limit runs from when it can receive the request;
+                # R12: and again from the receipt of a corrected request, so a late
+                # correction is not reminded and escalated the minute it goes out.
+                plan = await flow.replan_transfer_out(flow.today())
+                await flow.decide(flow.deadline_decisions(plan))
             request = request.model_copy(update={"limit_starts_on": plan.accepted_on})
             envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
             await flow.deliver(envelope, region_checked=True)
@@ -194,7 +231,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             if reply is None:  # the outgoing agency accepted the stop
                 return flow.status
-            if reply.type == "TransferOutCompleted":
+            if reply.type in SHEETS:
                 break
             corrected: TransferRequested | None = None
             while reply.type == "TransferRefused":
@@ -210,20 +247,35 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 if answered is None:
                     return flow.status
                 reply = answered
-            if reply.type == "TransferOutCompleted":
+            if reply.type in SHEETS:
                 break
             if corrected is None:
                 return flow.status
             request = corrected.model_copy(update={"correction_of": reply.message_id})
             attempt += 1
 
-        completed = reply.document_as(TransferOutCompleted)
+        completed = transfer_out_of(reply)
         sheet = completed.info_sheet
         asyncio.get_running_loop().create_task(self._late_answers(flow))
         asyncio.get_running_loop().create_task(self._stops_after_the_sheet(flow))
-        await self._check_sheet(flow, request, sheet, reply)
+        # R21: the path follows this agency's own application, never the sheet's word: a
+        # payout sheet for a job change (or the reverse) waits for a clerk's check.
+        retiree_payout = (
+            request.resettled_retiree
+            and request.from_scheme == "employee"
+            and not same_province(request.from_region, request.to_region)
+        )
+        path_problem = (
+            None if (completed.balance_rule == "R21") == retiree_payout else "SHEET_PATH_MISMATCH"
+        )
+        await self._check_sheet(flow, request, sheet, reply, path_problem)
+        if retiree_payout:
+            return await self._retiree_payout(
+                flow, completed, reply, plan.transfer_out_due.due, request.from_region
+            )
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
+        await flow.refresh_calendar("R13", received_on, limits.transfer_in_days)
         transfer_in_deadline = flow.calendar.add_working_days(received_on, limits.transfer_in_days)
         transfer_in_due = flow.working_days_after(received_on, limits.transfer_in_days)
         flow.deadlines["transfer_in_due"] = transfer_in_due
@@ -275,8 +327,9 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 "transfer_in",
                 "TRANSFER_IN_OVERDUE",
                 transfer_in_due,
-                "Transfer-in was not completed within its limit.",
-                "未在时限内完成转入。",
+                f"This agency did not complete transfer-in within its {limits.transfer_in_days} "
+                "working days of receiving the information sheet.",
+                f"本机构未在收到信息表后{limits.transfer_in_days}个工作日内完成转入。",
                 rule="R13",
             )
         result = await transfer_in
@@ -303,9 +356,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             ),
         )
 
-        settled = await self._settle_balance(
-            flow, completed, plan.total_due.due, request.from_region
-        )
+        # R12: the balance is the outgoing agency's to move within its own limit; a sheet
+        # that came after that limit brings its remittance with it, so the balance is due
+        # by the end of the day the sheet arrived, never at once.
+        balance_due = max(plan.transfer_out_due.due, received_on)
+        settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
         if not settled:
             await flow.record(
                 "case_closed_balance_returned",
@@ -318,12 +373,55 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
         return flow.status
 
+    async def _retiree_payout(
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        reply: Envelope,
+        transfer_out_due: date,
+        outgoing_region: str,
+    ) -> str:
+        """R21: the sheet of a resettled retiree's payout. The account is paid into the
+        retiree's own bank account and the enrolment stays at the outgoing region, so
+        nothing is transferred in here: no R13 transfer-in, no continued enrolment, no
+        deemed years (R24). The case records the payout path and closes on its notice."""
+        received_on = flow.today()
+        await flow.record(
+            "information_sheet_received",
+            "awaiting_balance",
+            rule="R21",
+            detail={
+                "message_id": reply.message_id,
+                "balance_action": completed.balance_action,
+                "balance_rule": completed.balance_rule,
+                "contribution_months": completed.info_sheet.total_contribution_months,
+                "signature": "verified",
+                "path": "resettled_retiree_payout",
+            },
+            awaiting=Awaiting(
+                what="the bank payout notice of the resettled retiree's account",
+                from_party=f"outgoing agency of region {outgoing_region}",
+                by=max(transfer_out_due, received_on),
+            ),
+        )
+        await self._settle_balance(
+            flow, completed, max(transfer_out_due, received_on), outgoing_region
+        )
+        await flow.record("case_completed", "completed", rule="R21", awaiting=None, terminal=True)
+        return flow.status
+
     async def _check_sheet(
-        self, flow: CaseFlow, request: TransferRequested, sheet: InformationSheet, reply: Envelope
+        self,
+        flow: CaseFlow,
+        request: TransferRequested,
+        sheet: InformationSheet,
+        reply: Envelope,
+        path_problem: str | None = None,
     ) -> None:
-        """R9/R13: a sheet about another person, region or scheme is not loaded: a clerk
-        checks it with the outgoing agency and then lets the case go on (retry-step)."""
-        problem = sheet_mismatch(
+        """R9/R13: a sheet about another person, region or scheme (or, ``path_problem``,
+        of another procedure than the application's, R21) is not loaded: a clerk checks it
+        with the outgoing agency and then lets the case go on (retry-step)."""
+        mismatch = sheet_mismatch(
             CaseFile(
                 case_id=flow.case_id,
                 id_number=request.person.id_number,
@@ -337,11 +435,12 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 scheme=sheet.scheme,
             ),
         )
+        problem = mismatch.value if mismatch is not None else path_problem
         if problem is None:
             return
         await flow.escalate(
             "transfer_in",
-            problem.value,
+            problem,
             None,
             "The information sheet does not match this case; a clerk checks it.",
             "信息表与本案申请不符，请经办人员核查。",
@@ -351,7 +450,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             "information_sheet_held",
             "exception",
             rule="R13",
-            detail={"reason_code": problem.value, "message_id": reply.message_id},
+            detail={"reason_code": problem, "message_id": reply.message_id},
             awaiting=Awaiting(
                 what="a clerk's check of the sheet", from_party="incoming agency clerk"
             ),
@@ -410,8 +509,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
     async def _assess_continuity(
         self, flow: CaseFlow, case: IncomingCaseInput, sheet: InformationSheet, received_on: date
     ) -> None:
-        """R24-R28 on the case: contribution months, deemed years, interruption,
-        back-payment or waiting period, estimates; each with its reason."""
+        """R24-R28 on the case: contribution months (employee ones deemed), the
+        interruption from the sheet's last paid month to the first month here (the
+        enrolment start the application carries), back-payment or waiting period,
+        estimates as if paid today; each with its reason."""
         if not workflow.patched(RECORD_DECISIONS):
             return
         assert flow.context is not None
@@ -423,16 +524,20 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 start=p.start,
                 end=p.end,
                 contribution_months=p.contribution_months,
+                last_paid_month=p.last_paid_month,  # R25-R27
             )
             for p in sheet.enrolment_periods
         ]
+        transfer_on = case.incoming_enrolled_since or received_on
         try:
             assessment = assess_continuity(
                 spans,
-                transfer_on=case.incoming_enrolled_since or received_on,
+                transfer_on=transfer_on,
                 from_scheme=request.from_scheme,
                 to_scheme=request.to_scheme,
                 policy=ResolvedPolicy.from_json(flow.context.policy),
+                # R28: a back-payment cannot be made before it is assessed.
+                paid_on=max(transfer_on, received_on),
             )
         except ValueError as exc:  # inconsistent history on the sheet: a clerk looks
             await flow.record(
@@ -444,6 +549,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             rule="R24",
             detail={
                 "total_contribution_months": assessment.total_contribution_months,
+                "deemed_contribution_months": assessment.employee_contribution_months,
                 "interruption_months": assessment.interruption_months,
                 "back_payment_allowed": assessment.back_payment_allowed,
                 "waiting_period_months": assessment.waiting_period_months,
@@ -480,10 +586,18 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 if stage == "escalation" and due is not None
                 else None
             )
-            document = await flow.wait_for(REPLY_TYPES + ANSWER, until, asked)
+            document = await flow.wait_for(
+                REPLY_TYPES + ANSWER + CERTIFICATE_ISSUED,
+                until,
+                lambda: asked() or self._certificate_brought(),
+            )
             if document is None and asked():
                 await self._send_stop(flow, outgoing_region)
                 continue
+            if document is None and self._certificate_brought():
+                return await self._await_certificate(flow, None)  # before its notice
+            if document is not None and document.type in CERTIFICATE_ISSUED:
+                return await self._await_certificate(flow, document)
             if document is None:
                 stages.pop(0)
                 assert due is not None  # only the reminder and escalation stages time out
@@ -527,9 +641,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 "transfer_out",
                 "TRANSFER_OUT_OVERDUE",
                 due,
-                f"The outgoing agency did not answer within {flow.limits.transfer_out_days} "
-                "working days.",
-                f"转出地经办机构未在{flow.limits.transfer_out_days}个工作日内办结。",
+                f"The outgoing agency of {outgoing_region} did not answer within its "
+                f"{flow.limits.transfer_out_days} working days.",
+                f"{flow.region_name(outgoing_region)}转出地经办机构未在"
+                f"{flow.limits.transfer_out_days}个工作日内办结转出。",
                 rule="R12",
             )
             await flow.deliver(
@@ -547,13 +662,152 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         detail: dict[str, AuditValue] = {"kind": stop.kind, "reason": stop.reason}
         if stop.clerk is not None:
             detail["clerk"] = stop.clerk
+        offline = stop.kind == "offline_channel"
         await flow.record(
             "withdrawal_requested",
             "withdrawal_requested",
             rule="R16",
             detail=detail,
-            facts={"stop": "requested"},
+            # R10/R23: an offline switch is answered by the insurance certificate (its
+            # notice, or the person bringing it), or refused as too late like any stop.
+            awaiting=Awaiting(
+                what="the insurance certificate, or the answer to the offline switch",
+                from_party=f"outgoing agency of region {outgoing_region}",
+                by=flow.awaiting.by if flow.awaiting else None,
+            )
+            if offline
+            else False,
+            facts={"stop": "requested", "stop_kind": stop.kind},
         )
+
+    def _certificate_brought(self) -> bool:
+        """A certificate was loaded while the offline switch waits for its answer."""
+        stop = self._stop
+        return (
+            self._certificate is not None
+            and stop is not None
+            and stop.kind == "offline_channel"
+            and self._stop_sent
+        )
+
+    async def _offline_before_request(self, flow: CaseFlow, outgoing_region: str) -> bool:
+        """R10/R23: an offline switch before this attempt's request went out does not end
+        the case. Only the outgoing agency can issue the insurance certificate, and it
+        knows of the case only by the request: the request and the switch wait for its
+        region together (R23) and go out one after the other. True when it had to wait."""
+        stop = self._stop
+        assert stop is not None
+        detail: dict[str, AuditValue] = {"reason": stop.reason, "before_request": True}
+        if stop.clerk is not None:
+            detail["clerk"] = stop.clerk
+        await flow.record(
+            "offline_channel_requested",
+            rule="R23",
+            detail=detail,
+            facts={"stop": "requested", "stop_kind": stop.kind},
+        )
+        return await flow.await_region(outgoing_region, "TransferRequested", interruptible=False)
+
+    async def _await_certificate(self, flow: CaseFlow, notice: Envelope | None) -> Envelope:
+        """R10/R23: the outgoing agency answered the offline switch by transferring out
+        with the insurance certificate: its notice came, or the person brought the
+        certificate first. The case waits for it, visibly, and is escalated when the
+        limit passes (the whole case's R14, and never less than the R13 days from now);
+        it never ends here. A stop asked now is too late (transferred out, R16: the case
+        goes on to its credit). Returns the certificate, once its verification is found."""
+        self._stop, self._stop_sent = None, False  # the switch is answered
+        flow.interrupted = False
+        due = max(
+            flow.deadlines.get("total_due", flow.today()),
+            flow.working_days_after(flow.today(), flow.limits.transfer_in_days),
+        )
+        if notice is not None:
+            issued = notice.document_as(InsuranceCertificateIssued)
+            flow.deadlines["certificate_due"] = due
+            await flow.record(
+                "insurance_certificate_issued",
+                "offline_certificate_issued",
+                rule="R10",
+                detail={
+                    "certificate_number": issued.certificate_number,
+                    "message_id": notice.message_id,
+                    "balance_action": issued.balance_action,
+                    "balance_rule": issued.balance_rule,
+                },
+                awaiting=Awaiting(
+                    what="the person to bring the insurance certificate",
+                    from_party="the insured person",
+                    by=due,
+                ),
+                facts={"stop": "offline_certificate_issued"},
+            )
+        escalated = notice is None  # brought already: nothing to escalate
+        while True:
+            ready = lambda: self._certificate is not None or self._stop is not None  # noqa: E731
+            timeout = None if escalated else seconds_until(end_of_day(due), workflow.now())
+            if timeout is None or timeout > 0 or ready():
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(ready, timeout=timeout)
+            if self._stop is not None:
+                stop, self._stop, self._stop_refused = self._stop, None, True
+                flow.interrupted = False
+                await flow.record(
+                    "withdrawal_refused",
+                    rule="R16",
+                    detail={
+                        "reason_code": "TOO_LATE_TRANSFERRED_OUT",
+                        "kind": stop.kind,
+                        "after": "insurance certificate issued",
+                    },
+                    facts={"stop": "refused"},
+                )
+                continue
+            load, self._certificate = self._certificate, None
+            if load is None:
+                escalated = True
+                await flow.escalate(
+                    "transfer_in",
+                    "CERTIFICATE_NOT_BROUGHT",
+                    due,
+                    "The person has not brought the insurance certificate by its date; a "
+                    "clerk contacts the person.",
+                    "参保人未按期携带参保凭证办理转入，请经办人员联系参保人。",
+                    rule="R23",
+                )
+                continue
+            certificate = load.envelope.document_as(InsuranceCertificate)
+            verified: bool = await workflow.execute_activity_method(
+                IncomingActivities.certificate_verified,
+                LoadedCertificateInput(
+                    case_id=flow.case_id,
+                    certificate_number=certificate.certificate_number,
+                    certificate=certificate.model_dump(mode="json"),
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=QUICK_RETRY,
+            )
+            if not verified:  # not through the API: nothing is loaded from it
+                await flow.escalate(
+                    "transfer_in",
+                    "CERTIFICATE_NOT_VERIFIED",
+                    None,
+                    "An insurance certificate reached the case without the API's check; it "
+                    "is not loaded.",
+                    "参保凭证未经核验，不予导入。",
+                    rule="R10",
+                )
+                continue
+            self._certificate_taken = True
+            detail: dict[str, AuditValue] = {
+                "certificate_number": certificate.certificate_number,
+                "message_id": load.envelope.message_id,
+                "clerk": load.clerk,
+                "signature": "verified",
+            }
+            if load.reason:
+                detail["reason"] = load.reason
+            await flow.record("insurance_certificate_loaded", rule="R10", detail=detail)
+            return load.envelope
 
     async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
         """The outgoing agency accepted the stop: nothing was transferred out."""
@@ -698,18 +952,26 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         return None if problem is None else problem.value
 
     async def _settle_balance(
-        self, flow: CaseFlow, completed: TransferOutCompleted, total_due: date, outgoing_region: str
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        balance_due: date,
+        outgoing_region: str,
     ) -> bool:
-        """Receive the balance or its notice; False when a clerk sent the money back."""
-        notice = await flow.wait_for(BALANCE_TYPES, end_of_day(total_due))
+        """Receive the balance or its notice; False when a clerk sent the money back. A
+        remittance already in the inbox settles at once, whatever the time (no escalation)."""
+        notice = await flow.wait_for(BALANCE_TYPES, end_of_day(balance_due))
         if notice is None:
+            days = flow.limits.transfer_out_days
+            name = flow.region_name(outgoing_region)
             await flow.escalate(
                 "balance",
                 "BALANCE_OVERDUE",
-                total_due,
-                "No balance remittance or notice within 15 working days.",
-                "15个工作日内未收到个人账户余额划转或说明。",
-                rule="R14",
+                balance_due,
+                f"The outgoing agency of {outgoing_region} has sent no balance remittance or "
+                f"notice within its {days} working days.",
+                f"{name}转出地经办机构未在{days}个工作日内划转个人账户余额或说明。",
+                rule="R12",
             )
             notice = await flow.wait_for(BALANCE_TYPES, None)
         assert notice is not None

@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
         BalanceRemitted,
         BalanceReturned,
         InformationSheet,
+        InsuranceCertificate,
+        InsuranceCertificateIssued,
         RefusalReason,
         TransferOutCompleted,
         TransferRefused,
@@ -30,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
     from domain.matching import main_remittance_id
-    from workflows.activities import OutgoingActivities
+    from workflows.activities import CaseActivities, CertificateActivities, OutgoingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
     from workflows.types import (
@@ -69,6 +71,9 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         self._sheet_delivered = False
         self._answering = 0  # answers to late stops on their way (the case waits for them)
         self._closing = False
+        # R10/R23: an offline switch taken before transfer-out: the transfer-out is then
+        # by insurance certificate, not by the sheet through the platform.
+        self._offline: Envelope | None = None
 
     @workflow.run
     async def run(self, case: OutgoingCaseInput) -> str:
@@ -138,6 +143,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 retry_policy=QUICK_RETRY,
             )
             if facts.refusals:
+                if self._offline is not None:  # R10/R23: no certificate on refused records
+                    return await self._withdrawn(flow, self._offline, incoming_region)
                 corrected = await self._refuse(
                     flow, facts.refusals, attempt, incoming_region, first
                 )
@@ -146,8 +153,16 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     return flow.status
                 first, request = corrected, corrected.document_as(TransferRequested)
                 attempt += 1
+                # R12: this agency's limit runs again from receipt of the corrected request.
+                plan = await flow.replan_transfer_out(flow.today())
+                flow.awaiting = Awaiting(
+                    what="transfer-out by this agency",
+                    from_party="outgoing agency",
+                    by=plan.transfer_out_due.due,
+                )
+                await flow.decide(flow.deadline_decisions(plan))
                 continue
-            stop = flow.take(WITHDRAWAL)
+            stop = self._take_stop(flow)
             if stop is not None:  # before transfer-out: accepted, nothing moves
                 return await self._withdrawn(flow, stop, incoming_region)
             # No await between the last look and this flag: a withdrawal signalled from
@@ -161,25 +176,32 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             # The records refused the transfer-out and rolled it back: nothing was
             # debited, so a withdrawal is still accepted; a clerk's retry checks again.
             self._transferring = False
-            stop = flow.take(WITHDRAWAL)
+            stop = self._take_stop(flow)
             if stop is not None:
                 return await self._withdrawn(flow, stop, incoming_region)
 
         asyncio.get_running_loop().create_task(self._answer_late_withdrawals(flow, incoming_region))
-        await flow.deliver(
-            flow.envelope(
-                TransferOutCompleted(
-                    info_sheet=sheet, balance_action=decision.action, balance_rule=decision.rule
-                ),
-                "sheet",
-                incoming_region,
-                first.message_id,
+        notice: Envelope | None = None  # R10/R23: the certificate's, when not delivered yet
+        if self._offline is not None:
+            notice = await self._issue_certificate(flow, sheet, decision, incoming_region)
+        else:
+            await flow.deliver(
+                flow.envelope(
+                    TransferOutCompleted(
+                        info_sheet=sheet, balance_action=decision.action, balance_rule=decision.rule
+                    ),
+                    "sheet",
+                    incoming_region,
+                    first.message_id,
+                )
             )
-        )
+        await flow.refresh_calendar("R13", flow.today(), flow.limits.transfer_in_days)
+        # R21: a resettled retiree's account is paid out; the enrolment is not transferred.
+        payout_only = decision.rule == "R21"
         await flow.record(
-            "transferred_out",
+            "account_paid_out" if payout_only else "transferred_out",
             "balance",
-            rule="R16",
+            rule="R21" if payout_only else "R16",
             detail={
                 "balance_action": decision.action,
                 "balance_rule": decision.rule,
@@ -188,7 +210,21 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             },
         )
         self._sheet_delivered = True
+        # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
+        # escalated only when that has run out (not at R14's mark when this side was late).
+        transfer_in_due = flow.working_days_after(flow.today(), flow.limits.transfer_in_days)
+        if self._offline is not None:
+            # R10: the person brings the certificate by the incoming side's date (the whole
+            # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
+            # the incoming agency's own days run from then, and are watched here too.
+            brought_by = max(plan.total_due.due, transfer_in_due)
+            transfer_in_due = flow.working_days_after(brought_by, flow.limits.transfer_in_days)
         await self._move_balance(flow, decision, incoming_region, first.message_id)
+        if notice is not None:  # the balance went first: it did not wait for the region
+            await flow.deliver(notice)
+        if payout_only:  # R21/R5: the retiree stays enrolled here; the record is free again
+            await self._release_claim(flow)
+        credit_due = flow.working_days_after(flow.today(), flow.limits.transfer_in_days)
         await flow.record(
             "balance_settled",
             "awaiting_confirmation",
@@ -196,10 +232,12 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             awaiting=Awaiting(
                 what="transfer-in receipt from the incoming agency",
                 from_party=f"incoming agency of region {incoming_region}",
-                by=plan.total_due.due,
+                by=max(transfer_in_due, credit_due),
             ),
         )
-        settled = await self._await_confirmations(flow, decision, plan.total_due.due)
+        settled = await self._await_confirmations(
+            flow, decision, incoming_region, transfer_in_due, credit_due
+        )
         if not settled:
             await flow.record(
                 "case_closed_balance_returned",
@@ -321,6 +359,83 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         )
         return flow.status
 
+    def _take_stop(self, flow: CaseFlow) -> Envelope | None:
+        """The stop to accept before transfer-out, if one came. An offline switch is no end
+        (R10/R23): it is kept, and the transfer-out goes on by insurance certificate."""
+        while (stop := flow.take(WITHDRAWAL)) is not None:
+            kind = stop.document_as(WithdrawalRequested).kind
+            if kind == "offline_channel" and self._offline is None:
+                self._offline = stop
+                continue
+            return stop
+        return None
+
+    async def _issue_certificate(
+        self,
+        flow: CaseFlow,
+        sheet: InformationSheet,
+        decision: BalanceDecision,
+        incoming_region: str,
+    ) -> Envelope | None:
+        """R10/R23: the transfer-out just done (R16, the same records step and debit as
+        online) is by certificate: the insurance certificate, with the sheet's contents
+        and the balance action, is signed and kept for the person at the counter (the
+        print route hands it out) instead of the sheet's delivery. The incoming case hears
+        of it now if its region can receive documents; otherwise the notice (returned) goes
+        after the balance, which does not wait for that region (R19)."""
+        stop = self._offline
+        assert stop is not None
+        certificate = InsuranceCertificate(
+            certificate_number=certificate_number(flow.region, flow.case_id),
+            issued_on=flow.today(),
+            to_region=incoming_region,
+            info_sheet=sheet,
+            balance_action=decision.action,
+            balance_rule=decision.rule,
+        )
+        await workflow.execute_activity_method(
+            CertificateActivities.issue_insurance_certificate,
+            flow.envelope(certificate, "certificate", incoming_region, stop.message_id),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        notice = flow.envelope(
+            InsuranceCertificateIssued(
+                certificate_number=certificate.certificate_number,
+                issued_on=certificate.issued_on,
+                balance_action=decision.action,
+                balance_rule=decision.rule,
+            ),
+            "certificate-issued",
+            incoming_region,
+            stop.message_id,
+        )
+        connected: bool = await workflow.execute_activity_method(
+            CaseActivities.region_connected,
+            incoming_region,
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        if connected:
+            await flow.deliver(notice, region_checked=True)
+        await flow.record(
+            "insurance_certificate_issued",
+            "offline_certificate_issued",
+            rule="R10",
+            detail={
+                "certificate_number": certificate.certificate_number,
+                "message_id": stop.message_id,
+                "balance_action": decision.action,
+                "amount_fen": decision.amount_fen,
+                "incoming_told": connected,
+            },
+            awaiting=Awaiting(
+                what="the person to bring the insurance certificate to the incoming agency",
+                from_party="the insured person",
+            ),
+        )
+        return None if connected else notice
+
     async def _answer_late_withdrawals(self, flow: CaseFlow, incoming_region: str) -> None:
         """After transfer-out a withdrawal is refused as too late, with the reason; the
         case goes on to its credit. Answered once the sheet is delivered, so the sheet
@@ -440,30 +555,34 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         )
 
     async def _await_confirmations(
-        self, flow: CaseFlow, decision: BalanceDecision, total_due: date
+        self,
+        flow: CaseFlow,
+        decision: BalanceDecision,
+        incoming_region: str,
+        transfer_in_due: date,
+        credit_due: date,
     ) -> bool:
-        """Wait for transfer-in and the credit; False when the balance came back."""
-        transfer_in_done = False
+        """Wait for transfer-in and the credit; False when the balance came back. Each is
+        escalated once, when the incoming agency's own limit for it has run out (R13)."""
+        transfer_in_done = decision.rule == "R21"  # R21: a payout, nothing is transferred in
         credited = decision.action != "remit"
         returned = False
-        escalated = False
+        # The incoming agency credits after its transfer-in: the credit's limit is watched
+        # once transfer-in is confirmed. Each limit is escalated once, when it runs out.
+        escalated: set[str] = set()
         while not (transfer_in_done and credited):
-            document = await flow.wait_for(
-                CONFIRMATIONS, None if escalated else end_of_day(total_due)
-            )
+            kind = "credit" if transfer_in_done else "transfer_in"
+            due = credit_due if transfer_in_done else transfer_in_due
+            until = None if kind in escalated else end_of_day(due)
+            document = await flow.wait_for(CONFIRMATIONS, until)
             if document is None:
-                escalated = True
-                await flow.escalate(
-                    "confirmation",
-                    "CASE_OVERDUE",
-                    total_due,
-                    "The incoming agency has not confirmed transfer-in within 15 working days.",
-                    "转入地经办机构未在15个工作日内确认转入。",
-                    rule="R14",
-                )
+                escalated.add(kind)
+                await self._confirmation_overdue(flow, kind, due, incoming_region)
                 continue
             if document.type == "TransferInCompleted":
                 transfer_in_done = True
+                # A late transfer-in leaves a working day for the credit that follows it.
+                credit_due = max(credit_due, flow.working_days_after(flow.today(), 1))
                 await flow.record(
                     "transfer_in_confirmed", rule="R13", detail={"message_id": document.message_id}
                 )
@@ -538,6 +657,34 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 )
         return not returned
 
+    @staticmethod
+    async def _confirmation_overdue(
+        flow: CaseFlow, kind: str, due: date, incoming_region: str
+    ) -> None:
+        """R13/R15: the escalation names the incoming agency and its own limit."""
+        days = flow.limits.transfer_in_days
+        name = flow.region_name(incoming_region)
+        if kind == "transfer_in":
+            await flow.escalate(
+                "confirmation",
+                "TRANSFER_IN_OVERDUE",
+                due,
+                f"The incoming agency of {incoming_region} has not confirmed transfer-in "
+                f"within its {days} working days of receiving the information sheet.",
+                f"{name}转入地经办机构未在收到信息表后{days}个工作日内确认转入。",
+                rule="R13",
+            )
+            return
+        await flow.escalate(
+            "confirmation",
+            "CREDIT_NOT_CONFIRMED",
+            due,
+            f"The incoming agency of {incoming_region} has not confirmed the credit of the "
+            f"balance within {days} working days of its remittance.",
+            f"{name}转入地经办机构未在余额划转后{days}个工作日内确认入账。",
+            rule="R15",
+        )
+
 
 def stop_answer(request: WithdrawalRequested, *, transferred_out: bool) -> WithdrawalAnswered:
     """R16: the answer to a withdrawal, cancellation or offline switch: accepted while
@@ -571,6 +718,12 @@ def outgoing_residual_workflow_id(remittance_id: str) -> str:
 
 def residual_remittance_id(case_id: str, contribution_id: str) -> str:
     return f"{case_id}-residual-{contribution_id}"
+
+
+def certificate_number(region: str, case_id: str) -> str:
+    """R10/R23: the number of a case's insurance certificate (one per case: a case is
+    transferred out once)."""
+    return f"{region}-{case_id}"
 
 
 @workflow.defn
