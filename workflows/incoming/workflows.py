@@ -470,20 +470,20 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         with the reason, never dropped, never sent."""
         while True:
             await workflow.wait_condition(lambda: self._stop is not None and not self._stop_sent)
-            stop = self._stop
-            assert stop is not None
-            self._stop, self._stop_refused = None, True
-            flow.interrupted = False
-            await flow.record(
-                "withdrawal_refused",
-                rule="R16",
-                detail={
-                    "reason_code": "TOO_LATE_TRANSFERRED_OUT",
-                    "kind": stop.kind,
-                    "after": "information sheet received",
-                },
-                facts={"stop": "refused"},
-            )
+            await self._stop_too_late(flow, "information sheet received")
+
+    async def _stop_too_late(self, flow: CaseFlow, after: str) -> None:
+        """R16: a stop asked once this case was transferred out is refused here, with the
+        reason, never sent (the case goes on to its credit)."""
+        stop, self._stop, self._stop_refused = self._stop, None, True
+        assert stop is not None
+        flow.interrupted = False
+        await flow.record(
+            "withdrawal_refused",
+            rule="R16",
+            detail={"reason_code": "TOO_LATE_TRANSFERRED_OUT", "kind": stop.kind, "after": after},
+            facts={"stop": "refused"},
+        )
 
     async def _late_answers(self, flow: CaseFlow) -> None:
         """An answer to a stop that arrives after the sheet: the refusal is recorded (the
@@ -749,18 +749,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 with contextlib.suppress(TimeoutError):
                     await workflow.wait_condition(ready, timeout=timeout)
             if self._stop is not None:
-                stop, self._stop, self._stop_refused = self._stop, None, True
-                flow.interrupted = False
-                await flow.record(
-                    "withdrawal_refused",
-                    rule="R16",
-                    detail={
-                        "reason_code": "TOO_LATE_TRANSFERRED_OUT",
-                        "kind": stop.kind,
-                        "after": "insurance certificate issued",
-                    },
-                    facts={"stop": "refused"},
-                )
+                await self._stop_too_late(flow, "insurance certificate issued")
                 continue
             load, self._certificate = self._certificate, None
             if load is None:
