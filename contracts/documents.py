@@ -129,6 +129,12 @@ class TransferRequested(_Contract):
     correction_of: NonEmpty | None = Field(
         default=None, description="message_id of the TransferRefused this application corrects."
     )
+    by_certificate: bool = Field(
+        default=False,
+        description="R10/R23: a clerk switched the case to the offline channel before this "
+        "request went out; the switch (WithdrawalRequested, kind offline_channel) follows it, "
+        "and the outgoing agency waits for it before deciding how to transfer out.",
+    )
 
 
 class RefusalReason(_Contract):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.support.postgres import Postgres, session_postgres
@@ -56,11 +57,12 @@ async def temporal_client(temporal: ScriptServer) -> Client:
     return await Client.connect(temporal.target)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's Java test server with automatic time skipping (see README: why). One per
-    test module: a module whose cases skip months leaves timers that move a shared server's
-    clock for every later module (seen as skips timing out and cases hanging in full runs)."""
+    """Temporal's Java test server with automatic time skipping (see README: why), one per
+    test (under a second to start). A shared one carried each test's leftovers into the
+    next: the timers of closed cases moved its clock, and a case terminated mid-flight
+    left its time skipping stalled (every later skip "Timeout expired")."""
     if not TEST_SERVER_BIN.exists():
         raise RuntimeError(
             f"{TEST_SERVER_BIN} missing: run 'deploy/local/install.sh test-server' (make test does)"
@@ -71,6 +73,16 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+def client(time_skipping_env: WorkflowEnvironment) -> Client:
+    """The test server's client with the services' data converter. Built from the
+    environment client's config rather than a fresh connection, so it keeps the
+    interceptor that unlocks time skipping while a test awaits a result."""
+    config = time_skipping_env.client.config()
+    config["data_converter"] = pydantic_data_converter
+    return Client(**config)
 
 
 @pytest.fixture

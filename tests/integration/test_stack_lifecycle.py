@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agencies import free_port
+from tests.support.agencies import free_port, free_port_block
 from tests.support.stack import DEPLOY
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_up_status_down_leaves_no_process(tmp_path: Path) -> None:
         "OUTGOING_PORT": str(free_port()),
         "A_OUTGOING_PORT": str(free_port()),
         "B_INCOMING_PORT": str(free_port()),
-        "WORKER_METRICS_BASE": str(free_port()),
+        "WORKER_METRICS_BASE": str(free_port_block(4)),
     }
     try:
         up = stack("up", env)

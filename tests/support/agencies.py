@@ -77,6 +77,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(size: int) -> int:
+    """The first of ``size`` consecutive free ports, below Linux's ephemeral range
+    (32768-60999) so that no client connection takes one of them before the server binds
+    it (stack.sh numbers the worker metrics ports from one base)."""
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - size)
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no {size} consecutive free ports between 20000 and 32000")
+
+
 @dataclass
 class Person:
     id_number: str

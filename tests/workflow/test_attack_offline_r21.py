@@ -13,11 +13,9 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.documents import InformationSheet
-from tests.support.stack import TEST_SERVER_BIN
 from tests.support.workflow_fakes import (
     BALANCE_FEN,
     CONTRIBUTION_MONTHS,
@@ -30,26 +28,6 @@ from tests.support.workflow_fakes import (
 from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.outgoing.workflows import OutgoingCaseWorkflow
 from workflows.types import CertificateLoad, ClerkAction, TransferOutInput
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A test server per test: these cases skip weeks and leave cases held for a clerk,
-    whose timers would move a shared server's clock under the next test."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER_BIN),
-        test_server_startup_timeout=timedelta(seconds=60),
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    config = time_skipping_env.client.config()
-    config["data_converter"] = pydantic_data_converter
-    return Client(**config)
-
 
 pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 

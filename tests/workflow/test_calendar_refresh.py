@@ -9,13 +9,11 @@ runs on a test server of its own, because it moves the clock to late December 20
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,7 +22,6 @@ from domain.regions import load_region_registry
 from services.common import calendar_admin
 from services.common.config import Settings
 from services.common.platform import PolicyContext
-from tests.support.stack import TEST_SERVER_BIN
 from tests.support.workflow_fakes import (
     OUTGOING_REGION,
     FakeCaseStore,
@@ -48,24 +45,6 @@ TEST_2027 = {
     "holidays": ["2027-01-01", "2027-01-04"],
     "makeup_workdays": [],
 }
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A test server of its own: the test moves its clock to late December 2026."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER_BIN),
-        test_server_startup_timeout=timedelta(seconds=60),
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    config = time_skipping_env.client.config()
-    config["data_converter"] = pydantic_data_converter
-    return Client(**config)
 
 
 class CalendarDirContext(FakeContextSource):

@@ -3,6 +3,8 @@ continue offline, cancel. Each is recorded on the case with the clerk's identity
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -67,6 +69,36 @@ async def test_r23_clerk_switches_to_the_offline_channel(
         await platform.load_certificate()
         assert await platform.results() == ("completed", "completed")
         assert "switched_to_offline_channel" not in store.names()
+
+
+async def test_r23_offline_switch_before_the_request_is_honoured_when_it_arrives_late(
+    time_skipping_env: WorkflowEnvironment, client: Client
+) -> None:
+    """The switch follows the request on the wire; however late it lands, the outgoing
+    agency, told by the request that it comes, transfers out by certificate, not online."""
+    async with running_platform(time_skipping_env, client) as platform:
+        platform.connectivity.disconnected.add(OUTGOING_REGION)
+        handle = await platform.start_case()
+        store = platform.incoming_store
+        await wait_until(lambda: "waiting_for_region_connection" in store.names())
+        await handle.signal(
+            IncomingCaseWorkflow.switch_offline, ClerkAction(clerk="clerk-3", reason="paper")
+        )
+        await wait_until(lambda: "offline_channel_requested" in store.names())
+        platform.hold("incoming", ["WithdrawalRequested"])
+        platform.connectivity.disconnected.clear()
+        await handle.signal(IncomingCaseWorkflow.retry_delivery, ClerkAction(clerk="clerk-3"))
+        await wait_until(lambda: "transfer_request_received" in platform.outgoing_store.names())
+        (request,) = platform.sent("incoming", "TransferRequested")
+        assert request.payload["by_certificate"] is True
+        await asyncio.sleep(1.0)  # time enough for the records check to answer at once
+        assert platform.outgoing_records.transfers == []
+
+        await platform.release("incoming")
+        await wait_until(lambda: "insurance_certificate_issued" in store.names())
+        assert platform.sent("outgoing", "InformationSheet") == []
+        await platform.load_certificate()
+        assert await platform.results() == ("completed", "completed")
 
 
 async def test_clerk_cancels_a_case_waiting_for_the_outgoing_agency(

@@ -6,17 +6,14 @@ ever, without reminder or escalation."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.support.stack import TEST_SERVER_BIN
 from tests.support.workflow_fakes import (
     FakeOutgoingRecords,
     FakeVerifiedDocuments,
@@ -29,26 +26,6 @@ from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.types import WithdrawSignal
 
 pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
-
-
-@pytest.fixture
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A test server of its own: this test skips 20 days while an activity is held in real
-    time, and on the suite's shared server, busy with every earlier test's leftovers, the
-    skip did not reach the release within 30 s in loaded full runs."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(TEST_SERVER_BIN),
-        test_server_startup_timeout=timedelta(seconds=60),
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def client(time_skipping_env: WorkflowEnvironment) -> Client:
-    config = time_skipping_env.client.config()
-    config["data_converter"] = pydantic_data_converter
-    return Client(**config)
 
 
 class SlowRelease(OutgoingActivities):

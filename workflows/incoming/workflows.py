@@ -212,7 +212,12 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 # correction is not reminded and escalated the minute it goes out.
                 plan = await flow.replan_transfer_out(flow.today())
                 await flow.decide(flow.deadline_decisions(plan))
-            request = request.model_copy(update={"limit_starts_on": plan.accepted_on})
+            # R10/R23: a switch taken before the request goes out right after it; the
+            # request says so, so the outgoing agency cannot transfer out online meanwhile.
+            by_certificate = self._stop is not None and self._stop.kind == "offline_channel"
+            request = request.model_copy(
+                update={"limit_starts_on": plan.accepted_on, "by_certificate": by_certificate}
+            )
             envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
             await flow.deliver(envelope, region_checked=True)
             await flow.record(

@@ -4,6 +4,7 @@ information sheet (R12, R16), and the balance: remit, pay to the bank, or keep (
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import date, timedelta
 
 from temporalio import workflow
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
 
 REQUEST = ("TransferRequested",)
 WITHDRAWAL = ("WithdrawalRequested",)
+# How long a request marked by_certificate waits for the switch that follows it.
+ANNOUNCED_SWITCH_WAIT = timedelta(days=1)
 CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch", "BalanceReturned")
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
@@ -134,6 +137,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 facts={"policy_version": context.policy_version},
             )
             await flow.decide(flow.deadline_decisions(plan))
+        if request.by_certificate:
+            await self._await_announced_switch(flow)
         attempt = 1
         while True:
             facts = await workflow.execute_activity_method(
@@ -358,6 +363,18 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             terminal=True,
         )
         return flow.status
+
+    async def _await_announced_switch(self, flow: CaseFlow) -> None:
+        """R10/R23: the request says an offline switch follows it (the incoming agency sends
+        it right after, on the same partition). The check and the transfer-out wait for it,
+        so the transfer-out is by certificate as the clerk asked, whatever the timing. If it
+        has not come within a day (the incoming case was ended by hand), the case goes on
+        online: a switch arriving later is answered as any late one."""
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: any(e.type in WITHDRAWAL for e in flow.inbox),
+                timeout=ANNOUNCED_SWITCH_WAIT,
+            )
 
     def _take_stop(self, flow: CaseFlow) -> Envelope | None:
         """The stop to accept before transfer-out, if one came. An offline switch is no end
