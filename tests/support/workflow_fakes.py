@@ -396,11 +396,13 @@ class RecordingPublisher:
         self.side = side
         self.platform = platform
         self.documents: list[Envelope] = []
+        self.carried: list[Envelope] = []
         self.audit: list[AuditRecord] = []
 
     async def publish_document(self, envelope: Envelope) -> None:
         self.documents.append(envelope)
         await self.platform.carry(self.side, envelope)
+        self.carried.append(envelope)  # with the other side (or held) from now on
 
     async def publish_audit(self, record: AuditRecord) -> None:
         self.audit.append(record)
@@ -468,6 +470,10 @@ class InMemoryPlatform:
 
     def sent(self, side: Side, doc_type: str) -> list[Envelope]:
         return self.publishers[side].of_type(doc_type)
+
+    def delivered(self, side: Side, doc_type: str) -> list[Envelope]:
+        """What ``side`` sent of ``doc_type`` that has reached the other side's workflow."""
+        return [e for e in self.publishers[side].carried if e.type == doc_type]
 
     # --- carrying documents ---
     def hold(self, side: Side, types: Iterable[str] | None = None) -> None:

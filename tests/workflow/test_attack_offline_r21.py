@@ -188,6 +188,9 @@ async def test_attack_r10_guard_offline_switch_crossing_a_refused_transfer_out_a
         handle = await platform.start_case()
         await wait_until(lambda: "STEP_FAILED" in escalations(platform, "outgoing"))
         await handle.signal(IncomingCaseWorkflow.switch_offline, OFFLINE)
+        # The switch is with the outgoing agency before the clerk's retry (a retry ahead of
+        # it transfers out online, and the switch is then too late: another crossing).
+        await wait_until(lambda: bool(platform.delivered("incoming", "WithdrawalRequested")))
         assert platform.outgoing is not None
         await platform.outgoing.signal(
             OutgoingCaseWorkflow.retry_step, ClerkAction(clerk="clerk-9", reason="checked")

@@ -137,10 +137,10 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 facts={"policy_version": context.policy_version},
             )
             await flow.decide(flow.deadline_decisions(plan))
-        if request.by_certificate:
-            await self._await_announced_switch(flow)
         attempt = 1
         while True:
+            if request.by_certificate:  # the first request or a corrected one
+                await self._await_announced_switch(flow)
             facts = await workflow.execute_activity_method(
                 OutgoingActivities.check_transfer_out,
                 CheckRequestInput(case_id=case.case_id, request=request),
