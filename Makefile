@@ -117,7 +117,7 @@ calendar-load: $(STAMP)
 	$(PY) -m services.common.calendar_admin load $(FILE)
 
 schemas: $(STAMP)
-	$(PY) -m contracts.export
+	$(PY) -m services.cli.export
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable > requirements.lock

@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- phase 1: ceilings ---------------------------------------------------------------------
-async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch) -> dict:
+async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch) -> dict[str, Any]:
     out: dict[str, Any] = {}
     records = 5_000 if args.quick else 20_000
     log(f"ceiling: Kafka, {records:,} records of 1 KB through a raw aiokafka loop")
@@ -274,7 +274,7 @@ async def shape_history(client: Any, workers: ShapeWorkers) -> dict[str, Any]:
 
 
 # --- phase 2: end to end -------------------------------------------------------------------
-async def end_to_end(
+async def end_to_end(  # noqa: C901 (issue 15: split)
     stack: BenchStack, load: Load, args: argparse.Namespace, watch: LoadWatch
 ) -> dict[str, Any]:
     steps: list[StepResult] = []

@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 
 from bench import people
 from contracts.envelope import Envelope
+from domain.matching import main_remittance_id
 from domain.regions import RegionRegistry
 from services.common.bootstrap import Service
 from services.common.db import create_tables, make_engine
@@ -25,7 +26,6 @@ from services.incoming_agency.tables import INCOMING_TABLES
 from services.outgoing_agency.app import record_case
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import OUTGOING_TABLES
-from workflows.outgoing.workflows import main_remittance_id
 from workflows.types import (
     Awaiting,
     CaseEvent,

@@ -25,7 +25,7 @@ from bench.procs import CpuMeter
 from services.common.db import make_engine
 from services.common.tables import CaseRow
 from services.incoming_agency.app import case_input, new_case_row
-from tests.support.agencies import AgencyStack
+from tests.support.agencies import AgencyStack, Person
 from workflows.clock import CHINA_TZ
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
 
@@ -132,13 +132,13 @@ class Load:
         self.outgoing_engine.dispose()
         self.incoming_engine.dispose()
 
-    def enrol(self, count: int) -> list[people.Person]:
+    def enrol(self, count: int) -> list[Person]:
         batch = [people.person(self.next_person + i) for i in range(count)]
         self.next_person += count
         people.load_enrolments(self.outgoing_engine, batch)
         return batch
 
-    async def _submit(self, submission: Submission, person: people.Person) -> None:
+    async def _submit(self, submission: Submission, person: Person) -> None:
         try:
             response = await self.http.post("/v1/applications", json=people.application(person))
             submission.status = response.status_code

@@ -1,19 +1,15 @@
-"""Generated contract documents: ``python -m contracts.export [--check]``.
-
-Writes the JSON Schema of the Envelope and of every document to ``contracts/schemas/``,
-and the OpenAPI and AsyncAPI documents of both agency services to ``contracts/openapi/``
-and ``contracts/asyncapi/`` (``<service>.json``). ``--check`` writes nothing and exits 1
-listing files that are missing or out of date. Every file goes through
-:func:`write_documents` and :func:`stale_documents` so all are formatted and checked the
-same way.
+"""Generated contract documents: the JSON Schema of the Envelope and of every document in
+``contracts/schemas/``, and where the services' OpenAPI and AsyncAPI documents are kept
+(``contracts/openapi/``, ``contracts/asyncapi/``; built by :mod:`services.cli.export`, as
+building them imports the services). Every file goes through :func:`write_documents` and
+:func:`stale_documents` so all are formatted and checked the same way. The command:
+``python -m services.cli.export [--check]`` (``make schemas``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,46 +69,5 @@ def stale_schemas() -> list[str]:
     return stale_documents(schemas())
 
 
-def api_documents() -> dict[str, dict[str, dict[str, Any]]]:
-    """``{"openapi" | "asyncapi": {service: document}}`` of both agency services."""
-    # Imported here: building the documents imports the services, ``contracts`` must not.
-    from contracts.api_documents import api_documents as build
-
-    return build()
-
-
-def write_api_documents() -> list[str]:
-    """Regenerate ``contracts/openapi/`` and ``contracts/asyncapi/``; return changed paths."""
-    docs = api_documents()
-    return [p for kind, d in API_DOCUMENT_DIRS.items() for p in write_documents(docs[kind], d)]
-
-
-def stale_api_documents() -> list[str]:
-    """OpenAPI and AsyncAPI files that are missing or out of date."""
-    docs = api_documents()
-    return [p for kind, d in API_DOCUMENT_DIRS.items() for p in stale_documents(docs[kind], d)]
-
-
 def _rendered(docs: Mapping[str, Mapping[str, Any]], directory: Path) -> list[tuple[Path, str]]:
     return [(directory / f"{name}.json", render(doc)) for name, doc in sorted(docs.items())]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m contracts.export", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="only report stale files")
-    args = parser.parse_args(argv)
-    if args.check:
-        stale = stale_schemas() + stale_api_documents()
-        for path in stale:
-            print(f"stale: {path}", file=sys.stderr)
-        if stale:
-            print("run: make schemas (python -m contracts.export)", file=sys.stderr)
-            return 1
-        return 0
-    for path in write_schemas() + write_api_documents():
-        print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -333,7 +333,7 @@ def _check_code(scope: str, code: object, registry: RegionRegistry) -> str:
     return code
 
 
-def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion:
+def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion:  # noqa: C901 (issue 15: split)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

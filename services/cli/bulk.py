@@ -182,7 +182,7 @@ def _header(path: Path, values: list[str]) -> tuple[list[str], tuple[str, ...]]:
     return header, tuple(c for c in header if c and c not in COLUMNS)
 
 
-def _row(number: int, header: list[str], values: list[str], channel: str) -> CsvRow:
+def _row(number: int, header: list[str], values: list[str], channel: str) -> CsvRow:  # noqa: C901 (issue 15: split)
     if len(values) > len(header) and not any(v.strip() for v in values[len(header) :]):
         values = values[: len(header)]  # trailing empty cells a spreadsheet added
     cells = {c: v.strip() for c, v in zip(header, values, strict=False)}

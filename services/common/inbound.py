@@ -13,6 +13,7 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from temporalio.client import WorkflowHandle
@@ -305,7 +306,7 @@ def raw_body(message: object) -> bytes:
     return body if isinstance(body, bytes) else bytes(body)
 
 
-async def signal(handle: WorkflowHandle, envelope: Envelope) -> str:
+async def signal(handle: WorkflowHandle[Any, Any], envelope: Envelope) -> str:
     """Hand a document to a running case workflow; a closed one records it as late."""
     try:
         await handle.signal("document", envelope)

@@ -62,14 +62,17 @@ class MigrationError(RuntimeError):
 def database_models(database: Database) -> list[type[SQLModel]]:
     """The current models of ``database`` (both agencies' models share one SQLModel
     metadata, so each database names its own)."""
-    models: list[Any]
     if database == "incoming":
-        from services.incoming_agency.tables import INCOMING_TABLES as models
-    elif database == "outgoing":
-        from services.outgoing_agency.tables import OUTGOING_TABLES as models
-    else:
-        from services.audit.store import AUDIT_TABLES as models
-    return list(models)
+        from services.incoming_agency.tables import INCOMING_TABLES
+
+        return list[Any](INCOMING_TABLES)
+    if database == "outgoing":
+        from services.outgoing_agency.tables import OUTGOING_TABLES
+
+        return list[Any](OUTGOING_TABLES)
+    from services.audit.store import AUDIT_TABLES
+
+    return list(AUDIT_TABLES)
 
 
 def database_tables(database: Database) -> list[Table]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
@@ -453,6 +454,6 @@ def _dir_stamp(path: Path) -> float:
 
 
 @lru_cache(maxsize=16)
-def _calendar_json(year: int, calendar_dir: str, _stamp: float) -> dict:
+def _calendar_json(year: int, calendar_dir: str, _stamp: float) -> dict[str, Any]:
     # Two years cover every limit that starts this year (at most 15 working days).
     return _calendar((year, year + 1), calendar_dir, _stamp).to_json()

@@ -45,7 +45,8 @@ class ResendSweep:
 
     def wait_after(self, attempts: int) -> timedelta:
         """How long after its last send a document without receipt is sent again."""
-        return min(self._first_wait * 2 ** max(0, attempts - 1), MAX_WAIT)
+        wait: timedelta = self._first_wait * 2 ** max(0, attempts - 1)
+        return min(wait, MAX_WAIT)
 
     async def sweep_once(self) -> int:
         now = utcnow()

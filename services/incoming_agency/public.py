@@ -157,7 +157,7 @@ def invalid(exc: ValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
 
-def create_public_router(
+def create_public_router(  # noqa: C901 (issue 15: split)
     service: Service, records: ProgressRecords, throttle: LoginThrottle
 ) -> APIRouter:
     """The person's and the employer's own progress routes (R17), under /public."""

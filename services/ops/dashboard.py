@@ -230,7 +230,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def create_ops_router(
+def create_ops_router(  # noqa: C901 (issue 15: split)
     service: Service,
     act: ClerkAct,
     sessions: OpsSessions | None = None,

@@ -19,6 +19,7 @@ from contracts.documents import MAX_FEN, FreeText, TransferRequested
 from contracts.envelope import Envelope
 from domain.continuity import last_paid_month_problem
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
+from domain.matching import main_remittance_id
 from services.common.api import (
     ErrorBody,
     owned_case,
@@ -38,7 +39,6 @@ from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
     OutgoingStopAnswerWorkflow,
-    main_remittance_id,
     outgoing_residual_workflow_id,
     outgoing_stop_answer_workflow_id,
     outgoing_workflow_id,
@@ -138,7 +138,7 @@ def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
         return row
 
 
-def create_app(service: Service | None = None) -> FastAPI:
+def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 15: split)
     service = service or build_service("outgoing", OUTGOING_TABLES)
     settings = service.settings
 

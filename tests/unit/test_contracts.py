@@ -49,7 +49,6 @@ from contracts.export import (
     stale_schemas,
     write_documents,
 )
-from contracts.export import main as export_main
 from contracts.keyring import KeyEntry, KeyRegistry, private_key_path, write_private_key
 from contracts.signing import (
     SignatureInvalid,
@@ -58,6 +57,7 @@ from contracts.signing import (
     sign_envelope,
     verify_envelope,
 )
+from services.cli.export import main as export_main
 
 pytestmark = pytest.mark.unit
 
@@ -463,7 +463,7 @@ def test_audit_detail_refuses_personal_data():
 
 
 def test_schemas_are_up_to_date():
-    assert stale_schemas() == [], "run: python -m contracts.export"
+    assert stale_schemas() == [], "run: make schemas"
     assert export_main(["--check"]) == 0
 
 

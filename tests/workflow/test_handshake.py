@@ -9,6 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.documents import BalanceMismatch, TransferOutCompleted
 from domain.calendar import build_calendar
+from domain.matching import main_remittance_id
 from tests.support.workflow_fakes import (
     BALANCE_FEN,
     INCOMING_REGION,
@@ -20,7 +21,6 @@ from tests.support.workflow_fakes import (
 )
 from workflows.clock import china_date
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.outgoing.workflows import main_remittance_id
 from workflows.types import MismatchResolution, WithdrawSignal
 
 pytestmark = pytest.mark.workflow

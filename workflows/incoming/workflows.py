@@ -581,7 +581,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             + ([] if due is None else ["escalation"])
             + ["after"]
         )
-        asked = lambda: self._stop is not None and not self._stop_sent  # noqa: E731
+
+        def asked() -> bool:
+            return self._stop is not None and not self._stop_sent
+
         while True:
             stage = stages[0]
             until = (
@@ -747,8 +750,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 facts={"stop": "offline_certificate_issued"},
             )
         escalated = notice is None  # brought already: nothing to escalate
+
+        def ready() -> bool:
+            return self._certificate is not None or self._stop is not None
+
         while True:
-            ready = lambda: self._certificate is not None or self._stop is not None  # noqa: E731
             timeout = None if escalated else seconds_until(end_of_day(due), workflow.now())
             if timeout is None or timeout > 0 or ready():
                 with contextlib.suppress(TimeoutError):

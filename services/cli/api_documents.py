@@ -1,7 +1,6 @@
 """The OpenAPI and AsyncAPI documents of both agency services.
 
-Imported lazily by :mod:`contracts.export` so that ``import contracts`` never pulls in the
-services. Each service is built offline in a throw-away directory: ``create_app`` connects
+Built here, not in contracts/: building them imports the services. Each service is built offline in a throw-away directory: ``create_app`` connects
 to Kafka and Temporal only when its lifespan runs, so nothing here touches the network.
 Settings come from fixed values and the defaults only (never the environment), so the
 output is the same on every machine.

@@ -1,0 +1,122 @@
+"""The floors of the house (docs/architecture.md): what each package may import, and how
+long a function may grow. Read from the source with ``ast``, so a lazy import inside a
+function counts as much as one at the top."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+
+# Each floor and the top-level packages (besides the standard library) it may import.
+ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
+    "domain": frozenset({"domain", "chinese_calendar"}),
+    "contracts": frozenset({"contracts", "domain", "pydantic", "cryptography"}),
+    # Deterministic workflow code and its ports: no I/O library, no service.
+    "workflows": frozenset({"workflows", "contracts", "domain", "temporalio", "pydantic"}),
+}
+
+MAX_FUNCTION_LINES = 60
+# Functions longer than MAX_FUNCTION_LINES today, to be split (issue 15: route closures into
+# command handlers, the long workflow steps into named ones). The list only shrinks: a test
+# fails when an entry is split, so it is taken off.
+LONG_FUNCTIONS = frozenset(
+    {
+        ("services/ops/dashboard.py", "create_ops_router"),
+        ("services/ops/dashboard.py", "overview"),
+        ("services/ops/dashboard.py", "case_page"),
+        ("services/incoming_agency/progress.py", "_case_html"),
+        ("services/incoming_agency/public.py", "create_public_router"),
+        ("services/incoming_agency/app.py", "create_app"),
+        ("services/incoming_agency/app.py", "submit"),
+        ("services/incoming_agency/app.py", "perform_action"),
+        ("services/incoming_agency/certificates.py", "create_certificate_router"),
+        ("services/audit/chain.py", "verify_chain"),
+        ("services/audit/consumer.py", "receive"),
+        ("services/common/bootstrap.py", "run_worker"),
+        ("services/common/metrics.py", "_families"),
+        ("services/common/api.py", "case_out"),
+        ("services/common/app_factory.py", "build_agency_app"),
+        ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
+        ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
+        ("services/cli/bulk.py", "_row"),
+        ("services/outgoing_agency/records.py", "_transfer_out"),
+        ("services/outgoing_agency/app.py", "create_app"),
+        ("workflows/case_flow.py", "await_region"),
+        ("workflows/incoming/workflows.py", "run"),
+        ("workflows/incoming/workflows.py", "_await_reply"),
+        ("workflows/incoming/workflows.py", "_await_certificate"),
+        ("workflows/incoming/workflows.py", "_handle_refusal"),
+        ("workflows/incoming/workflows.py", "_settle_balance"),
+        ("workflows/outgoing/workflows.py", "_run"),
+        ("workflows/outgoing/workflows.py", "_issue_certificate"),
+        ("workflows/outgoing/workflows.py", "_await_confirmations"),
+        ("contracts/keys.py", "main"),
+        ("domain/eligibility.py", "check_transfer_out"),
+        ("domain/balance.py", "decide_balance"),
+        ("domain/policy.py", "_parse_line"),
+        ("domain/continuity.py", "assess_continuity"),
+        ("domain/continuity.py", "_explain_interruption"),
+        ("bench/ceilings.py", "workflow_shape"),
+        ("bench/report.py", "rows"),
+        ("bench/__main__.py", "end_to_end"),
+        ("bench/__main__.py", "open_cases"),
+        ("bench/__main__.py", "run"),
+        ("bench/load.py", "step"),
+    }
+)
+
+
+def _sources(package: str) -> Iterator[Path]:
+    yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def _imported_roots(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module.split(".")[0]
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED_IMPORTS))
+def test_each_floor_imports_only_what_sits_below_it(package: str) -> None:
+    allowed = ALLOWED_IMPORTS[package] | STDLIB
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {root}"
+        for path in _sources(package)
+        for line, root in _imported_roots(path)
+        if root not in allowed
+    ]
+    assert wrong == []
+
+
+def _long_functions() -> dict[tuple[str, str], int]:
+    found: dict[tuple[str, str], int] = {}
+    for package in ("domain", "contracts", "workflows", "services", "bench"):
+        for path in _sources(package):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        found[(str(path.relative_to(ROOT)), node.name)] = lines
+    return found
+
+
+def test_no_new_function_over_sixty_lines_outside_tests() -> None:
+    new = {key: lines for key, lines in _long_functions().items() if key not in LONG_FUNCTIONS}
+    assert new == {}, f"split these (at most {MAX_FUNCTION_LINES} lines): {new}"
+
+
+def test_the_list_of_long_functions_only_shrinks() -> None:
+    split = LONG_FUNCTIONS - set(_long_functions())
+    assert split == set(), f"now short or gone, take them off LONG_FUNCTIONS: {sorted(split)}"
