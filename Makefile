@@ -5,14 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install engines run up down status cluster-up cluster-down cluster-status test test-cluster test-unit test-workflow test-integration test-faults soak lint format bench lock schemas calendar-load migrate clean-state
+.PHONY: help install engines run up down status cluster-up cluster-down cluster-status test test-cluster test-unit test-workflow test-integration test-faults soak lint format bench lock schemas rule-index calendar-load migrate clean-state
 
 help:
 	@echo "make run      the main job in the foreground: Kafka, Temporal, both services + workers, demo data"
 	@echo "make test     install what is missing, then lint and the whole test suite (real servers)"
 	@echo "make up|down|status   the same stack in the background"
 	@echo "make cluster-up|cluster-down|cluster-status   three Kafka brokers, two replicas of each service and worker"
-	@echo "make lint     ruff + mypy;  make bench  benchmarks;  make soak  long crossing schedules;  make schemas  regenerate contract documents"
+	@echo "make lint     ruff + mypy;  make bench  benchmarks;  make soak  long crossing schedules;  make schemas  regenerate contract documents;  make rule-index  docs/rule-index.md"
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -118,6 +118,10 @@ calendar-load: $(STAMP)
 
 schemas: $(STAMP)
 	$(PY) -m services.cli.export
+
+# docs/rule-index.md: each rule id R1-R28 with the code that names it and its tests.
+rule-index: $(STAMP)
+	$(PY) -m tests.support.rule_index
 
 lock: $(STAMP)
 	$(PY) -m pip freeze --exclude-editable > requirements.lock
