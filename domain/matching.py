@@ -86,3 +86,9 @@ def notice_mismatch(
     if notice_type != "BalanceRemitted" and amount_fen != sheet_balance_fen:
         return MismatchCode.AMOUNT
     return None
+
+
+def remittance_matches_sheet(*, amount_fen: int, sheet_balance_fen: int) -> bool:
+    """R15: a remittance is credited only when its amount is the balance the sheet
+    announced, to the fen; any other amount goes to a clerk, never an automatic credit."""
+    return amount_fen == sheet_balance_fen

@@ -26,7 +26,15 @@ with workflow.unsafe.imports_passed_through():
     from contracts.envelope import Envelope
     from domain.calendar import Deadline, WorkingDayCalendar
     from domain.continuity import Decision, calendar_loaded_decision, deadline_decision
-    from domain.limits import CaseDeadlines, CaseLimits, compute_transfer_out_deadlines
+    from domain.limits import (
+        CaseDeadlines,
+        CaseLimits,
+        compute_not_connected_escalation,
+        compute_soft_refusal_deadline,
+        compute_transfer_in_deadline,
+        compute_transfer_out_deadlines,
+    )
+    from domain.vocabulary import CaseEventName
     from workflows.activities import REGION_NOT_CONNECTED, CaseActivities
     from workflows.clock import china_date, end_of_day, seconds_until
     from workflows.types import (
@@ -288,6 +296,28 @@ class CaseFlow:
         self._note_fallback(deadline)
         return deadline.due
 
+    # The limits' deadlines, computed by the rules in domain/limits.py.
+    def transfer_in_deadline(self, received_on: date) -> Deadline:
+        """R13: the incoming agency's own working days from ``received_on``."""
+        assert self.calendar is not None, "load_context first"
+        deadline = compute_transfer_in_deadline(received_on, self.limits, self.calendar)
+        self._note_fallback(deadline)
+        return deadline
+
+    def soft_refusal_deadline(self, refused_on: date) -> Deadline:
+        """R5-R8: the last day a soft refusal can be corrected on the same case."""
+        assert self.calendar is not None, "load_context first"
+        deadline = compute_soft_refusal_deadline(refused_on, self.limits, self.calendar)
+        self._note_fallback(deadline)
+        return deadline
+
+    def not_connected_escalation(self, waiting_since: date) -> Deadline:
+        """R23: the day a case waiting for a region to go live goes to a clerk."""
+        assert self.calendar is not None, "load_context first"
+        deadline = compute_not_connected_escalation(waiting_since, self.limits, self.calendar)
+        self._note_fallback(deadline)
+        return deadline
+
     # --- timeline ----------------------------------------------------------------------
     async def record(
         self,
@@ -362,7 +392,7 @@ class CaseFlow:
             return  # histories recorded before decisions were kept replay as they ran
         for decision in decisions:
             await self.record(
-                "decision",
+                CaseEventName.DECISION,
                 rule=decision.rule,
                 detail={
                     "outcome": decision.outcome,
@@ -385,7 +415,7 @@ class CaseFlow:
         silent failure)."""
         self.escalated = True
         await self.record(
-            "escalated",
+            CaseEventName.ESCALATED,
             rule=rule,
             detail={
                 "stage": stage,
@@ -437,7 +467,9 @@ class CaseFlow:
         action, self.retry_requested = self.retry_requested, None
         if action is None:
             return False
-        await self.record("clerk_retry_step", detail={"step": name, "clerk": action.clerk})
+        await self.record(
+            CaseEventName.CLERK_RETRY_STEP, detail={"step": name, "clerk": action.clerk}
+        )
         return True
 
     # --- delivery ------------------------------------------------------------------------
@@ -466,7 +498,7 @@ class CaseFlow:
         previous = (self.status, self.awaiting)
         await self.refresh_calendar("R23", self.today(), self.limits.not_connected_escalation_days)
         await self.record(
-            "waiting_for_region_connection",
+            CaseEventName.WAITING_FOR_REGION_CONNECTION,
             "waiting_region_connection",
             rule="R23",
             detail={"region": region, "document": document},
@@ -475,9 +507,7 @@ class CaseFlow:
                 from_party=f"national platform / region {region}",
             ),
         )
-        escalate_on = self.working_days_after(
-            self.today(), self.limits.not_connected_escalation_days
-        )
+        escalate_on = self.not_connected_escalation(self.today()).due
         escalate_at = end_of_day(escalate_on)
         escalated = False
         while True:
@@ -508,7 +538,7 @@ class CaseFlow:
             if self.retry_requested is not None:
                 action, self.retry_requested = self.retry_requested, None
                 await self.record(
-                    "clerk_retry_delivery",
+                    CaseEventName.CLERK_RETRY_DELIVERY,
                     rule="R23",
                     detail={"region": region, "clerk": action.clerk},
                 )
@@ -524,7 +554,9 @@ class CaseFlow:
             )
         self.status, self.awaiting = previous
         await self.record(
-            "region_connected", rule="R23", detail={"region": region, "document": document}
+            CaseEventName.REGION_CONNECTED,
+            rule="R23",
+            detail={"region": region, "document": document},
         )
         return True
 

@@ -24,6 +24,7 @@ from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
+from domain.vocabulary import INTERNAL_STATUSES
 from services.common.db import session_scope
 from services.common.platform import KafkaDocumentPublisher
 from services.common.repository import CaseRepository, utcnow
@@ -32,9 +33,8 @@ from workflows.activities import REGION_NOT_CONNECTED
 
 log = logging.getLogger("medtransfer.stuck")
 
-# Statuses in which a case's own workflow works, not another party: a case resting in
-# one of them longer than the quiet period is looked at.
-INTERNAL_STATUSES = ("starting", "submitted", "received", "checking", "transfer_in", "balance")
+# A case resting in one of the INTERNAL_STATUSES (its own workflow works, not another
+# party) longer than the quiet period is looked at.
 WORKFLOW_TASK_ATTEMPTS = 3
 ACTIVITY_ATTEMPTS = 4
 SWEEP_LIMIT = 500

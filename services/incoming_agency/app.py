@@ -36,6 +36,7 @@ from domain.identity import (
     normalize_resident_id,
     personal_data_in_text,
 )
+from domain.vocabulary import IncomingStatus
 from services.common.api import (
     ErrorBody,
     ErrorReason,
@@ -213,7 +214,7 @@ def new_case_row(request: TransferRequested, incoming_enrolled_since: date | Non
     now = utcnow()
     return CaseRow(
         case_id=new_case_id(request.applied_on),
-        status="submitted",
+        status=IncomingStatus.SUBMITTED.value,
         status_since=now,
         from_region=request.from_region,
         to_region=request.to_region,

@@ -20,6 +20,7 @@ from contracts.envelope import Envelope
 from domain.continuity import last_paid_month_problem
 from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from domain.matching import main_remittance_id
+from domain.vocabulary import OutgoingStatus
 from services.common.api import (
     ErrorBody,
     owned_case,
@@ -334,7 +335,7 @@ def record_case(service: Service, envelope: Envelope) -> None:
         if row is None:
             row = CaseRow(
                 case_id=envelope.case_id,
-                status="received",
+                status=OutgoingStatus.RECEIVED.value,
                 status_since=now,
                 from_region=request.from_region,
                 to_region=request.to_region,

@@ -26,6 +26,7 @@ from domain.matching import (
     SheetFacts,
     main_remittance_id,
     notice_mismatch,
+    remittance_matches_sheet,
     sheet_mismatch,
 )
 from services.common.stuck import stuck_reason
@@ -243,3 +244,10 @@ def test_a_document_without_receipt_is_resent_with_doubling_waits_up_to_an_hour(
     sweep = ResendSweep(None, None, None, first_wait=timedelta(seconds=60))  # type: ignore[arg-type]
     waits = [sweep.wait_after(n).total_seconds() for n in (1, 2, 3, 7, 30)]
     assert waits == [60, 120, 240, 3600, 3600]
+
+
+@pytest.mark.parametrize(("amount_fen", "matches"), [(123_456, True), (123_455, False), (0, False)])
+def test_r15_only_the_announced_amount_to_the_fen_is_credited(
+    amount_fen: int, matches: bool
+) -> None:
+    assert remittance_matches_sheet(amount_fen=amount_fen, sheet_balance_fen=123_456) is matches

@@ -36,9 +36,16 @@ with workflow.unsafe.imports_passed_through():
         continuity_decisions,
         deadline_decision,
     )
-    from domain.matching import CaseFile, SheetFacts, notice_mismatch, sheet_mismatch
+    from domain.matching import (
+        CaseFile,
+        SheetFacts,
+        notice_mismatch,
+        remittance_matches_sheet,
+        sheet_mismatch,
+    )
     from domain.policy import ResolvedPolicy
     from domain.regions import same_province
+    from domain.vocabulary import CaseEventName, IncomingStatus
     from workflows.activities import IncomingActivities
     from workflows.case_flow import (
         QUICK,
@@ -185,8 +192,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         outgoing = f"outgoing agency of region {request.from_region}"
         async with flow.together():
             await flow.record(
-                "application_accepted",
-                "submitted",
+                CaseEventName.APPLICATION_ACCEPTED,
+                IncomingStatus.SUBMITTED,
                 rule="R11",
                 detail={
                     "from_region": request.from_region,
@@ -221,8 +228,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
             await flow.deliver(envelope, region_checked=True)
             await flow.record(
-                "transfer_request_sent",
-                "awaiting_transfer_out",
+                CaseEventName.TRANSFER_REQUEST_SENT,
+                IncomingStatus.AWAITING_TRANSFER_OUT,
                 rule="R12",
                 detail={"message_id": envelope.message_id},
                 awaiting=Awaiting(
@@ -281,14 +288,14 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
         await flow.refresh_calendar("R13", received_on, limits.transfer_in_days)
-        transfer_in_deadline = flow.calendar.add_working_days(received_on, limits.transfer_in_days)
-        transfer_in_due = flow.working_days_after(received_on, limits.transfer_in_days)
+        transfer_in_deadline = flow.transfer_in_deadline(received_on)
+        transfer_in_due = transfer_in_deadline.due
         flow.deadlines["transfer_in_due"] = transfer_in_due
         # The sheet, its R13 limit and the continuity assessment: one write.
         async with flow.together():
             await flow.record(
-                "information_sheet_received",
-                "transfer_in",
+                CaseEventName.INFORMATION_SHEET_RECEIVED,
+                IncomingStatus.TRANSFER_IN,
                 rule="R13",
                 detail={
                     "message_id": reply.message_id,
@@ -350,8 +357,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
         )
         await flow.record(
-            "transfer_in_completed",
-            "awaiting_balance",
+            CaseEventName.TRANSFER_IN_COMPLETED,
+            IncomingStatus.AWAITING_BALANCE,
             rule="R24",
             detail={"deemed_contribution_months": result.deemed_contribution_months},
             awaiting=Awaiting(
@@ -368,14 +375,20 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
         if not settled:
             await flow.record(
-                "case_closed_balance_returned",
-                "balance_returned",
+                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
+                IncomingStatus.BALANCE_RETURNED,
                 rule="R15",
                 awaiting=None,
                 terminal=True,
             )
             return flow.status
-        await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
+        await flow.record(
+            CaseEventName.CASE_COMPLETED,
+            IncomingStatus.COMPLETED,
+            rule="R14",
+            awaiting=None,
+            terminal=True,
+        )
         return flow.status
 
     async def _retiree_payout(
@@ -392,8 +405,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         deemed years (R24). The case records the payout path and closes on its notice."""
         received_on = flow.today()
         await flow.record(
-            "information_sheet_received",
-            "awaiting_balance",
+            CaseEventName.INFORMATION_SHEET_RECEIVED,
+            IncomingStatus.AWAITING_BALANCE,
             rule="R21",
             detail={
                 "message_id": reply.message_id,
@@ -412,7 +425,13 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await self._settle_balance(
             flow, completed, max(transfer_out_due, received_on), outgoing_region
         )
-        await flow.record("case_completed", "completed", rule="R21", awaiting=None, terminal=True)
+        await flow.record(
+            CaseEventName.CASE_COMPLETED,
+            IncomingStatus.COMPLETED,
+            rule="R21",
+            awaiting=None,
+            terminal=True,
+        )
         return flow.status
 
     async def _check_sheet(
@@ -452,8 +471,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             rule="R13",
         )
         await flow.record(
-            "information_sheet_held",
-            "exception",
+            CaseEventName.INFORMATION_SHEET_HELD,
+            IncomingStatus.EXCEPTION,
             rule="R13",
             detail={"reason_code": problem, "message_id": reply.message_id},
             awaiting=Awaiting(
@@ -464,7 +483,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         action, flow.retry_requested = flow.retry_requested, None
         assert action is not None
         await flow.record(
-            "information_sheet_accepted_by_clerk",
+            CaseEventName.INFORMATION_SHEET_ACCEPTED_BY_CLERK,
             rule="R13",
             detail={"clerk": action.clerk, "reason": action.reason},
         )
@@ -484,7 +503,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         assert stop is not None
         flow.interrupted = False
         await flow.record(
-            "withdrawal_refused",
+            CaseEventName.WITHDRAWAL_REFUSED,
             rule="R16",
             detail={"reason_code": "TOO_LATE_TRANSFERRED_OUT", "kind": stop.kind, "after": after},
             facts={"stop": "refused"},
@@ -546,11 +565,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
         except ValueError as exc:  # inconsistent history on the sheet: a clerk looks
             await flow.record(
-                "continuity_not_assessed", rule="R24", detail={"reason": str(exc)[:200]}
+                CaseEventName.CONTINUITY_NOT_ASSESSED, rule="R24", detail={"reason": str(exc)[:200]}
             )
             return
         await flow.record(
-            "continuity_assessed",
+            CaseEventName.CONTINUITY_ASSESSED,
             rule="R24",
             detail={
                 "total_contribution_months": assessment.total_contribution_months,
@@ -623,7 +642,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 if all(r.soft for r in refusal.reasons) and refusal.correctable_until:
                     # Crossed with our stop: the outgoing agency accepts the stop next.
                     await flow.record(
-                        "transfer_refused_correctable",
+                        CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
                         rule=_lowest_rule(refusal),
                         detail={"codes": _codes(refusal), "message_id": document.message_id},
                     )
@@ -643,7 +662,9 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             await flow.deliver(
                 flow.envelope(reminder, f"reminder-transfer-out-{attempt}", outgoing_region)
             )
-            await flow.record("reminder_sent", rule="R12", detail={"due_on": due.isoformat()})
+            await flow.record(
+                CaseEventName.REMINDER_SENT, rule="R12", detail={"due_on": due.isoformat()}
+            )
         elif stage == "escalation":
             escalation = await flow.escalate(
                 "transfer_out",
@@ -672,8 +693,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             detail["clerk"] = stop.clerk
         offline = stop.kind == "offline_channel"
         await flow.record(
-            "withdrawal_requested",
-            "withdrawal_requested",
+            CaseEventName.WITHDRAWAL_REQUESTED,
+            IncomingStatus.WITHDRAWAL_REQUESTED,
             rule="R16",
             detail=detail,
             # R10/R23: an offline switch is answered by the insurance certificate (its
@@ -709,7 +730,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         if stop.clerk is not None:
             detail["clerk"] = stop.clerk
         await flow.record(
-            "offline_channel_requested",
+            CaseEventName.OFFLINE_CHANNEL_REQUESTED,
             rule="R23",
             detail=detail,
             facts={"stop": "requested", "stop_kind": stop.kind},
@@ -727,14 +748,14 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         flow.interrupted = False
         due = max(
             flow.deadlines.get("total_due", flow.today()),
-            flow.working_days_after(flow.today(), flow.limits.transfer_in_days),
+            flow.transfer_in_deadline(flow.today()).due,
         )
         if notice is not None:
             issued = notice.document_as(InsuranceCertificateIssued)
             flow.deadlines["certificate_due"] = due
             await flow.record(
-                "insurance_certificate_issued",
-                "offline_certificate_issued",
+                CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
+                IncomingStatus.OFFLINE_CERTIFICATE_ISSUED,
                 rule="R10",
                 detail={
                     "certificate_number": issued.certificate_number,
@@ -806,7 +827,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             }
             if load.reason:
                 detail["reason"] = load.reason
-            await flow.record("insurance_certificate_loaded", rule="R10", detail=detail)
+            await flow.record(CaseEventName.INSURANCE_CERTIFICATE_LOADED, rule="R10", detail=detail)
             return load.envelope
 
     async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
@@ -840,8 +861,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         self._stop, self._stop_refused = None, True
         flow.interrupted = False
         await flow.record(
-            "withdrawal_refused",
-            None if flow.status != "withdrawal_requested" else "awaiting_transfer_out",
+            CaseEventName.WITHDRAWAL_REFUSED,
+            None if flow.status != "withdrawal_requested" else IncomingStatus.AWAITING_TRANSFER_OUT,
             rule=answer.rule,
             detail={"reason_code": answer.reason_code, "message_id": document.message_id},
             facts={"stop": "refused"},
@@ -871,8 +892,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         soft = all(r.soft for r in refusal.reasons) and refusal.correctable_until is not None
         if not soft:
             await flow.record(
-                "transfer_refused",
-                "refused",
+                CaseEventName.TRANSFER_REFUSED,
+                IncomingStatus.REFUSED,
                 rule=rule,
                 detail={"codes": codes, "rules": rules, "message_id": reply.message_id},
                 awaiting=None,
@@ -888,8 +909,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             self._correction = None
             self._correction_by = None
         await flow.record(
-            "transfer_refused_correctable",
-            "refused_correctable",
+            CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
+            IncomingStatus.REFUSED_CORRECTABLE,
             rule=rule,
             detail={
                 "codes": codes,
@@ -917,8 +938,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             return None
         if self._correction is None:
             await flow.record(
-                "correction_window_expired",
-                "refused",
+                CaseEventName.CORRECTION_WINDOW_EXPIRED,
+                IncomingStatus.REFUSED,
                 rule=rule,
                 detail={"codes": codes, "rules": rules},
                 awaiting=None,
@@ -933,7 +954,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 "reason": self._correction_by.reason,
             }
             self._correction_by = None
-        await flow.record("correction_submitted", rule=rule, detail=detail)
+        await flow.record(CaseEventName.CORRECTION_SUBMITTED, rule=rule, detail=detail)
         return corrected
 
     @staticmethod
@@ -987,7 +1008,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 rule="R15",
             )
             await flow.record(
-                "balance_notice_held",
+                CaseEventName.BALANCE_NOTICE_HELD,
                 rule="R15",
                 detail={"reason_code": problem, "message_id": notice.message_id},
             )
@@ -996,7 +1017,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         if notice.type == "BalancePaidToBank":
             paid = notice.document_as(BalancePaidToBank)
             await flow.record(
-                "balance_paid_to_bank",
+                CaseEventName.BALANCE_PAID_TO_BANK,
                 rule=paid.rule,
                 detail={
                     "remittance_id": paid.remittance_id,
@@ -1008,16 +1029,15 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         if notice.type == "BalanceNotTransferred":
             kept = notice.document_as(BalanceNotTransferred)
             await flow.record(
-                "balance_not_transferred",
+                CaseEventName.BALANCE_NOT_TRANSFERRED,
                 rule=kept.rule,
                 detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
             )
             return True
         remitted = notice.document_as(BalanceRemitted)
         expected = completed.info_sheet.balance_fen
-        # R15: credit only when the remitted amount matches the sheet; a mismatch goes to a
-        # clerk, never an automatic credit.
-        if remitted.amount_fen != expected:
+        # R15: a mismatch goes to a clerk, never an automatic credit.
+        if not remittance_matches_sheet(amount_fen=remitted.amount_fen, sheet_balance_fen=expected):
             await flow.deliver(
                 flow.envelope(
                     BalanceMismatch(
@@ -1032,8 +1052,8 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             flow.escalated = True
             await flow.record(
-                "balance_mismatch",
-                "balance_mismatch",
+                CaseEventName.BALANCE_MISMATCH,
+                IncomingStatus.BALANCE_MISMATCH,
                 rule="R15",
                 detail={
                     "remittance_id": remitted.remittance_id,
@@ -1048,7 +1068,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             await workflow.wait_condition(lambda: self._resolution is not None)
             assert self._resolution is not None
             await flow.record(
-                "mismatch_resolved",
+                CaseEventName.MISMATCH_RESOLVED,
                 rule="R15",
                 detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
             )
@@ -1070,7 +1090,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 return False
         await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
         await flow.record(
-            "balance_credited",
+            CaseEventName.BALANCE_CREDITED,
             rule="R15",
             detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )
@@ -1130,7 +1150,7 @@ class IncomingResidualWorkflow(CaseWorkflowBase):
             flow, remitted, envelope.from_region, envelope.message_id, residual=True
         )
         await flow.record(
-            "residual_balance_credited",
+            CaseEventName.RESIDUAL_BALANCE_CREDITED,
             rule="R16",
             detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
     from domain.matching import main_remittance_id
+    from domain.vocabulary import CaseEventName, OutgoingStatus
     from workflows.activities import CaseActivities, CertificateActivities, OutgoingActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
@@ -121,8 +122,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         plan = flow.plan_transfer_out(request.limit_starts_on or request.applied_on)
         async with flow.together():
             await flow.record(
-                "transfer_request_received",
-                "checking",
+                CaseEventName.TRANSFER_REQUEST_RECEIVED,
+                OutgoingStatus.CHECKING,
                 rule="R12",
                 detail={
                     "message_id": first.message_id,
@@ -204,8 +205,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         # R21: a resettled retiree's account is paid out; the enrolment is not transferred.
         payout_only = decision.rule == "R21"
         await flow.record(
-            "account_paid_out" if payout_only else "transferred_out",
-            "balance",
+            CaseEventName.ACCOUNT_PAID_OUT if payout_only else CaseEventName.TRANSFERRED_OUT,
+            OutgoingStatus.BALANCE,
             rule="R21" if payout_only else "R16",
             detail={
                 "balance_action": decision.action,
@@ -217,13 +218,13 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         self._sheet_delivered = True
         # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
         # escalated only when that has run out (not at R14's mark when this side was late).
-        transfer_in_due = flow.working_days_after(flow.today(), flow.limits.transfer_in_days)
+        transfer_in_due = flow.transfer_in_deadline(flow.today()).due
         if self._offline is not None:
             # R10: the person brings the certificate by the incoming side's date (the whole
             # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
             # the incoming agency's own days run from then, and are watched here too.
             brought_by = max(plan.total_due.due, transfer_in_due)
-            transfer_in_due = flow.working_days_after(brought_by, flow.limits.transfer_in_days)
+            transfer_in_due = flow.transfer_in_deadline(brought_by).due
         await self._move_balance(flow, decision, incoming_region, first.message_id)
         if notice is not None:  # the balance went first: it did not wait for the region
             await flow.deliver(notice)
@@ -231,8 +232,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             await self._release_claim(flow)
         credit_due = flow.working_days_after(flow.today(), flow.limits.transfer_in_days)
         await flow.record(
-            "balance_settled",
-            "awaiting_confirmation",
+            CaseEventName.BALANCE_SETTLED,
+            OutgoingStatus.AWAITING_CONFIRMATION,
             rule=decision.rule,
             awaiting=Awaiting(
                 what="transfer-in receipt from the incoming agency",
@@ -245,14 +246,20 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         )
         if not settled:
             await flow.record(
-                "case_closed_balance_returned",
-                "balance_returned",
+                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
+                OutgoingStatus.BALANCE_RETURNED,
                 rule="R16",
                 awaiting=None,
                 terminal=True,
             )
             return flow.status
-        await flow.record("case_completed", "completed", rule="R14", awaiting=None, terminal=True)
+        await flow.record(
+            CaseEventName.CASE_COMPLETED,
+            OutgoingStatus.COMPLETED,
+            rule="R14",
+            awaiting=None,
+            terminal=True,
+        )
         return flow.status
 
     def _decide(
@@ -292,11 +299,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
     ) -> Envelope | None:
         """R5-R9: refuse with codes; a soft refusal may be corrected on the same case."""
         soft = all(r.soft for r in refusals)
-        until = (
-            flow.working_days_after(flow.today(), flow.limits.soft_refusal_window_days)
-            if soft
-            else None
-        )
+        until = flow.soft_refusal_deadline(flow.today()).due if soft else None
         await flow.deliver(
             flow.envelope(
                 TransferRefused(reasons=refusals, correctable_until=until),
@@ -311,8 +314,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         codes = ",".join(r.code for r in refusals)
         if until is None:
             await flow.record(
-                "transfer_refused",
-                "refused",
+                CaseEventName.TRANSFER_REFUSED,
+                OutgoingStatus.REFUSED,
                 rule=rule,
                 detail={"codes": codes, "rules": rules},
                 awaiting=None,
@@ -320,8 +323,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             )
             return None
         await flow.record(
-            "transfer_refused_correctable",
-            "refused_correctable",
+            CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
+            OutgoingStatus.REFUSED_CORRECTABLE,
             rule=rule,
             detail={"codes": codes, "rules": rules, "correctable_until": until.isoformat()},
             awaiting=Awaiting(what="a corrected application", from_party="applicant", by=until),
@@ -329,14 +332,20 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         document = await flow.wait_for(REQUEST + WITHDRAWAL, end_of_day(until))
         if document is None:
             await flow.record(
-                "correction_window_expired", "refused", rule=rule, awaiting=None, terminal=True
+                CaseEventName.CORRECTION_WINDOW_EXPIRED,
+                OutgoingStatus.REFUSED,
+                rule=rule,
+                awaiting=None,
+                terminal=True,
             )
             return None
         if document.type in WITHDRAWAL:
             await self._withdrawn(flow, document, incoming_region)
             return None
         await flow.record(
-            "corrected_request_received", "checking", detail={"message_id": document.message_id}
+            CaseEventName.CORRECTED_REQUEST_RECEIVED,
+            OutgoingStatus.CHECKING,
+            detail={"message_id": document.message_id},
         )
         return document
 
@@ -436,8 +445,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         if connected:
             await flow.deliver(notice, region_checked=True)
         await flow.record(
-            "insurance_certificate_issued",
-            "offline_certificate_issued",
+            CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
+            OutgoingStatus.OFFLINE_CERTIFICATE_ISSUED,
             rule="R10",
             detail={
                 "certificate_number": certificate.certificate_number,
@@ -479,7 +488,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 )
             )
             await flow.record(
-                "withdrawal_refused_too_late",
+                CaseEventName.WITHDRAWAL_REFUSED_TOO_LATE,
                 rule="R16",
                 detail={"message_id": stop.message_id, "kind": request.kind},
             )
@@ -601,7 +610,9 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 # A late transfer-in leaves a working day for the credit that follows it.
                 credit_due = max(credit_due, flow.working_days_after(flow.today(), 1))
                 await flow.record(
-                    "transfer_in_confirmed", rule="R13", detail={"message_id": document.message_id}
+                    CaseEventName.TRANSFER_IN_CONFIRMED,
+                    rule="R13",
+                    detail={"message_id": document.message_id},
                 )
             elif document.type == "BalanceCredited":
                 confirmed = document.document_as(BalanceCredited)
@@ -622,7 +633,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     continue
                 credited = True
                 await flow.record(
-                    "balance_credit_confirmed",
+                    CaseEventName.BALANCE_CREDIT_CONFIRMED,
                     rule="R15",
                     detail={"message_id": document.message_id},
                 )
@@ -664,8 +675,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 mismatch = document.document_as(BalanceMismatch)
                 flow.escalated = True
                 await flow.record(
-                    "balance_mismatch_reported",
-                    "balance_mismatch",
+                    CaseEventName.BALANCE_MISMATCH_REPORTED,
+                    OutgoingStatus.BALANCE_MISMATCH,
                     rule="R15",
                     detail={
                         "expected_fen": mismatch.expected_fen,
@@ -772,14 +783,16 @@ class OutgoingResidualWorkflow(CaseWorkflowBase):
             )
         )
         await flow.record(
-            "residual_remitted",
+            CaseEventName.RESIDUAL_REMITTED,
             rule="R16",
             detail={"remittance_id": remittance_id, "amount_fen": residual.amount_fen},
         )
         credited = await flow.wait_for(("BalanceCredited",), None)
         assert credited is not None
         await flow.record(
-            "residual_credit_confirmed", rule="R16", detail={"remittance_id": remittance_id}
+            CaseEventName.RESIDUAL_CREDIT_CONFIRMED,
+            rule="R16",
+            detail={"remittance_id": remittance_id},
         )
         return "credited"
 

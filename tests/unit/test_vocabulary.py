@@ -1,0 +1,101 @@
+"""The case vocabulary (domain/vocabulary.py) is the whole vocabulary: every status and
+event name the workflows and services record is a member, every member is recorded
+somewhere, and the README's case states are exactly the members a reader can see."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domain.vocabulary import CaseEventName, IncomingStatus, OutgoingStatus
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+CODE = sorted([*(ROOT / "workflows").rglob("*.py"), *(ROOT / "services").rglob("*.py")])
+# Set before the first event (the workflow's own initial value, the outgoing row's first
+# status): never shown as a state of its own in the README.
+UNSHOWN = {IncomingStatus.STARTING, OutgoingStatus.STARTING, OutgoingStatus.RECEIVED}
+
+
+def _constants(node: ast.AST | None) -> Iterator[str]:
+    """The string constants a value can be: a literal, or either branch of ``a if c else b``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.IfExp):
+        yield from _constants(node.body)
+        yield from _constants(node.orelse)
+
+
+def _recorded(path: Path) -> Iterator[tuple[str, str, int]]:
+    """``("event" | "status", value, line)`` for each literal passed to ``record(...)``
+    or as ``event=`` / ``status=`` anywhere in the module."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "record" and node.args:
+            for value in _constants(node.args[0]):
+                yield "event", value, node.lineno
+            for value in _constants(node.args[1] if len(node.args) > 1 else None):
+                yield "status", value, node.lineno
+        for keyword in node.keywords:
+            if keyword.arg in ("event", "status"):
+                for value in _constants(keyword.value):
+                    yield keyword.arg, value, node.lineno
+
+
+def _statuses_for(path: Path) -> set[str]:
+    relative = path.relative_to(ROOT).as_posix()
+    if "incoming" in relative:
+        return set(IncomingStatus)
+    if "outgoing" in relative:
+        return set(OutgoingStatus)
+    return set(IncomingStatus) | set(OutgoingStatus)
+
+
+# Status values of other things than a case (a document's receipt, a reconciliation row).
+OTHER_STATUSES = {"accepted", "recorded", "matched", "unmatched", "transferred_out"}
+
+
+def test_every_recorded_event_and_status_is_in_the_vocabulary() -> None:
+    unknown = []
+    for path in CODE:
+        for kind, value, line in _recorded(path):
+            allowed = set(CaseEventName) if kind == "event" else _statuses_for(path)
+            if value not in allowed and not (kind == "status" and value in OTHER_STATUSES):
+                unknown.append(f"{path.relative_to(ROOT)}:{line} {kind} {value!r}")
+    assert unknown == []
+
+
+def test_every_event_name_is_recorded_somewhere() -> None:
+    text = "\n".join(path.read_text(encoding="utf-8") for path in CODE)
+    unused = [
+        name
+        for name in CaseEventName
+        if f'"{name.value}"' not in text and f"CaseEventName.{name.name}" not in text
+    ]
+    # The two notice events are built from the document type (``reminder_received``).
+    assert unused == [CaseEventName.REMINDER_RECEIVED, CaseEventName.ESCALATION_RECEIVED]
+    assert 'f"{notice.type.lower()}_received"' in text
+
+
+def _readme_states(side: str) -> set[str]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Case states", 1)[1].split("\n## ", 1)[0]
+    incoming, outgoing = section.split("\nOutgoing:", 1)
+    part = incoming if side == "incoming" else outgoing.split("Who is escalated", 1)[0]
+    return set(re.findall(r"`([a-z_]+)`", part))
+
+
+@pytest.mark.parametrize(
+    ("side", "statuses"), [("incoming", IncomingStatus), ("outgoing", OutgoingStatus)]
+)
+def test_the_readme_case_states_are_the_vocabulary(
+    side: str, statuses: type[IncomingStatus] | type[OutgoingStatus]
+) -> None:
+    shown = {s.value for s in statuses if s not in UNSHOWN}
+    assert _readme_states(side) == shown
