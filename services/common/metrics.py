@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from threading import Thread
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from wsgiref.simple_server import WSGIServer
 
 from fastapi import FastAPI
@@ -58,8 +58,16 @@ from services.common.tables import (
     SentDocumentRow,
 )
 
-if TYPE_CHECKING:
-    from services.common.bootstrap import Service
+
+class MeteredService(Protocol):
+    """What the metrics read of a service (services.common.bootstrap.Service is one):
+    named here so metrics need not import the bootstrap that starts them."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def side(self) -> str: ...
 
 log = logging.getLogger("medtransfer.metrics")
 
@@ -370,7 +378,7 @@ def build_registry(engine: Engine, side: str) -> CollectorRegistry:
 
 
 def install_metrics(
-    app: FastAPI, service: Service, inbound: InboundCounters | None = None
+    app: FastAPI, service: MeteredService, inbound: InboundCounters | None = None
 ) -> CollectorRegistry:
     """Add ``GET /metrics`` (Prometheus text format) to an API process.
 
@@ -402,7 +410,7 @@ def worker_metrics_port(side: str, environ: dict[str, str] | None = None) -> int
 
 
 def start_worker_metrics(
-    service: Service, port: int | None = None
+    service: MeteredService, port: int | None = None
 ) -> tuple[WSGIServer, Thread] | None:
     """Serve the side's metrics and the worker's process metrics on ``port`` (from the
     environment when not given; nothing is started when it is unset there)."""
