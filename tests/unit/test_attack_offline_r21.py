@@ -27,73 +27,31 @@ from contracts.documents import (
 from contracts.envelope import Envelope
 from domain.balance import BalancePolicy, decide_balance
 from domain.matching import main_remittance_id
-from domain.regions import load_region_registry
-from services.common import migrate
-from services.common.db import create_tables, make_engine
-from services.common.repository import RegionConnectivity
 from services.common.tables import CaseRow, LedgerEntry, SentDocumentRow
 from services.incoming_agency.app import new_case_row
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import EnrolmentRow
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory
+from tests.support.retiree_records import (
+    BALANCE,
+    BANK,
+    enrol,
+    outgoing_engine,
+    records,
+    retiree_request,
+)
 from workflows.outgoing.workflows import certificate_number
 from workflows.types import BankPayoutInput, CheckRequestInput, TransferOutInput
 
 pytestmark = pytest.mark.unit
 
-PERSON = PersonIdentity(id_number="11010519491231002X", name="测试参保人")
-BALANCE = 2_000_000
 CASE = "TR20261202ATTACK0001"
-BANK = BankAccount(
-    bank_name="中国工商银行", account_number="6222020200112233445", account_holder=PERSON.name
-)
 
 
 # --- the outgoing records (SQLite) ------------------------------------------------------------
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'outgoing.db'}")
-    create_tables(engine, migrate.database_models("outgoing"))
-    yield engine
-    engine.dispose()
-
-
-def enrol(engine: Engine, **changes: Any) -> None:
-    values: dict[str, Any] = {
-        "id_number": PERSON.id_number,
-        "name": PERSON.name,
-        "region": "110000",
-        "scheme": "employee",
-        "status": "suspended",
-        "enrolled_since": date(1990, 3, 1),
-        "suspended_on": date(2021, 5, 31),
-        "balance_fen": BALANCE,
-        "contribution_months": 372,
-        "retired": True,
-    } | changes
-    with Session(engine) as session:
-        session.add(EnrolmentRow(**values))
-        session.commit()
-
-
-def retiree_request(**changes: Any) -> TransferRequested:
-    return TransferRequested(
-        person=PERSON,
-        from_region="110000",  # Beijing
-        to_region="440300",  # Shenzhen: another province
-        from_scheme="employee",
-        to_scheme="employee",
-        reason="resettled with family",
-        applied_on=date(2026, 12, 1),
-        channel="online",
-        incoming_agency="深圳市医疗保障局",
-        resettled_retiree=True,
-        bank_account=BANK,
-    ).model_copy(update=changes)
-
-
-def records(engine: Engine) -> OutgoingRecordsSql:
-    return OutgoingRecordsSql(engine, RegionConnectivity(engine, load_region_registry()))
+    yield from outgoing_engine(tmp_path)
 
 
 def row(engine: Engine) -> EnrolmentRow:

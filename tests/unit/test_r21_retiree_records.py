@@ -7,78 +7,33 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from contracts.documents import BankAccount, PersonIdentity, TransferRequested
+from contracts.documents import TransferRequested
 from domain.matching import main_remittance_id
-from domain.regions import load_region_registry
-from services.common import migrate
-from services.common.db import create_tables, make_engine
-from services.common.repository import RegionConnectivity
 from services.common.tables import LedgerEntry
-from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
+from services.outgoing_agency.records import TransferOutRefused
 from services.outgoing_agency.tables import EnrolmentRow
+from tests.support.retiree_records import (
+    BALANCE,
+    enrol,
+    outgoing_engine,
+    records,
+    retiree_request,
+)
 from workflows.types import BankPayoutInput, CheckRequestInput, TransferOutInput
 
 pytestmark = pytest.mark.unit
 
-PERSON = PersonIdentity(id_number="11010519491231002X", name="测试参保人")
-BALANCE = 2_000_000
 CASE = "TR20261202RETIREE001"
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'outgoing.db'}")
-    create_tables(engine, migrate.database_models("outgoing"))
-    yield engine
-    engine.dispose()
-
-
-def enrol(engine: Engine, **changes: Any) -> None:
-    values: dict[str, Any] = {
-        "id_number": PERSON.id_number,
-        "name": PERSON.name,
-        "region": "110000",
-        "scheme": "employee",
-        "status": "suspended",
-        "enrolled_since": date(1990, 3, 1),
-        "suspended_on": date(2021, 5, 31),
-        "balance_fen": BALANCE,
-        "contribution_months": 372,
-        "retired": True,
-    } | changes
-    with Session(engine) as session:
-        session.add(EnrolmentRow(**values))
-        session.commit()
-
-
-def request(**changes: Any) -> TransferRequested:
-    return TransferRequested(
-        person=PERSON,
-        from_region="110000",  # Beijing
-        to_region="440300",  # Shenzhen: another province
-        from_scheme="employee",
-        to_scheme="employee",
-        reason="resettled with family",
-        applied_on=date(2026, 12, 1),
-        channel="online",
-        incoming_agency="深圳市医疗保障局",
-        resettled_retiree=True,
-        bank_account=BankAccount(
-            bank_name="中国工商银行",
-            account_number="6222020200112233445",
-            account_holder=PERSON.name,
-        ),
-    ).model_copy(update=changes)
-
-
-def records(engine: Engine) -> OutgoingRecordsSql:
-    return OutgoingRecordsSql(engine, RegionConnectivity(engine, load_region_registry()))
+    yield from outgoing_engine(tmp_path)
 
 
 def row(engine: Engine) -> EnrolmentRow:
@@ -108,7 +63,7 @@ def test_r21_retiree_on_record_refused_an_ordinary_transfer_and_nothing_claimed(
 ) -> None:
     enrol(engine)
     facts = records(engine).check_request(
-        CheckRequestInput(case_id=CASE, request=request(resettled_retiree=False))
+        CheckRequestInput(case_id=CASE, request=retiree_request(resettled_retiree=False))
     )
     assert [(r.code, r.rule, r.soft) for r in facts.refusals] == [
         ("RETIREE_OUTSIDE_TRANSFER", "R21", False)
@@ -122,13 +77,13 @@ def test_r21_payout_keeps_the_retiree_enrolled_and_pays_out_once(
 ) -> None:
     enrol(engine, status=status, suspended_on=None if status == "active" else date(2021, 5, 31))
     agency = records(engine)
-    facts = agency.check_request(CheckRequestInput(case_id=CASE, request=request()))
+    facts = agency.check_request(CheckRequestInput(case_id=CASE, request=retiree_request()))
     assert facts.refusals == []
     assert facts.retired
     assert row(engine).claimed_by_case == CASE
 
-    sheet = agency.transfer_out(payout(request()))
-    again = agency.transfer_out(payout(request()))  # a retry after the commit
+    sheet = agency.transfer_out(payout(retiree_request()))
+    again = agency.transfer_out(payout(retiree_request()))  # a retry after the commit
     assert sheet == again
     assert sheet.balance_fen == BALANCE
     after = row(engine)
@@ -149,7 +104,7 @@ def test_r21_payout_keeps_the_retiree_enrolled_and_pays_out_once(
     agency.release_claim(CASE)
     assert row(engine).claimed_by_case is None
     later = agency.check_request(
-        CheckRequestInput(case_id="TR20261202RETIREE002", request=request())
+        CheckRequestInput(case_id="TR20261202RETIREE002", request=retiree_request())
     )
     assert later.refusals == []
     assert later.balance_fen == 0
@@ -158,8 +113,11 @@ def test_r21_payout_keeps_the_retiree_enrolled_and_pays_out_once(
 def test_r21_zero_balance_payout_moves_nothing(engine: Engine) -> None:
     enrol(engine, balance_fen=0)
     agency = records(engine)
-    assert agency.check_request(CheckRequestInput(case_id=CASE, request=request())).refusals == []
-    sheet = agency.transfer_out(payout(request(), balance=0))
+    assert (
+        agency.check_request(CheckRequestInput(case_id=CASE, request=retiree_request())).refusals
+        == []
+    )
+    sheet = agency.transfer_out(payout(retiree_request(), balance=0))
     assert sheet.balance_fen == 0
     assert ledger(engine) == []
     assert row(engine).status == "suspended"
@@ -168,7 +126,7 @@ def test_r21_zero_balance_payout_moves_nothing(engine: Engine) -> None:
 def test_r21_payout_refused_without_this_case_s_claim(engine: Engine) -> None:
     enrol(engine)
     with pytest.raises(TransferOutRefused, match="not claimed"):
-        records(engine).transfer_out(payout(request()))
+        records(engine).transfer_out(payout(retiree_request()))
     assert row(engine).balance_fen == BALANCE
     assert ledger(engine) == []
 
@@ -176,7 +134,7 @@ def test_r21_payout_refused_without_this_case_s_claim(engine: Engine) -> None:
 def test_r16_ordinary_transfer_still_ends_the_enrolment(engine: Engine) -> None:
     enrol(engine, retired=False)
     agency = records(engine)
-    ordinary = request(resettled_retiree=False, bank_account=None)
+    ordinary = retiree_request(resettled_retiree=False, bank_account=None)
     assert agency.check_request(CheckRequestInput(case_id=CASE, request=ordinary)).refusals == []
     agency.transfer_out(
         payout(ordinary).model_copy(update={"balance_action": "remit", "balance_rule": "R18"})
