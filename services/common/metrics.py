@@ -69,6 +69,7 @@ class MeteredService(Protocol):
     @property
     def side(self) -> str: ...
 
+
 log = logging.getLogger("medtransfer.metrics")
 
 WORKER_PORT_ENV = "MEDTRANSFER_WORKER_METRICS_PORT"
