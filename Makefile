@@ -58,6 +58,7 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+	$(PY) -m tests.support.rule_index
 
 # The whole suite: unit, workflow (time-skipping test server) and integration (real Kafka,
 # Temporal and both services as processes). pytest's exit 5 (no tests collected) fails.

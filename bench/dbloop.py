@@ -20,7 +20,7 @@ from services.common.bootstrap import Service
 from services.common.db import create_tables, make_engine
 from services.common.repository import CaseRepository, RegionConnectivity
 from services.common.tables import CaseRow
-from services.incoming_agency.app import new_case_row
+from services.incoming_agency.applications import new_case_row
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.outgoing_agency.app import record_case

@@ -198,6 +198,16 @@ def owned_case(repository: CaseRepository, case_id: str, principal: Principal) -
     return row
 
 
+def problem_body(
+    code: str, message_en: str, *, rule: str | None = None, message_zh: str | None = None
+) -> ErrorBody:
+    """The error body of one reason (a use case's answer before it is HTTP)."""
+    return ErrorBody(
+        error=message_en,
+        reasons=[ErrorReason(code=code, rule=rule, message_en=message_en, message_zh=message_zh)],
+    )
+
+
 def problem(
     status: int,
     code: str,
@@ -206,10 +216,7 @@ def problem(
     rule: str | None = None,
     message_zh: str | None = None,
 ) -> JSONResponse:
-    body = ErrorBody(
-        error=message_en,
-        reasons=[ErrorReason(code=code, rule=rule, message_en=message_en, message_zh=message_zh)],
-    )
+    body = problem_body(code, message_en, rule=rule, message_zh=message_zh)
     return JSONResponse(status_code=status, content=body.model_dump(exclude_none=True))
 
 

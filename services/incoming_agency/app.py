@@ -4,10 +4,9 @@ Kafka entry point for platform documents coming back from outgoing agencies."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping
-from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -24,22 +23,13 @@ from contracts.documents import (
     TransferRequested,
 )
 from contracts.envelope import Envelope
-from domain.eligibility import (
-    OPEN_CASE_ELSEWHERE,
-    ApplicationFacts,
-    check_application,
-    refusal,
-)
 from domain.identity import (
     fingerprint,
-    mask_id,
     normalize_resident_id,
     personal_data_in_text,
 )
-from domain.vocabulary import IncomingStatus
 from services.common.api import (
     ErrorBody,
-    ErrorReason,
     owned_case,
     problem,
 )
@@ -47,9 +37,15 @@ from services.common.app_factory import build_agency_app
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service, build_service
 from services.common.inbound import HELD, signal
-from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.common.throttle import LoginThrottle
+from services.incoming_agency.applications import (
+    ApplicationIn,
+    Rejected,
+    SubmitApplication,
+    SubmitOut,
+    case_input,
+)
 from services.incoming_agency.certificates import create_certificate_router
 from services.incoming_agency.progress import ProgressRecords
 from services.incoming_agency.public import create_public_router
@@ -66,7 +62,6 @@ from workflows.incoming.workflows import (
 from workflows.types import (
     ClerkAction,
     CorrectionSignal,
-    IncomingCaseInput,
     IncomingResidualInput,
     MismatchResolution,
     WithdrawSignal,
@@ -74,57 +69,12 @@ from workflows.types import (
 
 log = logging.getLogger("medtransfer.incoming")
 
-# An application dated earlier than this is refused (a typo or a replayed form).
-MAX_APPLICATION_AGE_DAYS = 366
-
 OPEN_FOR_WITHDRAWAL = {
     "submitted",
     "waiting_region_connection",
     "awaiting_transfer_out",
     "refused_correctable",
 }
-
-
-class PersonIn(BaseModel):
-    id_number: str = Field(min_length=15, max_length=18, repr=False)
-    name: str = Field(min_length=1, max_length=100, repr=False)
-
-
-class BankAccountIn(BaseModel):
-    bank_name: str = Field(min_length=1, max_length=100)
-    account_number: str = Field(min_length=12, max_length=40, repr=False)
-    account_holder: str = Field(min_length=1, max_length=100, repr=False)
-
-
-class ApplicationIn(BaseModel):
-    """A transfer application (R10, R11): the person, where from and to, which schemes."""
-
-    person: PersonIn
-    from_region: str = Field(pattern=r"^\d{6}$", description="Outgoing region (行政区划代码)")
-    to_region: str = Field(pattern=r"^\d{6}$", description="Incoming region, served by this agency")
-    from_scheme: Literal["employee", "resident"]
-    to_scheme: Literal["employee", "resident"]
-    reason: FreeText = ""
-    channel: Literal["online", "counter", "outgoing_entry"] = "online"
-    applied_on: date | None = Field(default=None, description="Defaults to today (China time)")
-    incoming_enrolled_since: date | None = Field(
-        default=None, description="Start of the enrolment here (R2, R3, R4)"
-    )
-    left_outgoing_on: date | None = Field(default=None, description="When the person left (R3)")
-    resettled_retiree: bool = False
-    bank_account: BankAccountIn | None = None
-
-
-class SubmitOut(BaseModel):
-    case_id: str
-    status: str
-    duplicate_of_open_case: bool
-    case_url: str
-    access_secret: str | None = Field(
-        default=None,
-        description="R17: the person's secret to query progress at /public/progress with the "
-        "case number, given once (only its hash is kept); null when it was given already",
-    )
 
 
 class ProgressOut(BaseModel):
@@ -197,52 +147,6 @@ def progress_of(row: CaseRow) -> ProgressOut:
         predicted_completion=None if row.terminal or not due else date.fromisoformat(due),
         you_can_zh=can_zh,
         you_can_en=can_en,
-    )
-
-
-def new_case_id(applied_on: date) -> str:
-    """TR, the date and 10 random hex characters, the first a letter: the date and the
-    random part never join into a 12-digit run the log scrubber would mask as an account
-    or ID number (it did for about one case in seven, hiding its id in the logs)."""
-    random = uuid.uuid4().hex.upper()
-    return f"TR{applied_on:%Y%m%d}{'ABCDEF'[int(random[0], 16) % 6]}{random[1:10]}"
-
-
-def new_case_row(request: TransferRequested, incoming_enrolled_since: date | None) -> CaseRow:
-    """The incoming agency's record of an accepted application (R11), open until closed."""
-    person_key = fingerprint(request.person.id_number)
-    now = utcnow()
-    return CaseRow(
-        case_id=new_case_id(request.applied_on),
-        status=IncomingStatus.SUBMITTED.value,
-        status_since=now,
-        from_region=request.from_region,
-        to_region=request.to_region,
-        from_scheme=request.from_scheme,
-        to_scheme=request.to_scheme,
-        person_key=person_key,
-        id_masked=mask_id(request.person.id_number),
-        open_key=f"{person_key}:{request.from_region}:{request.to_region}",
-        application=request.model_dump(mode="json"),
-        facts={
-            "incoming_enrolled_since": incoming_enrolled_since.isoformat()
-            if incoming_enrolled_since
-            else None
-        },
-        created_at=now,
-        updated_at=now,
-    )
-
-
-def case_input(row: CaseRow) -> IncomingCaseInput:
-    """What the case workflow starts from: the application as recorded."""
-    request = TransferRequested.model_validate(row.application)
-    enrolled_since = (row.facts or {}).get("incoming_enrolled_since")
-    return IncomingCaseInput(
-        case_id=row.case_id,
-        request=request,
-        accepted_on=request.applied_on,
-        incoming_enrolled_since=date.fromisoformat(enrolled_since) if enrolled_since else None,
     )
 
 
@@ -396,6 +300,8 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
         except WorkflowAlreadyStartedError:
             pass  # started by an earlier attempt of this same submission
 
+    submit_application = SubmitApplication(service, start_case, progress_records)
+
     @app.post(
         "/v1/applications",
         status_code=201,
@@ -414,113 +320,20 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
         """Accept an application (R11) and start its case; refusals come back as 422 with
         reason codes and the rule (R1, R3, ...), in Chinese and English."""
         require_party(principal, body.to_region, "incoming")
-        today = service.today()
-        applied_on = body.applied_on or today
-        if applied_on > today:
-            return problem(422, "APPLIED_ON_IN_FUTURE", "applied_on is after today (China time)")
-        if applied_on < today - timedelta(days=MAX_APPLICATION_AGE_DAYS):
-            return problem(
-                422,
-                "APPLIED_ON_TOO_OLD",
-                f"applied_on is more than {MAX_APPLICATION_AGE_DAYS} days ago",
-            )
-        refusals = check_application(
-            ApplicationFacts(
-                id_number=body.person.id_number,
-                from_region=body.from_region,
-                to_region=body.to_region,
-                from_scheme=body.from_scheme,
-                to_scheme=body.to_scheme,
-                applied_on=applied_on,
-                incoming_enrolled_since=body.incoming_enrolled_since,
-                left_outgoing_on=body.left_outgoing_on,
-                bank_account=body.bank_account.account_number if body.bank_account else None,
-                resettled_retiree=body.resettled_retiree,
-            ),
-            service.registry,
-        )
-        if refusals:
-            error = ErrorBody(
-                error="application refused",
-                reasons=[
-                    ErrorReason(
-                        code=r.code, rule=r.rule, message_en=r.message_en, message_zh=r.message_zh
-                    )
-                    for r in refusals
-                ],
-            )
-            return JSONResponse(status_code=422, content=error.model_dump(exclude_none=True))
-        if body.to_region not in service.served:
-            return problem(
-                422,
-                "NOT_OUR_REGION",
-                f"region {body.to_region} is not served by this agency",
-                rule="R11",
-            )
-        id_number = normalize_resident_id(body.person.id_number)
-        request = TransferRequested(
-            person=PersonIdentity(id_number=id_number, name=body.person.name),
-            from_region=body.from_region,
-            to_region=body.to_region,
-            from_scheme=body.from_scheme,
-            to_scheme=body.to_scheme,
-            reason=body.reason,
-            applied_on=applied_on,
-            channel=body.channel,
-            incoming_agency=f"medical insurance agency of region {body.to_region}",
-            resettled_retiree=body.resettled_retiree,
-            bank_account=BankAccount(**body.bank_account.model_dump())
-            if body.bank_account
-            else None,
-        )
-        candidate = new_case_row(request, body.incoming_enrolled_since)
-        elsewhere = service.repository.open_case_of_person(
-            candidate.person_key, except_open_key=candidate.open_key
-        )
-        if elsewhere is not None:
-            # R5: two transfers of one person at once would enrol the person twice.
-            reason = refusal(OPEN_CASE_ELSEWHERE)
-            error = ErrorBody(
-                error="application refused",
-                reasons=[
-                    ErrorReason(
-                        code=reason.code,
-                        rule=reason.rule,
-                        message_en=reason.message_en,
-                        message_zh=reason.message_zh,
-                    )
-                ],
-            )
-            return JSONResponse(status_code=409, content=error.model_dump(exclude_none=True))
-        row = service.repository.insert_case(candidate)
-        duplicate = row.case_id != candidate.case_id
-        # A duplicate resubmission also (re)starts the case, in case the first attempt's
-        # start was lost: the workflow id makes this idempotent.
-        try:
-            await start_case(row)
-        except Exception:
-            log.exception("could not start the workflow of case %s", row.case_id)
-            return problem(
-                503,
-                "WORKFLOW_UNAVAILABLE",
-                "the case was recorded but could not be started; "
-                "submit the same application again to resume it",
-            )
+        outcome = await submit_application(body)
+        if isinstance(outcome, Rejected):
+            content = outcome.body.model_dump(exclude_none=True)
+            return JSONResponse(status_code=outcome.status, content=content)
         out = SubmitOut(
-            case_id=row.case_id,
-            status=row.status,
-            duplicate_of_open_case=duplicate,
-            case_url=f"/v1/cases/{row.case_id}",
-            # R17: issued once the case has started (a resubmission after a failed start
-            # gets it; one after the first answer does not).
-            access_secret=progress_records.issue_secret(row.case_id),
-        )
-        log.info(
-            "application %s case %s", "duplicate of" if duplicate else "accepted as", row.case_id
+            case_id=outcome.row.case_id,
+            status=outcome.row.status,
+            duplicate_of_open_case=outcome.duplicate,
+            case_url=f"/v1/cases/{outcome.row.case_id}",
+            access_secret=outcome.access_secret,
         )
         # The answer carries the access secret in clear (once): never kept by a cache.
         return JSONResponse(
-            status_code=200 if duplicate else 201,
+            status_code=200 if outcome.duplicate else 201,
             content=out.model_dump(),
             headers={"Cache-Control": "no-store"},
         )

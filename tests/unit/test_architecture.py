@@ -36,7 +36,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/incoming_agency/progress.py", "_case_html"),
         ("services/incoming_agency/public.py", "create_public_router"),
         ("services/incoming_agency/app.py", "create_app"),
-        ("services/incoming_agency/app.py", "submit"),
         ("services/incoming_agency/app.py", "perform_action"),
         ("services/incoming_agency/certificates.py", "create_certificate_router"),
         ("services/audit/chain.py", "verify_chain"),

@@ -28,7 +28,7 @@ from contracts.envelope import Envelope
 from domain.balance import BalancePolicy, decide_balance
 from domain.matching import main_remittance_id
 from services.common.tables import CaseRow, LedgerEntry, SentDocumentRow
-from services.incoming_agency.app import new_case_row
+from services.incoming_agency.applications import new_case_row
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import EnrolmentRow
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory

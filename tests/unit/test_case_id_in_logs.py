@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from services.common.logging import scrub
-from services.incoming_agency.app import new_case_id
+from services.incoming_agency.applications import new_case_id
 
 pytestmark = pytest.mark.unit
 

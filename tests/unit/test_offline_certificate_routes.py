@@ -26,7 +26,7 @@ from contracts.documents import (
 )
 from contracts.envelope import Envelope
 from domain.identity import resident_id_check_char
-from services.incoming_agency.app import new_case_row
+from services.incoming_agency.applications import new_case_row
 from services.outgoing_agency.certificates import CertificateStoreSql
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory
 from workflows.outgoing.workflows import certificate_number

@@ -35,7 +35,7 @@ from services.cli.api import ApiError, Reason
 from services.cli.render import print_error
 from services.common.auth import ROLES, key_hash
 from services.common.config import Side
-from services.incoming_agency.app import new_case_row
+from services.incoming_agency.applications import new_case_row
 from tests.support.inprocess import InProcessAgency, inprocess_app, without_broker
 
 pytestmark = pytest.mark.unit

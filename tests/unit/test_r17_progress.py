@@ -23,7 +23,7 @@ from sqlalchemy import select
 from contracts.documents import BankAccount, PersonIdentity, TransferRequested
 from domain.eligibility import ACCOUNT_FROZEN, CONTRIBUTION_ARREARS, ENROLMENT_ACTIVE
 from domain.identity import mask_id, resident_id_check_char
-from services.incoming_agency.app import new_case_row
+from services.incoming_agency.applications import new_case_row
 from services.incoming_agency.progress import (
     ProgressLookup,
     ProgressRecords,
