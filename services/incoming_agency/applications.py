@@ -211,12 +211,13 @@ class SubmitApplication:
                     "submit the same application again to resume it",
                 ),
             )
+        # R17: issued once the case has started (a resubmission after a failed start gets
+        # it; one after the first answer does not).
+        secret = self.progress.issue_secret(row.case_id)
         log.info(
             "application %s case %s", "duplicate of" if duplicate else "accepted as", row.case_id
         )
-        # R17: issued once the case has started (a resubmission after a failed start gets
-        # it; one after the first answer does not).
-        return Accepted(row, duplicate, self.progress.issue_secret(row.case_id))
+        return Accepted(row, duplicate, secret)
 
 
 def application_facts(body: ApplicationIn, applied_on: date) -> ApplicationFacts:
