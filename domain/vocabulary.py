@@ -121,3 +121,17 @@ class CaseEventName(StrEnum):
     RESIDUAL_CREDIT_CONFIRMED = "residual_credit_confirmed"
     ENROLMENT_UPSERTED = "enrolment_upserted"
     INSURANCE_CERTIFICATE_PRINTED = "insurance_certificate_printed"
+
+
+class ClerkActionName(StrEnum):
+    """The incoming agency's clerk actions on a case, as the API paths and the operations
+    page name them (services/incoming_agency/app.py perform_action checks each against
+    the case's status)."""
+
+    RETRY_DELIVERY = "retry-delivery"  # R23: re-check a region now
+    RETRY_STEP = "retry-step"  # a failed step or a held sheet, re-run
+    OFFLINE_CHANNEL = "offline-channel"  # R10/R23
+    CANCEL = "cancel"
+    CREDIT_RECEIVED = "credit-received"  # R15: credit what arrived
+    RETURN_TO_SENDER = "return-to-sender"  # R15/R16
+    ACCEPT_CORRECTION = "accept-correction"  # R5-R8

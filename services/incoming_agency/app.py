@@ -28,6 +28,7 @@ from domain.identity import (
     normalize_resident_id,
     personal_data_in_text,
 )
+from domain.vocabulary import ClerkActionName
 from services.common.api import (
     ErrorBody,
     owned_case,
@@ -442,7 +443,7 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
             return 422, text_problem
         clerk_action = ClerkAction(clerk=principal.agency, reason=reason)
         accepted: CorrectionSignal | None = None
-        if action == "accept-correction" and row.status == "refused_correctable":
+        if action == ClerkActionName.ACCEPT_CORRECTION and row.status == "refused_correctable":
             try:
                 corrected = corrected_request(row, correction_from_form(row, correction or {}))
             except ValidationError as exc:
@@ -455,23 +456,27 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
                 request=corrected, submitted_by=principal.agency, reason=reason
             )
         allowed, signal, payload = {
-            "retry-delivery": ({"waiting_region_connection"}, "retry_delivery", clerk_action),
-            "offline-channel": (
+            ClerkActionName.RETRY_DELIVERY: (
+                {"waiting_region_connection"},
+                "retry_delivery",
+                clerk_action,
+            ),
+            ClerkActionName.OFFLINE_CHANNEL: (
                 {"waiting_region_connection", "awaiting_transfer_out"},
                 "switch_offline",
                 clerk_action,
             ),
-            "cancel": (
+            ClerkActionName.CANCEL: (
                 OPEN_FOR_WITHDRAWAL,
                 "withdraw",
                 WithdrawSignal(reason=reason or "cancelled", clerk=principal.agency),
             ),
-            "credit-received": (
+            ClerkActionName.CREDIT_RECEIVED: (
                 {"balance_mismatch"},
                 "resolve_mismatch",
                 MismatchResolution(decision="credit_received", clerk=principal.agency, note=reason),
             ),
-            "return-to-sender": (
+            ClerkActionName.RETURN_TO_SENDER: (
                 {"balance_mismatch"},
                 "resolve_mismatch",
                 MismatchResolution(
@@ -479,10 +484,14 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
                 ),
             ),
             # R5-R8: a soft refusal is corrected on the same case and the request sent again.
-            "accept-correction": ({"refused_correctable"}, "accept_correction", accepted),
+            ClerkActionName.ACCEPT_CORRECTION: (
+                {"refused_correctable"},
+                "accept_correction",
+                accepted,
+            ),
             # A step the case was escalated for (STEP_FAILED) or a held sheet, re-run.
-            "retry-step": (retry_statuses(row), "retry_step", clerk_action),
-        }[action]
+            ClerkActionName.RETRY_STEP: (retry_statuses(row), "retry_step", clerk_action),
+        }[ClerkActionName(action)]
         if row.status not in allowed:
             return 409, f"a case in status {row.status} does not take the action {action}"
         if signal in ("withdraw", "switch_offline"):
@@ -521,7 +530,7 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Re-check now whether a region that was not connected has gone live (R23)."""
-        return await clerk_action(case_id, principal, "retry-delivery", body.reason)
+        return await clerk_action(case_id, principal, ClerkActionName.RETRY_DELIVERY, body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/retry-step",
@@ -535,7 +544,7 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
     ) -> JSONResponse:
         """Re-run a step the case was escalated for (STEP_FAILED), or let a held sheet go on
         after checking it with the outgoing agency (R13)."""
-        return await clerk_action(case_id, principal, "retry-step", body.reason)
+        return await clerk_action(case_id, principal, ClerkActionName.RETRY_STEP, body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/offline-channel",
@@ -548,7 +557,7 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Continue the case by the offline channel (R23, after an escalation)."""
-        return await clerk_action(case_id, principal, "offline-channel", body.reason)
+        return await clerk_action(case_id, principal, ClerkActionName.OFFLINE_CHANNEL, body.reason)
 
     @app.post(
         "/v1/cases/{case_id}/actions/cancel", status_code=202, responses={409: {"model": ErrorBody}}
@@ -559,7 +568,7 @@ def create_app(service: Service | None = None) -> FastAPI:  # noqa: C901 (issue 
         principal: Principal = a_clerk,
     ) -> JSONResponse:
         """Cancel a case before transfer-out, with a reason; the outgoing agency is told."""
-        return await clerk_action(case_id, principal, "cancel", body.reason)
+        return await clerk_action(case_id, principal, ClerkActionName.CANCEL, body.reason)
 
     # R10/R23: the insurance certificate the person brings, loaded at the counter.
     app.include_router(create_certificate_router(service, agency))

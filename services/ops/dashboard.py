@@ -23,6 +23,7 @@ from starlette.datastructures import FormData
 from domain.articles import citation_zh
 from domain.calendar import WorkingDayCalendar
 from domain.guidance import step_text
+from domain.vocabulary import ClerkActionName
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
@@ -44,12 +45,12 @@ LEGACY_KEY_COOKIE = "mt_key"  # the raw API key earlier versions kept: cleared a
 AT_RISK_WORKING_DAYS = 2
 # action name in the page -> (label, API action)
 ACTIONS = {
-    "retry-delivery": "Re-check region now 立即重试",
-    "retry-step": "Retry the failed step 重试失败步骤",
-    "offline-channel": "Continue offline 转线下办理",
-    "cancel": "Cancel case 撤销",
-    "credit-received": "Credit what arrived 按到账金额入账",
-    "return-to-sender": "Return to sender 退回转出地",
+    ClerkActionName.RETRY_DELIVERY: "Re-check region now 立即重试",
+    ClerkActionName.RETRY_STEP: "Retry the failed step 重试失败步骤",
+    ClerkActionName.OFFLINE_CHANNEL: "Continue offline 转线下办理",
+    ClerkActionName.CANCEL: "Cancel case 撤销",
+    ClerkActionName.CREDIT_RECEIVED: "Credit what arrived 按到账金额入账",
+    ClerkActionName.RETURN_TO_SENDER: "Return to sender 退回转出地",
 }
 SCHEMES = ("employee", "resident")
 
@@ -561,7 +562,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         return await acted(
             case_id,
             session.principal,
-            "accept-correction",
+            ClerkActionName.ACCEPT_CORRECTION,
             field(form, "reason"),
             correction=correction,
         )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from domain.vocabulary import CaseEventName, IncomingStatus, OutgoingStatus
+from domain.vocabulary import CaseEventName, ClerkActionName, IncomingStatus, OutgoingStatus
 
 pytestmark = pytest.mark.unit
 
@@ -99,3 +99,10 @@ def test_the_readme_case_states_are_the_vocabulary(
 ) -> None:
     shown = {s.value for s in statuses if s not in UNSHOWN}
     assert _readme_states(side) == shown
+
+
+def test_the_operations_page_offers_every_clerk_action() -> None:
+    from services.ops.dashboard import ACTIONS
+
+    # accept-correction has a form of its own (the corrected document), not a button.
+    assert set(ACTIONS) | {ClerkActionName.ACCEPT_CORRECTION} == set(ClerkActionName)
