@@ -117,6 +117,10 @@ class CaseFlow:
         self._seen.add(envelope.message_id)
         self.inbox.append(envelope)
 
+    def holds(self, types: Collection[str]) -> bool:
+        """Whether a document of one of ``types`` waits in the inbox (not taken)."""
+        return any(e.type in types for e in self.inbox)
+
     def take(self, types: Collection[str]) -> Envelope | None:
         for index, envelope in enumerate(self.inbox):
             if envelope.type in types:
@@ -139,7 +143,7 @@ class CaseFlow:
         ``also`` becomes true."""
 
         def ready() -> bool:
-            return any(e.type in types for e in self.inbox) or also()
+            return self.holds(types) or also()
 
         timeout = None if until is None else seconds_until(until, workflow.now())
         if timeout is not None and timeout <= 0 and not ready():
@@ -157,7 +161,7 @@ class CaseFlow:
 
     async def _notices(self) -> None:
         while True:
-            await workflow.wait_condition(lambda: any(e.type in NOTICE_TYPES for e in self.inbox))
+            await workflow.wait_condition(lambda: self.holds(NOTICE_TYPES))
             notice = self.take(NOTICE_TYPES)
             assert notice is not None
             if notice.type == "Escalation":
@@ -299,22 +303,23 @@ class CaseFlow:
     # The limits' deadlines, computed by the rules in domain/limits.py.
     def transfer_in_deadline(self, received_on: date) -> Deadline:
         """R13: the incoming agency's own working days from ``received_on``."""
-        assert self.calendar is not None, "load_context first"
-        deadline = compute_transfer_in_deadline(received_on, self.limits, self.calendar)
-        self._note_fallback(deadline)
-        return deadline
+        return self._limit(compute_transfer_in_deadline, received_on)
 
     def soft_refusal_deadline(self, refused_on: date) -> Deadline:
         """R5-R8: the last day a soft refusal can be corrected on the same case."""
-        assert self.calendar is not None, "load_context first"
-        deadline = compute_soft_refusal_deadline(refused_on, self.limits, self.calendar)
-        self._note_fallback(deadline)
-        return deadline
+        return self._limit(compute_soft_refusal_deadline, refused_on)
 
     def not_connected_escalation(self, waiting_since: date) -> Deadline:
         """R23: the day a case waiting for a region to go live goes to a clerk."""
+        return self._limit(compute_not_connected_escalation, waiting_since)
+
+    def _limit(
+        self,
+        compute: Callable[[date, CaseLimits, WorkingDayCalendar], Deadline],
+        start: date,
+    ) -> Deadline:
         assert self.calendar is not None, "load_context first"
-        deadline = compute_not_connected_escalation(waiting_since, self.limits, self.calendar)
+        deadline = compute(start, self.limits, self.calendar)
         self._note_fallback(deadline)
         return deadline
 

@@ -17,29 +17,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.specification import AsyncAPI
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from services.common.bootstrap import Service, build_service
-from services.common.config import Settings, Side
+from services.common.config import FixedSettings, Side
 
 TOPIC_PREFIX = "medtransfer"
 ASYNCAPI_VERSION = "3.0.0"
 SERVICE_NAMES: dict[Side, str] = {"incoming": "incoming-agency", "outgoing": "outgoing-agency"}
-
-
-class _FixedSettings(Settings):
-    """Settings from explicit values and defaults only: no environment, no files."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def api_documents() -> dict[str, dict[str, dict[str, Any]]]:
@@ -56,7 +40,7 @@ def api_documents() -> dict[str, dict[str, dict[str, Any]]]:
     result: dict[str, dict[str, dict[str, Any]]] = {"openapi": {}, "asyncapi": {}}
     with tempfile.TemporaryDirectory(prefix="medtransfer-api-docs-") as tmp, _logging_kept():
         for side, tables, create_app in sides:
-            settings = _FixedSettings(
+            settings = FixedSettings(
                 data_dir=Path(tmp) / side / "data",
                 keys_dir=Path(tmp) / side / "keys",
                 key_registry_file=Path(tmp) / "trust" / "registry.json",

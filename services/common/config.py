@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from contracts.topics import Topics
 
@@ -136,3 +136,19 @@ class Settings(BaseSettings):
         if explicit:
             return explicit
         return f"sqlite:///{self.data_dir / f'{side}-agency.db'}"
+
+
+class FixedSettings(Settings):
+    """Settings from explicit values and defaults only, never the environment or a file:
+    for output that must be the same on every machine (the API documents) and for tests."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)

@@ -21,7 +21,6 @@ import pytest
 from fastapi import FastAPI
 from faststream.kafka import TestKafkaBroker
 from pydantic import BaseModel
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -29,7 +28,7 @@ from contracts.envelope import Envelope
 from contracts.local_trust import sign_locally
 from domain.identity import fingerprint, mask_id
 from services.common.bootstrap import Service, build_service
-from services.common.config import Settings, Side
+from services.common.config import FixedSettings, Settings, Side
 from services.common.inbound import InboundHandler
 from services.common.tables import CaseRow
 from services.incoming_agency.app import create_app as create_incoming
@@ -93,21 +92,6 @@ class FakeHandle:
 
     async def describe(self) -> None:
         self._must_run()
-
-
-class FixedSettings(Settings):
-    """Settings from explicit values and defaults only, never the environment."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 @contextmanager

@@ -42,10 +42,13 @@ def rules_in_test_name(name: str) -> set[str]:
     return {f"R{m.group(1)}" for part in name.split("_") if (m := _TEST_RULE.match(part))}
 
 
-def _definitions(tree: ast.Module) -> Iterator[tuple[str, ast.AST]]:
+Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+
+
+def _definitions(tree: ast.Module) -> Iterator[tuple[str, Definition]]:
     """Every function and class with its dotted name inside the module."""
 
-    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[str, ast.AST]]:
+    def walk(node: ast.AST, prefix: str) -> Iterator[tuple[str, Definition]]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 name = f"{prefix}{child.name}"
@@ -61,11 +64,7 @@ def _innermost_owner(tree: ast.Module) -> dict[int, str]:
     """Line number -> dotted name of the innermost function or class holding it."""
     owner: dict[int, str] = {}
     spans = sorted(
-        (
-            (node.lineno, node.end_lineno or node.lineno, name)
-            for name, node in _definitions(tree)
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-        ),
+        ((node.lineno, node.end_lineno or node.lineno, name) for name, node in _definitions(tree)),
         key=lambda span: span[1] - span[0],
         reverse=True,
     )

@@ -513,7 +513,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         """An answer to a stop that arrives after the sheet: the refusal is recorded (the
         case goes on); an acceptance after a sheet contradicts it, so a clerk looks."""
         while True:
-            await workflow.wait_condition(lambda: any(e.type in ANSWER for e in flow.inbox))
+            await workflow.wait_condition(lambda: flow.holds(ANSWER))
             document = flow.take(ANSWER)
             assert document is not None
             answer = document.document_as(WithdrawalAnswered)

@@ -110,7 +110,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         flow = self.adopt(CaseFlow(case.case_id, "outgoing", case.region))
         flow.listen_for_notices()
         # The request comes with the start (signal-with-start); wait for it all the same.
-        await workflow.wait_condition(lambda: any(e.type in REQUEST for e in flow.inbox))
+        await workflow.wait_condition(lambda: flow.holds(REQUEST))
         first = flow.take(REQUEST)
         assert first is not None, "an outgoing case starts with a transfer request"
         request = first.document_as(TransferRequested)
@@ -381,7 +381,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         online: a switch arriving later is answered as any late one."""
         with contextlib.suppress(TimeoutError):
             await workflow.wait_condition(
-                lambda: any(e.type in WITHDRAWAL for e in flow.inbox),
+                lambda: flow.holds(WITHDRAWAL),
                 timeout=ANNOUNCED_SWITCH_WAIT,
             )
 
@@ -468,11 +468,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         reaches the incoming agency first (one case, one partition, in order)."""
         while True:
             await workflow.wait_condition(
-                lambda: (
-                    self._sheet_delivered
-                    and not self._closing
-                    and any(e.type in WITHDRAWAL for e in flow.inbox)
-                )
+                lambda: self._sheet_delivered and not self._closing and flow.holds(WITHDRAWAL)
             )
             stop = flow.take(WITHDRAWAL)
             assert stop is not None
@@ -528,7 +524,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 "A clerk checks the record and retries, or the case is withdrawn.",
                 zh="转出记录处理失败（{error_type}），未扣减余额，请经办人员核查后重试。",
                 rule="R16",
-                give_up=lambda: any(e.type in WITHDRAWAL for e in flow.inbox),
+                give_up=lambda: flow.holds(WITHDRAWAL),
             )
             return None
 
