@@ -137,33 +137,12 @@ def decide_balance(
     platform goes to the person's bank account if one is known, otherwise it stays a
     remittance that waits (R23).
     """
-    if isinstance(balance_fen, bool) or not isinstance(balance_fen, int) or balance_fen < 0:
-        raise ValueError("balance_fen must be a non-negative integer")
-    if not (is_region_code(from_region) and is_region_code(to_region)):
-        raise ValueError("region codes are six digits")
-    if from_region == to_region:
-        raise ValueError("same pooling region: no transfer case (R1)")
-
+    _check_inputs(from_region, to_region, balance_fen)
     cross_province = not same_province(from_region, to_region)
 
     # R21: the retiree's account is paid out; the enrolment is not transferred.
     if resettled_retiree and cross_province and from_scheme == "employee":
-        if balance_fen == 0:
-            return _decision(
-                "none",
-                0,
-                "R21",
-                "Retiree resettled in another province: there is no balance to pay out.",
-                "跨省异地安置退休人员，个人账户无余额需要支付。",
-            )
-        return _decision(
-            "pay_to_bank",
-            balance_fen,
-            "R21",
-            "Retiree resettled in another province: paid to the retiree's own bank account.",
-            "跨省异地安置退休人员，个人账户余额支付至本人银行账户。",
-            has_bank_account=has_bank_account,
-        )
+        return _retiree_payout(balance_fen, has_bank_account)
 
     # R12: only a balance held in a personal account moves; the resident scheme has none.
     if balance_fen == 0 or from_scheme == "resident":
@@ -175,6 +154,28 @@ def decide_balance(
             "无个人账户余额需要处理。",
         )
 
+    return _moved_balance(
+        from_region,
+        to_scheme,
+        balance_fen,
+        cross_province=cross_province,
+        incoming_connected=incoming_connected,
+        has_bank_account=has_bank_account,
+        policy=policy,
+    )
+
+
+def _moved_balance(
+    from_region: str,
+    to_scheme: Scheme,
+    balance_fen: Fen,
+    *,
+    cross_province: bool,
+    incoming_connected: bool,
+    has_bank_account: bool,
+    policy: BalancePolicy,
+) -> BalanceDecision:
+    """A balance held in an employee personal account: R22, R20, R18, then R19/R23."""
     # R22
     if to_scheme == "resident":
         return _decision(
@@ -186,43 +187,80 @@ def decide_balance(
             has_bank_account=has_bank_account,
         )
 
-    action: BalanceAction
     if not cross_province:
         # R20
         province = province_of(from_region)
         action = policy.intra_province_action(province)
-        rule = "R20"
         why_en = f"Transfer within province {province}: per-province policy."
         why_zh = f"省内（{province}）转移，按本省政策处理。"
         if action != "remit":
             return _decision(
-                action, balance_fen, rule, why_en, why_zh, has_bank_account=has_bank_account
+                action, balance_fen, "R20", why_en, why_zh, has_bank_account=has_bank_account
             )
+        remittance = _decision("remit", balance_fen, "R20", why_en, why_zh)
     else:
         # R18
-        action = "remit"
-        rule = "R18"
-        why_en = "Cross-province transfer: the balance follows the enrolment."
-        why_zh = "跨省转移，个人账户余额随参保关系转移。"
-
-    if not incoming_connected:
-        if has_bank_account:
-            # R19
-            return _decision(
-                "pay_to_bank",
-                balance_fen,
-                "R19",
-                "The incoming region is not connected to the national platform, so the"
-                " balance is paid to the person's own bank account instead.",
-                "转入地尚未接入国家医保信息平台，余额改为支付至本人银行账户。",
-            )
-        # R23: nothing is paid out or lost; the remittance waits until the region is live.
-        return _decision(
+        remittance = _decision(
             "remit",
             balance_fen,
-            "R23",
-            "The incoming region is not yet connected to the national platform and no bank"
-            " account is known: the remittance waits until the region goes live.",
-            "转入地尚未接入国家医保信息平台且无本人银行账户，待转入地接入后再划转。",
+            "R18",
+            "Cross-province transfer: the balance follows the enrolment.",
+            "跨省转移，个人账户余额随参保关系转移。",
         )
-    return _decision(action, balance_fen, rule, why_en, why_zh)
+    if incoming_connected:
+        return remittance
+    return _remittance_to_a_region_not_connected(balance_fen, has_bank_account)
+
+
+def _check_inputs(from_region: str, to_region: str, balance_fen: Fen) -> None:
+    if isinstance(balance_fen, bool) or not isinstance(balance_fen, int) or balance_fen < 0:
+        raise ValueError("balance_fen must be a non-negative integer")
+    if not (is_region_code(from_region) and is_region_code(to_region)):
+        raise ValueError("region codes are six digits")
+    if from_region == to_region:
+        raise ValueError("same pooling region: no transfer case (R1)")
+
+
+def _retiree_payout(balance_fen: Fen, has_bank_account: bool) -> BalanceDecision:
+    """R21: a retiree resettled in another province is paid out, even with nothing to pay
+    (the case is a payout, not a transfer: its rule tells both agencies so)."""
+    if balance_fen == 0:
+        return _decision(
+            "none",
+            0,
+            "R21",
+            "Retiree resettled in another province: there is no balance to pay out.",
+            "跨省异地安置退休人员，个人账户无余额需要支付。",
+        )
+    return _decision(
+        "pay_to_bank",
+        balance_fen,
+        "R21",
+        "Retiree resettled in another province: paid to the retiree's own bank account.",
+        "跨省异地安置退休人员，个人账户余额支付至本人银行账户。",
+        has_bank_account=has_bank_account,
+    )
+
+
+def _remittance_to_a_region_not_connected(
+    balance_fen: Fen, has_bank_account: bool
+) -> BalanceDecision:
+    if has_bank_account:
+        # R19
+        return _decision(
+            "pay_to_bank",
+            balance_fen,
+            "R19",
+            "The incoming region is not connected to the national platform, so the"
+            " balance is paid to the person's own bank account instead.",
+            "转入地尚未接入国家医保信息平台，余额改为支付至本人银行账户。",
+        )
+    # R23: nothing is paid out or lost; the remittance waits until the region is live.
+    return _decision(
+        "remit",
+        balance_fen,
+        "R23",
+        "The incoming region is not yet connected to the national platform and no bank"
+        " account is known: the remittance waits until the region goes live.",
+        "转入地尚未接入国家医保信息平台且无本人银行账户，待转入地接入后再划转。",
+    )

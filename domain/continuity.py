@@ -551,76 +551,24 @@ def assess_continuity(
     (default ``transfer_on``): it fixes the month benefits start under R25/R26 and the
     late-fee days (R28).
     """
-    history = tuple(spans)
-    _require_date(transfer_on, "transfer_on")
-    paid_on = transfer_on if paid_on is None else _require_date(paid_on, "paid_on")
-    if paid_on < transfer_on:
-        raise ValueError("paid_on cannot be before transfer_on")
-    if from_scheme not in _SCHEMES or to_scheme not in _SCHEMES:
-        raise ValueError("scheme must be employee or resident")
-    if not history:
-        raise ValueError("no enrolment history to assess")
-    if any(span.start > transfer_on for span in history):
-        raise ValueError("an enrolment span starts after the transfer")
+    history, paid_on = _check_inputs(tuple(spans), transfer_on, from_scheme, to_scheme, paid_on)
     settings = (
         ContinuitySettings.from_policy(policy) if isinstance(policy, ResolvedPolicy) else policy
     )
-
     # R24: employee-scheme months are deemed employee contribution years; resident-scheme
     # months are reported on their own.
     by_scheme = contribution_months_by_scheme(history)
     years, months = deemed_contribution_years(by_scheme["employee"])
-    rules = ["R24"]
 
     # R25-R27: calendar months from the last paid month to the first month here.
     paid_through = last_paid_month(history, transfer_on)
     reported = any(span.last_paid_month == paid_through for span in history if span.last_paid_month)
     gap = interruption_months(paid_through, transfer_on)
     continuous = continuous_paid_months(history, transfer_on)
-    short = 0 < gap <= MAX_SHORT_INTERRUPTION_MONTHS  # R25 R26: "3 months or less"
-
-    back_payment_allowed = False
-    benefits_from_month: date | None = None
-    benefits_from = transfer_on
-    waiting = 0
-    waiting_ends: date | None = None
-
-    if short and from_scheme == to_scheme == "employee":
-        rules.append("R25")  # R25
-    elif short and from_scheme != to_scheme and continuous >= MIN_CONTINUOUS_MONTHS_FOR_SWITCH:
-        rules.append("R26")  # R26
-    elif gap > MAX_SHORT_INTERRUPTION_MONTHS:
-        # R27: never above the region's setting, never above the national 6 months.
-        rules.append("R27")
-        waiting = max(0, min(settings.waiting_period_months, MAX_WAITING_PERIOD_MONTHS))
-        waiting_ends = waiting_period_end(transfer_on, waiting)
-        if waiting_ends is not None:
-            benefits_from = waiting_ends + _ONE_DAY
-    if rules[-1] in ("R25", "R26") and settings.back_payment_allowed:
-        # R25 R26: benefits from the month of payment, the interruption covered retroactively.
-        back_payment_allowed = True
-        benefits_from_month = month_of(paid_on)
-        benefits_from = benefits_from_month
-
-    arrears: tuple[date, ...] = ()
-    days: tuple[int, ...] = ()
-    base = rate = fee_rate = due_day = None
-    base_source = rate_source = None
-    estimate = late_fee = None
-    if back_payment_allowed:
-        # R28: only where back-payment is allowed, for the person's own arrears: the
-        # interruption's months, at the region's base and rate (None: not set).
-        rules.append("R28")
-        arrears = uncovered_months(paid_through, transfer_on)
-        base, rate = settings.back_payment_base_fen, settings.back_payment_rate_per_mille
-        base_source = settings.back_payment_base_source if base is not None else None
-        rate_source = settings.back_payment_rate_source if rate is not None else None
-        fee_rate, due_day = settings.late_fee_per_day_per_10000, settings.contribution_due_day
-        days = late_fee_days(arrears, paid_on, due_day)
-        if base is not None and rate is not None:
-            estimate = back_payment_estimate_fen(len(arrears), base, rate)
-            late_fee = monthly_late_fee_fen(days, base, rate, fee_rate)
-
+    benefits = _benefits_after_interruption(
+        gap, continuous, from_scheme, to_scheme, transfer_on, paid_on, settings
+    )
+    back_payment = _back_payment(benefits, paid_through, transfer_on, paid_on, settings)
     assessment = ContinuityAssessment(
         policy_version=settings.version,
         from_scheme=from_scheme,
@@ -637,31 +585,145 @@ def assess_continuity(
         last_paid_month_reported=reported,
         interruption_months=gap,
         continuous_paid_months=continuous,
-        back_payment_allowed=back_payment_allowed,
-        retroactive=back_payment_allowed,
-        benefits_from_month=benefits_from_month,
-        benefits_from=benefits_from,
-        waiting_period_months=waiting,
-        waiting_period_ends_on=waiting_ends,
-        back_payment_months=arrears,
-        back_payment_base_fen=base,
-        back_payment_rate_per_mille=rate,
-        back_payment_base_source=base_source,
-        back_payment_rate_source=rate_source,
-        late_fee_per_day_per_10000=fee_rate,
-        contribution_due_day=due_day,
-        late_fee_days=days,
-        back_payment_estimate_fen=estimate,
-        late_fee_estimate_fen=late_fee,
-        rules=tuple(rules),
+        retroactive=benefits.back_payment_allowed,
+        rules=("R24", *benefits.rules, *back_payment.rules),
         explanation_en="",
         explanation_zh="",
+        **benefits.fields(),
+        **back_payment.fields(),
     )
+    return _explained(assessment)
+
+
+def _explained(assessment: ContinuityAssessment) -> ContinuityAssessment:
     parts = _explain(assessment)
     return replace(
         assessment,
         explanation_en=_sentence("; ".join(en for _, en, _ in parts), "."),
         explanation_zh="；".join(zh for _, _, zh in parts) + "。",
+    )
+
+
+def _check_inputs(
+    history: tuple[EnrolmentSpan, ...],
+    transfer_on: date,
+    from_scheme: Scheme,
+    to_scheme: Scheme,
+    paid_on: date | None,
+) -> tuple[tuple[EnrolmentSpan, ...], date]:
+    """Refuse what cannot be assessed; the history and the day of payment (default: the
+    transfer's)."""
+    _require_date(transfer_on, "transfer_on")
+    paid_on = transfer_on if paid_on is None else _require_date(paid_on, "paid_on")
+    if paid_on < transfer_on:
+        raise ValueError("paid_on cannot be before transfer_on")
+    if from_scheme not in _SCHEMES or to_scheme not in _SCHEMES:
+        raise ValueError("scheme must be employee or resident")
+    if not history:
+        raise ValueError("no enrolment history to assess")
+    if any(span.start > transfer_on for span in history):
+        raise ValueError("an enrolment span starts after the transfer")
+    return history, paid_on
+
+
+@dataclass(frozen=True)
+class _Benefits:
+    """When benefits start after the interruption (R25-R27), as assessment fields."""
+
+    rules: tuple[str, ...]
+    back_payment_allowed: bool
+    benefits_from_month: date | None
+    benefits_from: date
+    waiting_period_months: int
+    waiting_period_ends_on: date | None
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rules"}
+
+
+def _benefits_after_interruption(
+    gap: int,
+    continuous: int,
+    from_scheme: Scheme,
+    to_scheme: Scheme,
+    transfer_on: date,
+    paid_on: date,
+    settings: ContinuitySettings,
+) -> _Benefits:
+    short = 0 < gap <= MAX_SHORT_INTERRUPTION_MONTHS  # R25 R26: "3 months or less"
+    if short and from_scheme == to_scheme == "employee":
+        rule = "R25"  # R25
+    elif short and from_scheme != to_scheme and continuous >= MIN_CONTINUOUS_MONTHS_FOR_SWITCH:
+        rule = "R26"  # R26
+    elif gap > MAX_SHORT_INTERRUPTION_MONTHS:
+        # R27: never above the region's setting, never above the national 6 months.
+        waiting = max(0, min(settings.waiting_period_months, MAX_WAITING_PERIOD_MONTHS))
+        waiting_ends = waiting_period_end(transfer_on, waiting)
+        starts = transfer_on if waiting_ends is None else waiting_ends + _ONE_DAY
+        return _Benefits(("R27",), False, None, starts, waiting, waiting_ends)
+    else:
+        return _Benefits((), False, None, transfer_on, 0, None)
+    if settings.back_payment_allowed:
+        # R25 R26: benefits from the month of payment, the interruption covered retroactively.
+        month = month_of(paid_on)
+        return _Benefits((rule,), True, month, month, 0, None)
+    return _Benefits((rule,), False, None, transfer_on, 0, None)
+
+
+@dataclass(frozen=True)
+class _BackPayment:
+    """R28's figures, as assessment fields (all empty where no back-payment is allowed)."""
+
+    rules: tuple[str, ...] = ()
+    back_payment_months: tuple[date, ...] = ()
+    back_payment_base_fen: Fen | None = None
+    back_payment_rate_per_mille: int | None = None
+    back_payment_base_source: PolicySource | None = None
+    back_payment_rate_source: PolicySource | None = None
+    late_fee_per_day_per_10000: int | None = None
+    contribution_due_day: int | None = None
+    late_fee_days: tuple[int, ...] = ()
+    back_payment_estimate_fen: Fen | None = None
+    late_fee_estimate_fen: Fen | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "rules"}
+
+
+_NO_BACK_PAYMENT = _BackPayment()
+
+
+def _back_payment(
+    benefits: _Benefits,
+    paid_through: date,
+    transfer_on: date,
+    paid_on: date,
+    settings: ContinuitySettings,
+) -> _BackPayment:
+    """R28: only where back-payment is allowed, for the person's own arrears: the
+    interruption's months, at the region's base and rate (None: not set)."""
+    if not benefits.back_payment_allowed:
+        return _NO_BACK_PAYMENT
+    arrears = uncovered_months(paid_through, transfer_on)
+    base, rate = settings.back_payment_base_fen, settings.back_payment_rate_per_mille
+    fee_rate, due_day = settings.late_fee_per_day_per_10000, settings.contribution_due_day
+    days = late_fee_days(arrears, paid_on, due_day)
+    estimate = late_fee = None
+    if base is not None and rate is not None:
+        estimate = back_payment_estimate_fen(len(arrears), base, rate)
+        late_fee = monthly_late_fee_fen(days, base, rate, fee_rate)
+    return _BackPayment(
+        rules=("R28",),
+        back_payment_months=arrears,
+        back_payment_base_fen=base,
+        back_payment_rate_per_mille=rate,
+        back_payment_base_source=settings.back_payment_base_source if base is not None else None,
+        back_payment_rate_source=settings.back_payment_rate_source if rate is not None else None,
+        late_fee_per_day_per_10000=fee_rate,
+        contribution_due_day=due_day,
+        late_fee_days=days,
+        back_payment_estimate_fen=estimate,
+        late_fee_estimate_fen=late_fee,
     )
 
 
@@ -703,7 +765,6 @@ def _explain_interruption(a: ContinuityAssessment) -> tuple[str | None, str, str
     en += f" and the first month at the incoming region {first:%Y-%m}, "
     zh += f"，转入地参保首月为{_month_zh(first)}，"
     starts_en, starts_zh = a.transfer_on.isoformat(), _date_zh(a.transfer_on)
-    month = a.benefits_from_month
     if gap == 0:
         return (
             None,
@@ -712,59 +773,11 @@ def _explain_interruption(a: ContinuityAssessment) -> tuple[str | None, str, str
         )
     rule = next((r for r in ("R25", "R26", "R27") if r in a.rules), None)
     if rule in ("R25", "R26"):
-        if rule == "R25":
-            en += (
-                f"so contributions were interrupted for {_months_en(gap)} ({short} or less) "
-                "in the employee scheme"
-            )
-            zh += f"职工医保中断缴费{gap}个月（不超过{short}个月）"
-        else:
-            en += (
-                f"so after {a.continuous_paid_months} continuous paid months (at least "
-                f"{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}) the person switched from the "
-                f"{a.from_scheme} to the {a.to_scheme} scheme with an interruption of "
-                f"{_months_en(gap)} ({short} or less)"
-            )
-            zh += (
-                f"连续缴费{a.continuous_paid_months}个月（满{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}"
-                f"个月）后由{_SCHEME_ZH[a.from_scheme]}转为{_SCHEME_ZH[a.to_scheme]}，"
-                f"中断{gap}个月（不超过{short}个月）"
-            )
-        if a.back_payment_allowed and month is not None:
-            en += (
-                f"; the person may back-pay under the incoming region's rules and, paying on "
-                f"{a.paid_on.isoformat()}, has benefits from {month:%Y-%m}, retroactively for "
-                f"the interruption ({rule})"
-            )
-            zh += (
-                f"，可按转入地规定补缴，于{_date_zh(a.paid_on)}补缴的，自{_month_zh(month)}"
-                f"起享受待遇，中断期间待遇可追溯（{rule}）"
-            )
-        else:
-            en += (
-                f", but the incoming region does not allow a back-payment, so benefits start "
-                f"on {starts_en} without retroactive cover ({rule})"
-            )
-            zh += f"，但转入地不允许补缴，自{starts_zh}起享受待遇，中断期间不追溯（{rule}）"
-        return rule, en, zh
+        more_en, more_zh = _explain_short_interruption(a, rule)
+        return rule, en + more_en, zh + more_zh
     if rule == "R27":
-        en += f"so contributions were interrupted for {_months_en(gap)} (over {short})"
-        zh += f"中断缴费{gap}个月（超过{short}个月）"
-        if a.waiting_period_ends_on is not None:
-            ends = a.waiting_period_ends_on
-            en += (
-                f": the incoming region's waiting period of {_months_en(a.waiting_period_months)}"
-                f" applies until {ends.isoformat()} and benefits start on "
-                f"{a.benefits_from.isoformat()} (R27)"
-            )
-            zh += (
-                f"，按转入地规定设待遇等待期{a.waiting_period_months}个月，至{_date_zh(ends)}止，"
-                f"自{_date_zh(a.benefits_from)}起享受待遇（R27）"
-            )
-        else:
-            en += f", but the incoming region sets no waiting period: benefits start on {starts_en} (R27)"
-            zh += f"，转入地未设待遇等待期，自{starts_zh}起享受待遇（R27）"
-        return "R27", en, zh
+        more_en, more_zh = _explain_r27(a)
+        return "R27", en + more_en, zh + more_zh
     en += (
         f"so contributions were interrupted for {_months_en(gap)} ({short} or less), but this "
         "is neither an employee-scheme interruption (R25) nor a switch of scheme after "
@@ -777,6 +790,73 @@ def _explain_interruption(a: ContinuityAssessment) -> tuple[str | None, str, str
         f"个月），自{starts_zh}起享受待遇，中断期间不追溯"
     )
     return None, en, zh
+
+
+def _explain_short_interruption(a: ContinuityAssessment, rule: str) -> tuple[str, str]:
+    """R25/R26: the interruption of 3 months or less, and whether it may be back-paid."""
+    gap, short = a.interruption_months, MAX_SHORT_INTERRUPTION_MONTHS
+    if rule == "R25":
+        en = (
+            f"so contributions were interrupted for {_months_en(gap)} ({short} or less) "
+            "in the employee scheme"
+        )
+        zh = f"职工医保中断缴费{gap}个月（不超过{short}个月）"
+    else:
+        en = (
+            f"so after {a.continuous_paid_months} continuous paid months (at least "
+            f"{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}) the person switched from the "
+            f"{a.from_scheme} to the {a.to_scheme} scheme with an interruption of "
+            f"{_months_en(gap)} ({short} or less)"
+        )
+        zh = (
+            f"连续缴费{a.continuous_paid_months}个月（满{MIN_CONTINUOUS_MONTHS_FOR_SWITCH}"
+            f"个月）后由{_SCHEME_ZH[a.from_scheme]}转为{_SCHEME_ZH[a.to_scheme]}，"
+            f"中断{gap}个月（不超过{short}个月）"
+        )
+    month = a.benefits_from_month
+    if a.back_payment_allowed and month is not None:
+        en += (
+            f"; the person may back-pay under the incoming region's rules and, paying on "
+            f"{a.paid_on.isoformat()}, has benefits from {month:%Y-%m}, retroactively for "
+            f"the interruption ({rule})"
+        )
+        zh += (
+            f"，可按转入地规定补缴，于{_date_zh(a.paid_on)}补缴的，自{_month_zh(month)}"
+            f"起享受待遇，中断期间待遇可追溯（{rule}）"
+        )
+    else:
+        starts_en, starts_zh = a.transfer_on.isoformat(), _date_zh(a.transfer_on)
+        en += (
+            f", but the incoming region does not allow a back-payment, so benefits start "
+            f"on {starts_en} without retroactive cover ({rule})"
+        )
+        zh += f"，但转入地不允许补缴，自{starts_zh}起享受待遇，中断期间不追溯（{rule}）"
+    return en, zh
+
+
+def _explain_r27(a: ContinuityAssessment) -> tuple[str, str]:
+    """R27: an interruption of over 3 months, and the waiting period it sets."""
+    gap, short = a.interruption_months, MAX_SHORT_INTERRUPTION_MONTHS
+    en = f"so contributions were interrupted for {_months_en(gap)} (over {short})"
+    zh = f"中断缴费{gap}个月（超过{short}个月）"
+    if a.waiting_period_ends_on is not None:
+        ends = a.waiting_period_ends_on
+        en += (
+            f": the incoming region's waiting period of {_months_en(a.waiting_period_months)}"
+            f" applies until {ends.isoformat()} and benefits start on "
+            f"{a.benefits_from.isoformat()} (R27)"
+        )
+        zh += (
+            f"，按转入地规定设待遇等待期{a.waiting_period_months}个月，至{_date_zh(ends)}止，"
+            f"自{_date_zh(a.benefits_from)}起享受待遇（R27）"
+        )
+    else:
+        starts_en, starts_zh = a.transfer_on.isoformat(), _date_zh(a.transfer_on)
+        en += (
+            f", but the incoming region sets no waiting period: benefits start on {starts_en} (R27)"
+        )
+        zh += f"，转入地未设待遇等待期，自{starts_zh}起享受待遇（R27）"
+    return en, zh
 
 
 def _sources_text(a: ContinuityAssessment) -> tuple[str, str]:

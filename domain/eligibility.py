@@ -16,34 +16,11 @@ from typing import Literal
 from domain.identity import is_valid_bank_account, is_valid_resident_id, normalize_resident_id
 from domain.money import Fen
 from domain.regions import RegionRegistry, same_province
+from domain.vocabulary import RefusalCode
 
 Scheme = Literal["employee", "resident"]
 EnrolmentStatus = Literal["active", "suspended", "transferred_out"]
 AccountStatus = Literal["normal", "frozen"]
-
-SAME_REGION = "SAME_REGION"
-INCOMING_NOT_ENROLLED = "INCOMING_NOT_ENROLLED"
-RESIDENT_TOO_EARLY = "RESIDENT_TOO_EARLY"
-CROSS_SCHEME_NOT_READY = "CROSS_SCHEME_NOT_READY"
-DOUBLE_ENROLMENT = "DOUBLE_ENROLMENT"
-ENROLMENT_ACTIVE = "ENROLMENT_ACTIVE"
-CONTRIBUTION_ARREARS = "CONTRIBUTION_ARREARS"
-ACCOUNT_FROZEN = "ACCOUNT_FROZEN"
-PERSON_UNKNOWN = "PERSON_UNKNOWN"
-IDENTITY_MISMATCH = "IDENTITY_MISMATCH"
-ALREADY_TRANSFERRED = "ALREADY_TRANSFERRED"
-ENROLMENT_IN_TRANSFER = "ENROLMENT_IN_TRANSFER"
-BANK_HOLDER_MISMATCH = "BANK_HOLDER_MISMATCH"
-RETIREE_NOT_ON_RECORD = "RETIREE_NOT_ON_RECORD"
-OPEN_CASE_ELSEWHERE = "OPEN_CASE_ELSEWHERE"
-RETIREE_SAME_PROVINCE = "RETIREE_SAME_PROVINCE"
-BANK_ACCOUNT_REQUIRED = "BANK_ACCOUNT_REQUIRED"
-BANK_ACCOUNT_FOR_RESIDENT = "BANK_ACCOUNT_FOR_RESIDENT_SCHEME"
-INVALID_ID_NUMBER = "INVALID_ID_NUMBER"
-UNKNOWN_REGION = "UNKNOWN_REGION"
-INVALID_BANK_ACCOUNT = "INVALID_BANK_ACCOUNT"
-RETIREE_OUTSIDE_TRANSFER = "RETIREE_OUTSIDE_TRANSFER"
-PROVINCE_WIDE_PLATFORM = "PROVINCE_WIDE_PLATFORM"
 
 
 @dataclass(frozen=True)
@@ -65,7 +42,7 @@ _REFUSALS: dict[str, Refusal] = {
     r.code: r
     for r in (
         Refusal(
-            code=SAME_REGION,
+            code=RefusalCode.SAME_REGION,
             rule="R1",
             soft=False,
             message_zh="转出地与转入地为同一统筹区，无需办理转移接续：由原单位暂停缴费、新单位续缴即可。",
@@ -75,7 +52,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=INCOMING_NOT_ENROLLED,
+            code=RefusalCode.INCOMING_NOT_ENROLLED,
             rule="R2",
             soft=False,
             message_zh="转入地尚未办理职工基本医疗保险参保登记，请在转入地参保后再申请。",
@@ -85,7 +62,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=RESIDENT_TOO_EARLY,
+            code=RefusalCode.RESIDENT_TOO_EARLY,
             rule="R3",
             soft=False,
             message_zh="城乡居民医保原则上当年不办理转移：请参加转入地次年的居民医保，参保生效后再申请。",
@@ -96,7 +73,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=CROSS_SCHEME_NOT_READY,
+            code=RefusalCode.CROSS_SCHEME_NOT_READY,
             rule="R4",
             soft=False,
             message_zh="跨险种转移需转出地已停保且转入地已办理另一险种的参保登记，请参保后再申请。",
@@ -106,7 +83,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=DOUBLE_ENROLMENT,
+            code=RefusalCode.DOUBLE_ENROLMENT,
             rule="R5",
             soft=True,
             message_zh="参保人在其他统筹区仍处于参保缴费状态，不得重复参保，请先在该地办理停保。",
@@ -116,7 +93,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=ENROLMENT_ACTIVE,
+            code=RefusalCode.ENROLMENT_ACTIVE,
             rule="R6",
             soft=True,
             message_zh="转出地参保状态仍为正常参保，请先办理停保（中止参保）。",
@@ -125,7 +102,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=CONTRIBUTION_ARREARS,
+            code=RefusalCode.CONTRIBUTION_ARREARS,
             rule="R7",
             soft=True,
             message_zh="转出地存在欠费，请补缴后再办理。",
@@ -134,14 +111,14 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=ACCOUNT_FROZEN,
+            code=RefusalCode.ACCOUNT_FROZEN,
             rule="R8",
             soft=True,
             message_zh="个人账户处于冻结状态，请先办理解冻。",
             message_en=("The personal account is frozen; it must be unfrozen first."),
         ),
         Refusal(
-            code=PERSON_UNKNOWN,
+            code=RefusalCode.PERSON_UNKNOWN,
             rule="R9",
             soft=False,
             message_zh="转出地未查询到该参保人在所申请险种下的参保记录。",
@@ -150,7 +127,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=IDENTITY_MISMATCH,
+            code=RefusalCode.IDENTITY_MISMATCH,
             rule="R9",
             soft=False,
             message_zh="申请中的身份信息与转出地参保记录不一致。",
@@ -159,7 +136,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=ALREADY_TRANSFERRED,
+            code=RefusalCode.ALREADY_TRANSFERRED,
             rule="R11",
             soft=False,
             message_zh="该参保关系已从转出地转出，请勿重复申请。",
@@ -168,7 +145,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=ENROLMENT_IN_TRANSFER,
+            code=RefusalCode.ENROLMENT_IN_TRANSFER,
             rule="R5",
             soft=False,
             message_zh="该参保关系正由另一转移接续申请办理中，同一参保关系同一时间只能办理一笔转移。",
@@ -178,7 +155,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=BANK_HOLDER_MISMATCH,
+            code=RefusalCode.BANK_HOLDER_MISMATCH,
             rule="R19",
             soft=True,
             message_zh="银行账户户名与转出地参保记录中的参保人姓名不一致，余额只能支付至参保人本人账户。",
@@ -188,7 +165,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=RETIREE_NOT_ON_RECORD,
+            code=RefusalCode.RETIREE_NOT_ON_RECORD,
             rule="R21",
             soft=True,
             message_zh="转出地参保记录中该参保人不是退休人员，不能按异地安置退休人员办理。",
@@ -198,7 +175,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=OPEN_CASE_ELSEWHERE,
+            code=RefusalCode.OPEN_CASE_ELSEWHERE,
             rule="R5",
             soft=False,
             message_zh="该参保人已有一笔转往其他地区或来自其他地区的转移接续申请正在办理，不得同时办理两笔。",
@@ -208,7 +185,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=RETIREE_SAME_PROVINCE,
+            code=RefusalCode.RETIREE_SAME_PROVINCE,
             rule="R21",
             soft=False,
             message_zh="跨省异地安置退休人员个人账户支付仅适用于跨省安置。",
@@ -218,7 +195,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=BANK_ACCOUNT_REQUIRED,
+            code=RefusalCode.BANK_ACCOUNT_REQUIRED,
             rule="R21",
             soft=True,
             message_zh="跨省异地安置退休人员需提供本人银行账户，用于支付个人账户余额。",
@@ -228,7 +205,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=BANK_ACCOUNT_FOR_RESIDENT,
+            code=RefusalCode.BANK_ACCOUNT_FOR_RESIDENT,
             rule="R22",
             soft=True,
             message_zh="转入城乡居民医保无个人账户，职工医保个人账户余额将支付至本人银行账户，请提供银行账户。",
@@ -238,7 +215,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=RETIREE_OUTSIDE_TRANSFER,
+            code=RefusalCode.RETIREE_OUTSIDE_TRANSFER,
             rule="R21",
             soft=False,
             message_zh=(
@@ -252,7 +229,7 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=PROVINCE_WIDE_PLATFORM,
+            code=RefusalCode.PROVINCE_WIDE_PLATFORM,
             rule="R20",
             soft=False,
             message_zh=(
@@ -266,21 +243,21 @@ _REFUSALS: dict[str, Refusal] = {
             ),
         ),
         Refusal(
-            code=INVALID_ID_NUMBER,
+            code=RefusalCode.INVALID_ID_NUMBER,
             rule="R10",
             soft=False,
             message_zh="公民身份号码无效（长度、出生日期或校验码有误）。",
             message_en=("The resident ID number is invalid (length, birth date or check digit)."),
         ),
         Refusal(
-            code=UNKNOWN_REGION,
+            code=RefusalCode.UNKNOWN_REGION,
             rule="R10",
             soft=False,
             message_zh="转出地或转入地不是已登记的统筹区。",
             message_en=("The outgoing or incoming region is not a known pooling region."),
         ),
         Refusal(
-            code=INVALID_BANK_ACCOUNT,
+            code=RefusalCode.INVALID_BANK_ACCOUNT,
             rule="R10",
             soft=True,
             message_zh="银行账号格式有误（应为12至30位数字）。",
@@ -360,20 +337,20 @@ def check_application(app: ApplicationFacts, registry: RegionRegistry) -> list[R
     """
     refusals: list[Refusal] = []
     if not is_valid_resident_id(app.id_number):
-        refusals.append(_REFUSALS[INVALID_ID_NUMBER])
+        refusals.append(_REFUSALS[RefusalCode.INVALID_ID_NUMBER])
     if app.from_region not in registry or app.to_region not in registry:
-        refusals.append(_REFUSALS[UNKNOWN_REGION])
+        refusals.append(_REFUSALS[RefusalCode.UNKNOWN_REGION])
     if app.bank_account is not None and not is_valid_bank_account(app.bank_account):
-        refusals.append(_REFUSALS[INVALID_BANK_ACCOUNT])
+        refusals.append(_REFUSALS[RefusalCode.INVALID_BANK_ACCOUNT])
 
     # R1: same pooling region is not a transfer at all; scheme rules would only add noise.
     if app.from_region == app.to_region:
-        refusals.append(_REFUSALS[SAME_REGION])
+        refusals.append(_REFUSALS[RefusalCode.SAME_REGION])
         return refusals
     # R20: a province with one platform for all its cities (a per-province setting of the
     # registry) moves the person without a handshake; a case would count the years twice.
     if registry.province_wide_platform(app.from_region, app.to_region):
-        refusals.append(_REFUSALS[PROVINCE_WIDE_PLATFORM])
+        refusals.append(_REFUSALS[RefusalCode.PROVINCE_WIDE_PLATFORM])
         return refusals
 
     if app.resettled_retiree and app.from_scheme == "employee":
@@ -390,7 +367,7 @@ def check_application(app: ApplicationFacts, registry: RegionRegistry) -> list[R
 def _check_employee_to_employee(app: ApplicationFacts) -> list[Refusal]:
     # R2: the person must already be enrolled in the incoming employee scheme.
     if not _enrolled_by(app.incoming_enrolled_since, app.applied_on):
-        return [_REFUSALS[INCOMING_NOT_ENROLLED]]
+        return [_REFUSALS[RefusalCode.INCOMING_NOT_ENROLLED]]
     return []
 
 
@@ -400,7 +377,7 @@ def _check_resident_to_resident(app: ApplicationFacts) -> list[Refusal]:
     # date cannot prove that, so it is refused as well.
     since, left = app.incoming_enrolled_since, app.left_outgoing_on
     if since is None or left is None or since.year <= left.year or app.applied_on < since:
-        return [_REFUSALS[RESIDENT_TOO_EARLY]]
+        return [_REFUSALS[RefusalCode.RESIDENT_TOO_EARLY]]
     return []
 
 
@@ -408,10 +385,10 @@ def _check_cross_scheme(app: ApplicationFacts) -> list[Refusal]:
     # R4: the incoming region must have enrolled the person in the other scheme.
     refusals: list[Refusal] = []
     if not _enrolled_by(app.incoming_enrolled_since, app.applied_on):
-        refusals.append(_REFUSALS[CROSS_SCHEME_NOT_READY])
+        refusals.append(_REFUSALS[RefusalCode.CROSS_SCHEME_NOT_READY])
     # R22: employee -> resident pays the balance to the person's own bank account.
     if app.from_scheme == "employee" and app.to_scheme == "resident" and app.bank_account is None:
-        refusals.append(_REFUSALS[BANK_ACCOUNT_FOR_RESIDENT])
+        refusals.append(_REFUSALS[RefusalCode.BANK_ACCOUNT_FOR_RESIDENT])
     return refusals
 
 
@@ -420,9 +397,9 @@ def _check_resettled_retiree(app: ApplicationFacts) -> list[Refusal]:
     # retiree's own bank account, so one is needed.
     refusals: list[Refusal] = []
     if same_province(app.from_region, app.to_region):
-        refusals.append(_REFUSALS[RETIREE_SAME_PROVINCE])
+        refusals.append(_REFUSALS[RefusalCode.RETIREE_SAME_PROVINCE])
     if app.bank_account is None:
-        refusals.append(_REFUSALS[BANK_ACCOUNT_REQUIRED])
+        refusals.append(_REFUSALS[RefusalCode.BANK_ACCOUNT_REQUIRED])
     return refusals
 
 
@@ -430,67 +407,95 @@ def _normalised_name(name: str) -> str:
     return "".join(name.split())
 
 
-def check_transfer_out(  # noqa: C901 (issue 15: split)
+def check_transfer_out(
     request: OutgoingRequestFacts, record: EnrolmentFacts | None
 ) -> list[Refusal]:
     """The outgoing agency's checks (R5-R9, R21) against its record; an empty list means
     the transfer-out may proceed (for a retiree on the record: the R21 payout only)."""
     # R9
     if record is None:
-        return [_REFUSALS[PERSON_UNKNOWN]]
+        return [_REFUSALS[RefusalCode.PERSON_UNKNOWN]]
+    stop = _refusal_that_stops_the_checks(request, record)
+    if stop is not None:
+        return [stop]
+    return _refusals_of_the_record(request, record)
+
+
+def _refusal_that_stops_the_checks(
+    request: OutgoingRequestFacts, record: EnrolmentFacts
+) -> Refusal | None:
+    """A refusal after which no other check is reported: the record is not the person's,
+    the person is outside the procedure, or the enrolment is moving or moved already."""
     # R9: stop at a mismatch; reporting arrears or account state would disclose facts
     # about whoever the record really belongs to.
     if normalize_resident_id(request.id_number) != normalize_resident_id(
         record.id_number
     ) or _normalised_name(request.name) != _normalised_name(record.name):
-        return [_REFUSALS[IDENTITY_MISMATCH]]
+        return _REFUSALS[RefusalCode.IDENTITY_MISMATCH]
     if record.region != request.from_region or record.scheme != request.from_scheme:
-        return [_REFUSALS[PERSON_UNKNOWN]]
+        return _REFUSALS[RefusalCode.PERSON_UNKNOWN]
     # R21: retirees are outside the transfer procedure (2021 measures); the record, not
     # the application, says who is retired, and only the resettled-retiree payout applies.
     # The payout is of an employee-scheme personal account: a resident-scheme retiree
     # has none, so nothing of the procedure applies to them either.
     if record.retired and not (request.resettled_retiree and record.scheme == "employee"):
-        return [_REFUSALS[RETIREE_OUTSIDE_TRANSFER]]
-    payout_only = request.resettled_retiree and record.retired
-    if payout_only and same_province(request.from_region, request.to_region):
-        return [_REFUSALS[RETIREE_SAME_PROVINCE]]
+        return _REFUSALS[RefusalCode.RETIREE_OUTSIDE_TRANSFER]
+    if _payout_only(request, record) and same_province(request.from_region, request.to_region):
+        return _REFUSALS[RefusalCode.RETIREE_SAME_PROVINCE]
     # R11/R16: already moved out; a second case must not transfer it again.
     if record.status == "transferred_out":
-        return [_REFUSALS[ALREADY_TRANSFERRED]]
+        return _REFUSALS[RefusalCode.ALREADY_TRANSFERRED]
     # R5: one enrolment, one transfer: a second concurrent case is refused, never stuck.
     if record.claimed_by_other_case:
-        return [_REFUSALS[ENROLMENT_IN_TRANSFER]]
+        return _REFUSALS[RefusalCode.ENROLMENT_IN_TRANSFER]
+    return None
 
+
+def _payout_only(request: OutgoingRequestFacts, record: EnrolmentFacts) -> bool:
+    """R21: a resettled retiree on the record gets the payout only, no transfer."""
+    return request.resettled_retiree and record.retired
+
+
+def _refusals_of_the_record(request: OutgoingRequestFacts, record: EnrolmentFacts) -> list[Refusal]:
+    """The independent problems of the record, all reported together (R5-R8, R19-R22)."""
+    payout_only = _payout_only(request, record)
     refusals: list[Refusal] = []
     # R6; not for the R21 payout: the retiree's enrolment stays here, it is not ended.
     if record.status == "active" and not payout_only:
-        refusals.append(_REFUSALS[ENROLMENT_ACTIVE])
+        refusals.append(_REFUSALS[RefusalCode.ENROLMENT_ACTIVE])
     # R7
     if record.arrears_fen > 0:
-        refusals.append(_REFUSALS[CONTRIBUTION_ARREARS])
+        refusals.append(_REFUSALS[RefusalCode.CONTRIBUTION_ARREARS])
     # R8
     if record.account_status == "frozen":
-        refusals.append(_REFUSALS[ACCOUNT_FROZEN])
+        refusals.append(_REFUSALS[RefusalCode.ACCOUNT_FROZEN])
     # R5: active elsewhere than the incoming region (the outgoing region itself is R6).
     if record.also_active_in is not None and record.also_active_in not in (
         request.to_region,
         request.from_region,
     ):
-        refusals.append(_REFUSALS[DOUBLE_ENROLMENT])
+        refusals.append(_REFUSALS[RefusalCode.DOUBLE_ENROLMENT])
+    refusals.extend(_bank_account_refusals(request, record, payout_only))
+    return refusals
+
+
+def _bank_account_refusals(
+    request: OutgoingRequestFacts, record: EnrolmentFacts, payout_only: bool
+) -> list[Refusal]:
+    refusals: list[Refusal] = []
     # R19/R22: a payout goes only to the person's own account.
     if request.bank_account_holder is not None and _normalised_name(
         request.bank_account_holder
     ) != _normalised_name(record.name):
-        refusals.append(_REFUSALS[BANK_HOLDER_MISMATCH])
+        refusals.append(_REFUSALS[RefusalCode.BANK_HOLDER_MISMATCH])
     # R21: the record says who is retired.
     if request.resettled_retiree and not record.retired:
-        refusals.append(_REFUSALS[RETIREE_NOT_ON_RECORD])
+        refusals.append(_REFUSALS[RefusalCode.RETIREE_NOT_ON_RECORD])
     # R21/R22: a balance paid to the person needs the person's account; checked here too
     # (the incoming agency's acceptance is not this agency's record): never paid to none.
     if request.bank_account_holder is None and record.balance_fen > 0:
         if payout_only:
-            refusals.append(_REFUSALS[BANK_ACCOUNT_REQUIRED])
+            refusals.append(_REFUSALS[RefusalCode.BANK_ACCOUNT_REQUIRED])
         elif request.from_scheme == "employee" and request.to_scheme == "resident":
-            refusals.append(_REFUSALS[BANK_ACCOUNT_FOR_RESIDENT])
+            refusals.append(_REFUSALS[RefusalCode.BANK_ACCOUNT_FOR_RESIDENT])
     return refusals

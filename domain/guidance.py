@@ -15,31 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from domain.eligibility import (
-    ACCOUNT_FROZEN,
-    ALREADY_TRANSFERRED,
-    BANK_ACCOUNT_FOR_RESIDENT,
-    BANK_ACCOUNT_REQUIRED,
-    BANK_HOLDER_MISMATCH,
-    CONTRIBUTION_ARREARS,
-    CROSS_SCHEME_NOT_READY,
-    DOUBLE_ENROLMENT,
-    ENROLMENT_ACTIVE,
-    ENROLMENT_IN_TRANSFER,
-    IDENTITY_MISMATCH,
-    INCOMING_NOT_ENROLLED,
-    INVALID_BANK_ACCOUNT,
-    INVALID_ID_NUMBER,
-    OPEN_CASE_ELSEWHERE,
-    PERSON_UNKNOWN,
-    PROVINCE_WIDE_PLATFORM,
-    RESIDENT_TOO_EARLY,
-    RETIREE_NOT_ON_RECORD,
-    RETIREE_OUTSIDE_TRANSFER,
-    RETIREE_SAME_PROVINCE,
-    SAME_REGION,
-    UNKNOWN_REGION,
-)
+from domain.vocabulary import RefusalCode
 
 # The outgoing agency's answer to a withdrawal it cannot accept (WithdrawalAnswered).
 TOO_LATE_TRANSFERRED_OUT = "TOO_LATE_TRANSFERRED_OUT"
@@ -122,7 +98,7 @@ def _guidance(*entries: RefusalGuidance) -> Mapping[str, RefusalGuidance]:
 # per refusal of a withdrawal; tests/unit/test_r17_guidance.py fails for a code without one.
 REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
     RefusalGuidance(
-        code=SAME_REGION,
+        code=RefusalCode.SAME_REGION,
         cause="same_region",
         why_zh="转出地与转入地属于同一统筹区，不需要办理转移接续。",
         todo_zh="请原单位暂停缴费、新单位继续缴费即可，无需再申请。",
@@ -131,7 +107,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "nothing to apply for.",
     ),
     RefusalGuidance(
-        code=INCOMING_NOT_ENROLLED,
+        code=RefusalCode.INCOMING_NOT_ENROLLED,
         cause="not_enrolled_incoming",
         why_zh="您尚未在转入地参加职工基本医疗保险。",
         todo_zh="请由新单位在转入地为您办理职工医保参保登记，参保后再申请。",
@@ -139,7 +115,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Have your new employer enrol you in the employee scheme there, then apply.",
     ),
     RefusalGuidance(
-        code=RESIDENT_TOO_EARLY,
+        code=RefusalCode.RESIDENT_TOO_EARLY,
         cause="resident_current_year",
         why_zh="城乡居民医保原则上当年不办理转移。",
         todo_zh="请参加转入地次年的城乡居民医保，参保生效后再申请。",
@@ -148,7 +124,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "it has started.",
     ),
     RefusalGuidance(
-        code=CROSS_SCHEME_NOT_READY,
+        code=RefusalCode.CROSS_SCHEME_NOT_READY,
         cause="cross_scheme_not_enrolled",
         why_zh="跨险种转移需要转入地先为您办理另一险种的参保登记。",
         todo_zh="请先在转入地办理拟参加险种的参保登记，并确认转出地已停保，再申请。",
@@ -157,7 +133,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "region has suspended you, then apply.",
     ),
     RefusalGuidance(
-        code=DOUBLE_ENROLMENT,
+        code=RefusalCode.DOUBLE_ENROLMENT,
         cause="active_elsewhere",
         why_zh="您在另一个统筹区仍处于参保缴费状态，不能同时在两地参保。",
         todo_zh="请联系您仍在参保的那个地区的单位或医保经办机构办理停保，办妥后补正申请。",
@@ -167,7 +143,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "then correct the application.",
     ),
     RefusalGuidance(
-        code=ENROLMENT_ACTIVE,
+        code=RefusalCode.ENROLMENT_ACTIVE,
         cause="enrolment_active",
         why_zh="您在转出地的参保状态仍为正常参保，尚未停保。",
         todo_zh="请原单位或{outgoing}先为您办理停保（中止参保），办妥后补正申请。",
@@ -176,7 +152,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "correct the application.",
     ),
     RefusalGuidance(
-        code=CONTRIBUTION_ARREARS,
+        code=RefusalCode.CONTRIBUTION_ARREARS,
         cause="arrears",
         why_zh="您在转出地有未缴清的医保费（欠费）。",
         todo_zh="请向{outgoing}补缴欠费，缴清后补正申请。",
@@ -184,7 +160,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Pay the arrears to {outgoing}, then correct the application.",
     ),
     RefusalGuidance(
-        code=ACCOUNT_FROZEN,
+        code=RefusalCode.ACCOUNT_FROZEN,
         cause="account_frozen",
         why_zh="您在转出地的个人账户处于冻结状态。",
         todo_zh="请联系{outgoing}，了解账户冻结的原因并办理解冻，解冻后补正申请。",
@@ -193,7 +169,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "correct the application.",
     ),
     RefusalGuidance(
-        code=PERSON_UNKNOWN,
+        code=RefusalCode.PERSON_UNKNOWN,
         cause="no_record",
         why_zh="转出地没有查到您在所申请险种下的参保记录。",
         todo_zh="请核对转出地和险种是否填写正确，或向{outgoing}查询您的参保记录，再重新申请。",
@@ -202,7 +178,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "record, then apply again.",
     ),
     RefusalGuidance(
-        code=IDENTITY_MISMATCH,
+        code=RefusalCode.IDENTITY_MISMATCH,
         cause="identity_differs",
         why_zh="申请中的身份信息与转出地的参保登记不一致。",
         todo_zh="请核对身份证号码和姓名；如转出地登记有误，请先到{outgoing}更正，再重新申请。",
@@ -211,7 +187,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "correct it, then apply again.",
     ),
     RefusalGuidance(
-        code=ALREADY_TRANSFERRED,
+        code=RefusalCode.ALREADY_TRANSFERRED,
         cause="already_transferred",
         why_zh="您的参保关系已经从转出地转出。",
         todo_zh="无需重复申请；如需了解上一次转移的情况，请联系{outgoing}。",
@@ -219,7 +195,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="No new application is needed; ask {outgoing} about the earlier transfer.",
     ),
     RefusalGuidance(
-        code=ENROLMENT_IN_TRANSFER,
+        code=RefusalCode.ENROLMENT_IN_TRANSFER,
         cause="enrolment_in_other_case",
         why_zh="您在转出地的参保关系正由另一笔转移申请办理中。",
         todo_zh="请等待那笔转移办结，或先撤回那笔申请，再重新申请。",
@@ -227,7 +203,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Wait for that transfer to finish, or withdraw it, then apply again.",
     ),
     RefusalGuidance(
-        code=BANK_HOLDER_MISMATCH,
+        code=RefusalCode.BANK_HOLDER_MISMATCH,
         cause="bank_holder_not_person",
         why_zh="所填银行账户的户名不是参保人本人。",
         todo_zh="请提供参保人本人名下的银行账户，补正申请。",
@@ -235,7 +211,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Give a bank account in the insured person's own name and correct the application.",
     ),
     RefusalGuidance(
-        code=RETIREE_NOT_ON_RECORD,
+        code=RefusalCode.RETIREE_NOT_ON_RECORD,
         cause="not_retired_on_record",
         why_zh="转出地的参保记录显示您不是退休人员。",
         todo_zh="请向{outgoing}核实退休登记；如尚未退休，请按一般转移接续补正申请，"
@@ -245,7 +221,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "correct the application as an ordinary transfer.",
     ),
     RefusalGuidance(
-        code=OPEN_CASE_ELSEWHERE,
+        code=RefusalCode.OPEN_CASE_ELSEWHERE,
         cause="open_case_here",
         why_zh="您在本机构已有另一笔转移接续申请正在办理。",
         todo_zh="请等待已有申请办结，或先撤回已有申请，再重新申请。",
@@ -253,7 +229,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Wait for the open application to finish, or withdraw it, then apply again.",
     ),
     RefusalGuidance(
-        code=RETIREE_SAME_PROVINCE,
+        code=RefusalCode.RETIREE_SAME_PROVINCE,
         cause="retiree_same_province",
         why_zh="个人账户余额支付给本人仅适用于跨省异地安置的退休人员。",
         todo_zh="省内安置请按一般转移接续重新申请。",
@@ -261,7 +237,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="For a move within the province, apply as an ordinary transfer.",
     ),
     RefusalGuidance(
-        code=BANK_ACCOUNT_REQUIRED,
+        code=RefusalCode.BANK_ACCOUNT_REQUIRED,
         cause="retiree_bank_account_missing",
         why_zh="跨省异地安置退休人员的个人账户余额支付到本人银行账户，申请中未提供账户。",
         todo_zh="请在申请中提供本人银行账户，用于接收个人账户余额。",
@@ -269,7 +245,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Give your own bank account in the application to receive the balance.",
     ),
     RefusalGuidance(
-        code=BANK_ACCOUNT_FOR_RESIDENT,
+        code=RefusalCode.BANK_ACCOUNT_FOR_RESIDENT,
         cause="resident_bank_account_missing",
         why_zh="城乡居民医保没有个人账户，职工医保个人账户余额将支付到本人银行账户。",
         todo_zh="请提供本人银行账户，用于接收原职工医保个人账户余额。",
@@ -278,7 +254,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Give your own bank account to receive the employee account's balance.",
     ),
     RefusalGuidance(
-        code=INVALID_ID_NUMBER,
+        code=RefusalCode.INVALID_ID_NUMBER,
         cause="id_number_invalid",
         why_zh="公民身份号码有误（位数、出生日期或校验码不对）。",
         todo_zh="请核对十八位公民身份号码后重新申请。",
@@ -286,7 +262,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Check the 18-character ID number and apply again.",
     ),
     RefusalGuidance(
-        code=UNKNOWN_REGION,
+        code=RefusalCode.UNKNOWN_REGION,
         cause="region_unknown",
         why_zh="所填的转出地或转入地不是已登记的统筹区。",
         todo_zh="请核对转出地和转入地，选择正确的统筹区后重新申请。",
@@ -294,7 +270,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Check both regions, choose the right ones and apply again.",
     ),
     RefusalGuidance(
-        code=INVALID_BANK_ACCOUNT,
+        code=RefusalCode.INVALID_BANK_ACCOUNT,
         cause="bank_account_malformed",
         why_zh="银行账号格式有误（应为十二至三十位数字）。",
         todo_zh="请核对银行账号后重新提交。",
@@ -302,7 +278,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         todo_en="Check the account number and submit again.",
     ),
     RefusalGuidance(
-        code=RETIREE_OUTSIDE_TRANSFER,
+        code=RefusalCode.RETIREE_OUTSIDE_TRANSFER,
         cause="retiree_outside_transfer",
         why_zh="转出地的参保记录显示您是退休人员，退休人员不办理医保关系转移接续。",
         todo_zh="您的参保关系保留在原参保地，无需转移；如已跨省异地安置，"
@@ -313,7 +289,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "apply for the resettled-retiree payout to your own bank account instead.",
     ),
     RefusalGuidance(
-        code=PROVINCE_WIDE_PLATFORM,
+        code=RefusalCode.PROVINCE_WIDE_PLATFORM,
         cause="province_wide_platform",
         why_zh="转出地与转入地同属一省，全省共用一个医保信息平台，省内流动无需办理转移接续。",
         todo_zh="请直接到{incoming}办理参保登记（职工医保由新单位继续缴费），"

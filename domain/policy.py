@@ -333,7 +333,32 @@ def _check_code(scope: str, code: object, registry: RegionRegistry) -> str:
     return code
 
 
-def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion:  # noqa: C901 (issue 15: split)
+def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion:
+    data = _line_object(text)
+    scope = data["scope"]
+    if scope not in _SCOPES:
+        raise _LineProblem(f"scope {scope!r} is not one of {', '.join(_SCOPES)}", "scope")
+    code = _check_code(scope, data["code"], registry)
+    version = _check_version(data["version"])
+    effective_from = _check_effective_from(data["effective_from"])
+    settings = {name: _check_setting(name, data[name]) for name in SETTINGS if name in data}
+    _check_settings_together(scope, settings)
+    # Checked after the settings, so a wrong figure is reported by its own rule first.
+    source = _check_source(data)
+    return PolicyVersion(
+        scope=cast(Scope, scope),
+        code=code,
+        version=version,
+        effective_from=effective_from,
+        settings=settings,
+        line=line,
+        source=source,
+        digest=line_digest(data),
+    )
+
+
+def _line_object(text: str) -> dict[str, Any]:
+    """The line as a JSON object with only known fields and every required one."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -346,37 +371,34 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
     for key in _REQUIRED:
         if key not in data:
             raise _LineProblem(f"missing field {key}", key)
+    return data
 
-    scope = data["scope"]
-    if scope not in _SCOPES:
-        raise _LineProblem(f"scope {scope!r} is not one of {', '.join(_SCOPES)}", "scope")
-    code = _check_code(scope, data["code"], registry)
 
-    version = data["version"]
+def _check_version(version: object) -> str:
     if not isinstance(version, str):
         raise _LineProblem(f"version must be a string, got {_type_name(version)}", "version")
     if not _VERSION.fullmatch(version):
         raise _LineProblem(
             f"version {version!r}: letters, digits and . _ : - only (no '+')", "version"
         )
+    return version
 
-    raw_from = data["effective_from"]
+
+def _check_effective_from(raw_from: object) -> date:
     if not isinstance(raw_from, str) or not _ISO_DATE.fullmatch(raw_from):
         raise _LineProblem(
             f"effective_from {raw_from!r} is not an ISO date YYYY-MM-DD", "effective_from"
         )
     try:
-        effective_from = date.fromisoformat(raw_from)
+        return date.fromisoformat(raw_from)
     except ValueError as exc:
         raise _LineProblem(
             f"effective_from {raw_from} is not a real date", "effective_from"
         ) from exc
 
-    settings: dict[str, SettingValue] = {}
-    for name in SETTINGS:
-        if name in data:
-            settings[name] = _check_setting(name, data[name])
 
+def _check_settings_together(scope: str, settings: Mapping[str, SettingValue]) -> None:
+    """The checks that look at several settings of a line, or at its scope."""
     # R20: the intra-province rule is set per province; the national line holds the default
     # for provinces without their own line. A region cannot have its own.
     if scope == "region" and "intra_province_balance" in settings:
@@ -404,7 +426,9 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
                 f"{', '.join(missing)}",
                 missing[0],
             )
-    # Checked after the settings, so a wrong figure is reported by its own rule first.
+
+
+def _check_source(data: Mapping[str, Any]) -> PolicySource:
     if "source" not in data:
         raise _LineProblem(
             "missing field source: name the document the line comes from "
@@ -412,19 +436,9 @@ def _parse_line(text: str, line: int, registry: RegionRegistry) -> PolicyVersion
             "source",
         )
     try:
-        source = PolicySource.from_json(data["source"])
+        return PolicySource.from_json(data["source"])
     except ValueError as exc:
         raise _LineProblem(str(exc), "source") from exc
-    return PolicyVersion(
-        scope=cast(Scope, scope),
-        code=code,
-        version=version,
-        effective_from=effective_from,
-        settings=settings,
-        line=line,
-        source=source,
-        digest=line_digest(data),
-    )
 
 
 def parse_policy_table(

@@ -14,15 +14,9 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from contracts.documents import BankAccount, FreeText, PersonIdentity, TransferRequested
-from domain.eligibility import (
-    OPEN_CASE_ELSEWHERE,
-    ApplicationFacts,
-    Refusal,
-    check_application,
-    refusal,
-)
+from domain.eligibility import ApplicationFacts, Refusal, check_application, refusal
 from domain.identity import fingerprint, mask_id, normalize_resident_id
-from domain.vocabulary import IncomingStatus
+from domain.vocabulary import IncomingStatus, RefusalCode
 from services.common.api import ErrorBody, ErrorReason, problem_body
 from services.common.bootstrap import Service
 from services.common.repository import utcnow
@@ -194,7 +188,7 @@ class SubmitApplication:
         )
         if elsewhere is not None:
             # R5: two transfers of one person at once would enrol the person twice.
-            return _refused(409, [refusal(OPEN_CASE_ELSEWHERE)])
+            return _refused(409, [refusal(RefusalCode.OPEN_CASE_ELSEWHERE)])
         row = self.service.repository.insert_case(candidate)
         duplicate = row.case_id != candidate.case_id
         # A duplicate resubmission also (re)starts the case, in case the first attempt's

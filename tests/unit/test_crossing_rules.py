@@ -13,12 +13,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 
 from contracts.documents import WithdrawalAnswered, WithdrawalRequested
-from domain.eligibility import (
-    ENROLMENT_IN_TRANSFER,
-    EnrolmentFacts,
-    OutgoingRequestFacts,
-    check_transfer_out,
-)
+from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
 from domain.identity import personal_data_in_text
 from domain.matching import (
     CaseFile,
@@ -29,6 +24,7 @@ from domain.matching import (
     remittance_matches_sheet,
     sheet_mismatch,
 )
+from domain.vocabulary import RefusalCode
 from services.common.stuck import stuck_reason
 
 pytestmark = pytest.mark.unit
@@ -133,7 +129,9 @@ REQUEST = OutgoingRequestFacts(
 def test_r5_an_enrolment_claimed_by_another_open_case_is_refused_hard() -> None:
     assert check_transfer_out(REQUEST, enrolment()) == []
     refusals = check_transfer_out(REQUEST, enrolment(claimed_by_other_case=True))
-    assert [(r.code, r.rule, r.soft) for r in refusals] == [(ENROLMENT_IN_TRANSFER, "R5", False)]
+    assert [(r.code, r.rule, r.soft) for r in refusals] == [
+        (RefusalCode.ENROLMENT_IN_TRANSFER, "R5", False)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -10,27 +10,7 @@ from hypothesis import strategies as st
 
 from contracts.documents import RefusalReason
 from domain.eligibility import (
-    ACCOUNT_FROZEN,
-    ALREADY_TRANSFERRED,
-    BANK_ACCOUNT_FOR_RESIDENT,
-    BANK_ACCOUNT_REQUIRED,
-    CONTRIBUTION_ARREARS,
-    CROSS_SCHEME_NOT_READY,
-    DOUBLE_ENROLMENT,
-    ENROLMENT_ACTIVE,
-    IDENTITY_MISMATCH,
-    INCOMING_NOT_ENROLLED,
-    INVALID_BANK_ACCOUNT,
-    INVALID_ID_NUMBER,
-    PERSON_UNKNOWN,
-    PROVINCE_WIDE_PLATFORM,
     REFUSALS,
-    RESIDENT_TOO_EARLY,
-    RETIREE_NOT_ON_RECORD,
-    RETIREE_OUTSIDE_TRANSFER,
-    RETIREE_SAME_PROVINCE,
-    SAME_REGION,
-    UNKNOWN_REGION,
     ApplicationFacts,
     EnrolmentFacts,
     OutgoingRequestFacts,
@@ -39,6 +19,7 @@ from domain.eligibility import (
     check_transfer_out,
 )
 from domain.regions import RegionRegistry
+from domain.vocabulary import RefusalCode
 from tests.unit.conftest import valid_resident_ids
 
 pytestmark = pytest.mark.unit
@@ -100,17 +81,17 @@ def codes(refusals: list[Refusal]) -> list[str]:
 @pytest.mark.parametrize(
     ("code", "rule", "soft"),
     [
-        (SAME_REGION, "R1", False),
-        (RESIDENT_TOO_EARLY, "R3", False),
-        (CROSS_SCHEME_NOT_READY, "R4", False),
-        (DOUBLE_ENROLMENT, "R5", True),
-        (ENROLMENT_ACTIVE, "R6", True),
-        (CONTRIBUTION_ARREARS, "R7", True),
-        (ACCOUNT_FROZEN, "R8", True),
-        (PERSON_UNKNOWN, "R9", False),
-        (IDENTITY_MISMATCH, "R9", False),
-        (PROVINCE_WIDE_PLATFORM, "R20", False),
-        (RETIREE_OUTSIDE_TRANSFER, "R21", False),
+        (RefusalCode.SAME_REGION, "R1", False),
+        (RefusalCode.RESIDENT_TOO_EARLY, "R3", False),
+        (RefusalCode.CROSS_SCHEME_NOT_READY, "R4", False),
+        (RefusalCode.DOUBLE_ENROLMENT, "R5", True),
+        (RefusalCode.ENROLMENT_ACTIVE, "R6", True),
+        (RefusalCode.CONTRIBUTION_ARREARS, "R7", True),
+        (RefusalCode.ACCOUNT_FROZEN, "R8", True),
+        (RefusalCode.PERSON_UNKNOWN, "R9", False),
+        (RefusalCode.IDENTITY_MISMATCH, "R9", False),
+        (RefusalCode.PROVINCE_WIDE_PLATFORM, "R20", False),
+        (RefusalCode.RETIREE_OUTSIDE_TRANSFER, "R21", False),
     ],
 )
 def test_r1_r3_to_r9_reason_catalogue(code: str, rule: str, soft: bool) -> None:
@@ -147,46 +128,46 @@ class TestApplication:
 
     def test_r2_incoming_enrolment_required(self, registry: RegionRegistry) -> None:
         assert codes(check_application(application(incoming_enrolled_since=None), registry)) == [
-            INCOMING_NOT_ENROLLED
+            RefusalCode.INCOMING_NOT_ENROLLED
         ]
         future = application(incoming_enrolled_since=D("2026-04-01"))
-        assert codes(check_application(future, registry)) == [INCOMING_NOT_ENROLLED]
+        assert codes(check_application(future, registry)) == [RefusalCode.INCOMING_NOT_ENROLLED]
 
     def test_r1_same_region_refused(self, registry: RegionRegistry) -> None:
         refusals = check_application(application(to_region="620800"), registry)
-        assert codes(refusals) == [SAME_REGION]
+        assert codes(refusals) == [RefusalCode.SAME_REGION]
         assert refusals[0].rule == "R1"
         assert not refusals[0].soft
 
     def test_r1_same_region_refused_even_cross_scheme(self, registry: RegionRegistry) -> None:
         app = application(to_region="620800", to_scheme="resident")
-        assert codes(check_application(app, registry)) == [SAME_REGION]
+        assert codes(check_application(app, registry)) == [RefusalCode.SAME_REGION]
 
     def test_r1_neighbouring_regions_are_not_same_region(self, registry: RegionRegistry) -> None:
         assert check_application(application(to_region="620100"), registry) == []
 
     def test_invalid_id_number(self, registry: RegionRegistry) -> None:
         refusals = check_application(application(id_number="110105194912310021"), registry)
-        assert codes(refusals) == [INVALID_ID_NUMBER]
+        assert codes(refusals) == [RefusalCode.INVALID_ID_NUMBER]
         assert all("110105194912310021" not in r.message_en + r.message_zh for r in refusals)
 
     def test_unknown_region(self, registry: RegionRegistry) -> None:
         assert codes(check_application(application(to_region="999999"), registry)) == [
-            UNKNOWN_REGION
+            RefusalCode.UNKNOWN_REGION
         ]
 
     def test_bank_account_checked_when_given(self, registry: RegionRegistry) -> None:
         assert check_application(application(bank_account="6222 0212 3456 7890"), registry) == []
         refusals = check_application(application(bank_account="12345"), registry)
-        assert codes(refusals) == [INVALID_BANK_ACCOUNT]
+        assert codes(refusals) == [RefusalCode.INVALID_BANK_ACCOUNT]
         assert refusals[0].soft
 
     def test_independent_problems_reported_together(self, registry: RegionRegistry) -> None:
         app = application(id_number="123", to_region="999999", bank_account="x")
         assert codes(check_application(app, registry)) == [
-            INVALID_ID_NUMBER,
-            UNKNOWN_REGION,
-            INVALID_BANK_ACCOUNT,
+            RefusalCode.INVALID_ID_NUMBER,
+            RefusalCode.UNKNOWN_REGION,
+            RefusalCode.INVALID_BANK_ACCOUNT,
         ]
 
 
@@ -210,13 +191,13 @@ class TestR3ResidentToResident:
             self.resident(incoming_enrolled_since=D("2025-09-01"), applied_on=D("2025-10-08")),
             registry,
         )
-        assert codes(refusals) == [RESIDENT_TOO_EARLY]
+        assert codes(refusals) == [RefusalCode.RESIDENT_TOO_EARLY]
         assert refusals[0].rule == "R3"
         assert not refusals[0].soft
 
     def test_r3_application_before_enrolment_starts_refused(self, registry: RegionRegistry) -> None:
         refusals = check_application(self.resident(applied_on=D("2025-12-20")), registry)
-        assert codes(refusals) == [RESIDENT_TOO_EARLY]
+        assert codes(refusals) == [RefusalCode.RESIDENT_TOO_EARLY]
 
     def test_r3_applied_on_first_day_of_enrolment_accepted(self, registry: RegionRegistry) -> None:
         assert check_application(self.resident(applied_on=D("2026-01-01")), registry) == []
@@ -224,7 +205,7 @@ class TestR3ResidentToResident:
     @pytest.mark.parametrize("missing", ["incoming_enrolled_since", "left_outgoing_on"])
     def test_r3_missing_dates_refused(self, registry: RegionRegistry, missing: str) -> None:
         assert codes(check_application(self.resident(**{missing: None}), registry)) == [
-            RESIDENT_TOO_EARLY
+            RefusalCode.RESIDENT_TOO_EARLY
         ]
 
 
@@ -242,7 +223,7 @@ class TestR4CrossScheme:
             bank_account=ACCOUNT,
         )
         refusals = check_application(app, registry)
-        assert codes(refusals) == [CROSS_SCHEME_NOT_READY]
+        assert codes(refusals) == [RefusalCode.CROSS_SCHEME_NOT_READY]
         assert refusals[0].rule == "R4"
         assert not refusals[0].soft
 
@@ -259,14 +240,14 @@ class TestR4CrossScheme:
         app = application(
             to_scheme="resident", incoming_enrolled_since=D("2027-01-01"), bank_account=ACCOUNT
         )
-        assert codes(check_application(app, registry)) == [CROSS_SCHEME_NOT_READY]
+        assert codes(check_application(app, registry)) == [RefusalCode.CROSS_SCHEME_NOT_READY]
 
 
 class TestR22EmployeeToResident:
     def test_r22_bank_account_required(self, registry: RegionRegistry) -> None:
         app = application(from_scheme="employee", to_scheme="resident")
         refusals = check_application(app, registry)
-        assert codes(refusals) == [BANK_ACCOUNT_FOR_RESIDENT]
+        assert codes(refusals) == [RefusalCode.BANK_ACCOUNT_FOR_RESIDENT]
         assert refusals[0].rule == "R22"
         assert refusals[0].soft
 
@@ -284,7 +265,7 @@ class TestR20ProvinceWidePlatform:
     ) -> None:
         app = application(from_region="610400", to_region="610100")  # Xianyang -> Xi'an
         refusals = check_application(app, registry)
-        assert codes(refusals) == [PROVINCE_WIDE_PLATFORM]
+        assert codes(refusals) == [RefusalCode.PROVINCE_WIDE_PLATFORM]
         assert (refusals[0].rule, refusals[0].soft) == ("R20", False)
         assert "参保登记" in refusals[0].message_zh
         assert "Enrol directly at the incoming region" in refusals[0].message_en
@@ -302,7 +283,7 @@ class TestR20ProvinceWidePlatform:
         self, registry: RegionRegistry, changes: dict[str, object]
     ) -> None:
         app = application(from_region="610100", to_region="610400", **changes)
-        assert codes(check_application(app, registry)) == [PROVINCE_WIDE_PLATFORM]
+        assert codes(check_application(app, registry)) == [RefusalCode.PROVINCE_WIDE_PLATFORM]
 
     def test_r20_leaving_or_joining_shaanxi_is_a_transfer(self, registry: RegionRegistry) -> None:
         assert check_application(application(from_region="610100"), registry) == []
@@ -332,12 +313,12 @@ class TestR21ResettledRetiree:
     def test_r21_bank_account_required(self, registry: RegionRegistry) -> None:
         app = application(resettled_retiree=True, incoming_enrolled_since=None)
         refusals = check_application(app, registry)
-        assert codes(refusals) == [BANK_ACCOUNT_REQUIRED]
+        assert codes(refusals) == [RefusalCode.BANK_ACCOUNT_REQUIRED]
         assert refusals[0].soft
 
     def test_r21_only_across_provinces(self, registry: RegionRegistry) -> None:
         app = application(resettled_retiree=True, to_region="620100", bank_account=ACCOUNT)
-        assert codes(check_application(app, registry)) == [RETIREE_SAME_PROVINCE]
+        assert codes(check_application(app, registry)) == [RefusalCode.RETIREE_SAME_PROVINCE]
 
 
 class TestTransferOut:
@@ -346,12 +327,16 @@ class TestTransferOut:
 
     def test_r9_person_unknown(self) -> None:
         refusals = check_transfer_out(request(), None)
-        assert codes(refusals) == [PERSON_UNKNOWN]
+        assert codes(refusals) == [RefusalCode.PERSON_UNKNOWN]
         assert not refusals[0].soft
 
     def test_r9_other_scheme_or_region_is_unknown(self) -> None:
-        assert codes(check_transfer_out(request(), record(scheme="resident"))) == [PERSON_UNKNOWN]
-        assert codes(check_transfer_out(request(), record(region="620100"))) == [PERSON_UNKNOWN]
+        assert codes(check_transfer_out(request(), record(scheme="resident"))) == [
+            RefusalCode.PERSON_UNKNOWN
+        ]
+        assert codes(check_transfer_out(request(), record(region="620100"))) == [
+            RefusalCode.PERSON_UNKNOWN
+        ]
 
     @pytest.mark.parametrize(
         "changes", [{"id_number": "110105194912310037"}, {"name": "张三"}, {"name": "张三峰"}]
@@ -360,7 +345,7 @@ class TestTransferOut:
         # The record belongs to someone else: its arrears and account state must not leak.
         other = record(status="active", arrears_fen=500, account_status="frozen", **changes)
         refusals = check_transfer_out(request(), other)
-        assert codes(refusals) == [IDENTITY_MISMATCH]
+        assert codes(refusals) == [RefusalCode.IDENTITY_MISMATCH]
         assert refusals[0].rule == "R9"
         assert not refusals[0].soft
 
@@ -372,22 +357,22 @@ class TestTransferOut:
 
     def test_r6_enrolment_still_active(self) -> None:
         refusals = check_transfer_out(request(), record(status="active", suspended_on=None))
-        assert codes(refusals) == [ENROLMENT_ACTIVE]
+        assert codes(refusals) == [RefusalCode.ENROLMENT_ACTIVE]
         assert refusals[0].soft
 
     def test_r7_contribution_arrears(self) -> None:
         refusals = check_transfer_out(request(), record(arrears_fen=1))
-        assert codes(refusals) == [CONTRIBUTION_ARREARS]
+        assert codes(refusals) == [RefusalCode.CONTRIBUTION_ARREARS]
         assert refusals[0].soft
 
     def test_r8_account_frozen(self) -> None:
         refusals = check_transfer_out(request(), record(account_status="frozen"))
-        assert codes(refusals) == [ACCOUNT_FROZEN]
+        assert codes(refusals) == [RefusalCode.ACCOUNT_FROZEN]
         assert refusals[0].soft
 
     def test_r5_double_enrolment(self) -> None:
         refusals = check_transfer_out(request(), record(also_active_in="440300"))
-        assert codes(refusals) == [DOUBLE_ENROLMENT]
+        assert codes(refusals) == [RefusalCode.DOUBLE_ENROLMENT]
         assert refusals[0].rule == "R5"
         assert refusals[0].soft
 
@@ -400,10 +385,10 @@ class TestTransferOut:
         )
         refusals = check_transfer_out(request(), bad)
         assert codes(refusals) == [
-            ENROLMENT_ACTIVE,
-            CONTRIBUTION_ARREARS,
-            ACCOUNT_FROZEN,
-            DOUBLE_ENROLMENT,
+            RefusalCode.ENROLMENT_ACTIVE,
+            RefusalCode.CONTRIBUTION_ARREARS,
+            RefusalCode.ACCOUNT_FROZEN,
+            RefusalCode.DOUBLE_ENROLMENT,
         ]
         assert all(r.soft for r in refusals)
 
@@ -411,7 +396,7 @@ class TestTransferOut:
         # The application says nothing of a pension: the record does (2021 measures).
         for status in ("suspended", "active"):
             refusals = check_transfer_out(request(), record(retired=True, status=status))
-            assert codes(refusals) == [RETIREE_OUTSIDE_TRANSFER]
+            assert codes(refusals) == [RefusalCode.RETIREE_OUTSIDE_TRANSFER]
             refusal = refusals[0]
             assert (refusal.rule, refusal.soft) == ("R21", False)
             assert "跨省异地安置退休人员" in refusal.message_zh
@@ -425,9 +410,13 @@ class TestTransferOut:
     def test_r21_r22_a_payout_without_the_person_s_account_is_refused_here_too(self) -> None:
         # The incoming acceptance checks it, but that is not this agency's record.
         payout = request(resettled_retiree=True)
-        assert codes(check_transfer_out(payout, record(retired=True))) == [BANK_ACCOUNT_REQUIRED]
+        assert codes(check_transfer_out(payout, record(retired=True))) == [
+            RefusalCode.BANK_ACCOUNT_REQUIRED
+        ]
         to_resident = request(to_scheme="resident")
-        assert codes(check_transfer_out(to_resident, record())) == [BANK_ACCOUNT_FOR_RESIDENT]
+        assert codes(check_transfer_out(to_resident, record())) == [
+            RefusalCode.BANK_ACCOUNT_FOR_RESIDENT
+        ]
         assert check_transfer_out(to_resident, record(balance_fen=0)) == []
 
     def test_r21_payout_does_not_need_the_enrolment_ended(self) -> None:
@@ -435,25 +424,27 @@ class TestTransferOut:
         payout = request(resettled_retiree=True, bank_account_holder=PERSON_NAME)
         assert check_transfer_out(payout, record(retired=True, status="active")) == []
         assert codes(check_transfer_out(payout, record(retired=True, arrears_fen=1))) == [
-            CONTRIBUTION_ARREARS
+            RefusalCode.CONTRIBUTION_ARREARS
         ]
 
     def test_r21_payout_claim_without_record_is_soft(self) -> None:
         refusals = check_transfer_out(request(resettled_retiree=True), record())
-        assert codes(refusals) == [RETIREE_NOT_ON_RECORD]
+        assert codes(refusals) == [RefusalCode.RETIREE_NOT_ON_RECORD]
         assert refusals[0].soft
 
     def test_r21_payout_within_the_province_refused_at_the_outgoing_agency_too(self) -> None:
         payout = request(resettled_retiree=True, to_region="620100")
-        assert codes(check_transfer_out(payout, record(retired=True))) == [RETIREE_SAME_PROVINCE]
+        assert codes(check_transfer_out(payout, record(retired=True))) == [
+            RefusalCode.RETIREE_SAME_PROVINCE
+        ]
 
     def test_r21_identity_checked_before_retiree_status(self) -> None:
         other = record(retired=True, name="李四")
-        assert codes(check_transfer_out(request(), other)) == [IDENTITY_MISMATCH]
+        assert codes(check_transfer_out(request(), other)) == [RefusalCode.IDENTITY_MISMATCH]
 
     def test_r11_already_transferred(self) -> None:
         assert codes(check_transfer_out(request(), record(status="transferred_out"))) == [
-            ALREADY_TRANSFERRED
+            RefusalCode.ALREADY_TRANSFERRED
         ]
 
 

@@ -28,7 +28,7 @@ from domain.guidance import (
     status_guidance,
     step_text,
 )
-from domain.vocabulary import CaseEventName, IncomingStatus
+from domain.vocabulary import CaseEventName, IncomingStatus, RefusalCode
 
 pytestmark = pytest.mark.unit
 
@@ -97,20 +97,20 @@ def test_r17_guidance_differs_where_the_cause_differs() -> None:
 
 
 def test_r17_arrears_advice_only_for_arrears() -> None:
-    arrears = refusal_guidance(eligibility.CONTRIBUTION_ARREARS)
+    arrears = refusal_guidance(RefusalCode.CONTRIBUTION_ARREARS)
     assert "补缴" in arrears.todo_zh
     assert "arrears" in arrears.todo_en
-    active = refusal_guidance(eligibility.ENROLMENT_ACTIVE)
+    active = refusal_guidance(RefusalCode.ENROLMENT_ACTIVE)
     assert "停保" in active.todo_zh
     assert "suspend" in active.todo_en
     assert "{outgoing}" in active.todo_zh
     assert "原单位" in active.todo_zh
-    frozen = refusal_guidance(eligibility.ACCOUNT_FROZEN)
+    frozen = refusal_guidance(RefusalCode.ACCOUNT_FROZEN)
     assert "冻结" in frozen.todo_zh
     assert "frozen" in frozen.todo_en
     assert "{outgoing}" in frozen.todo_zh  # the outgoing agency holds the account
     for guidance in REFUSAL_GUIDANCE.values():
-        if guidance.code != eligibility.CONTRIBUTION_ARREARS:
+        if guidance.code != RefusalCode.CONTRIBUTION_ARREARS:
             advice = f"{guidance.todo_zh} {guidance.todo_en}".lower()
             assert not any(w in advice for w in ARREARS_WORDS), guidance.code
 
@@ -147,7 +147,7 @@ def test_r17_chinese_texts_are_wholly_chinese_and_fill_in_region_names() -> None
         chinese = filled(text)
         assert not re.search(r"[A-Za-z]", chinese), chinese
         assert not re.search(r"\d{6}", chinese), chinese  # a region by name, not its code
-    assert filled(refusal_guidance(eligibility.CONTRIBUTION_ARREARS).todo_zh) == (
+    assert filled(refusal_guidance(RefusalCode.CONTRIBUTION_ARREARS).todo_zh) == (
         "请向平凉市医保经办机构补缴欠费，缴清后补正申请。"
     )
     assert agency_en("Pingliang") == "the medical insurance agency of Pingliang"

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from contracts.documents import BankAccount, PersonIdentity, TransferRequested
-from domain.eligibility import ACCOUNT_FROZEN, CONTRIBUTION_ARREARS, ENROLMENT_ACTIVE
 from domain.identity import mask_id, resident_id_check_char
+from domain.vocabulary import RefusalCode
 from services.incoming_agency.applications import new_case_row
 from services.incoming_agency.progress import (
     ProgressLookup,
@@ -236,7 +236,11 @@ def test_r17_a_refused_case_shows_the_guidance_for_its_own_reason(
     agency: InProcessAgency,
 ) -> None:
     advice: dict[str, str] = {}
-    for code in (ENROLMENT_ACTIVE, CONTRIBUTION_ARREARS, ACCOUNT_FROZEN):
+    for code in (
+        RefusalCode.ENROLMENT_ACTIVE,
+        RefusalCode.CONTRIBUTION_ARREARS,
+        RefusalCode.ACCOUNT_FROZEN,
+    ):
         case_id, secret, _ = refused_case(agency, code)
         answer = lookup(agency).by_case(case_id, secret)
         assert answer is not None
@@ -245,19 +249,24 @@ def test_r17_a_refused_case_shows_the_guidance_for_its_own_reason(
         assert [r.code for r in case.reasons] == [code]
         advice[code] = case.reasons[0].todo_zh
         assert case.you_can_zh[0].startswith("请在2027年1月8日前")
-    assert "补缴" in advice[CONTRIBUTION_ARREARS]
-    assert "停保" in advice[ENROLMENT_ACTIVE]
-    assert "补缴" not in advice[ENROLMENT_ACTIVE]
-    assert "冻结" in advice[ACCOUNT_FROZEN]
-    assert "补缴" not in advice[ACCOUNT_FROZEN]
-    assert "平凉市医保经办机构" in advice[ACCOUNT_FROZEN]
+    assert "补缴" in advice[RefusalCode.CONTRIBUTION_ARREARS]
+    assert "停保" in advice[RefusalCode.ENROLMENT_ACTIVE]
+    assert "补缴" not in advice[RefusalCode.ENROLMENT_ACTIVE]
+    assert "冻结" in advice[RefusalCode.ACCOUNT_FROZEN]
+    assert "补缴" not in advice[RefusalCode.ACCOUNT_FROZEN]
+    assert "平凉市医保经办机构" in advice[RefusalCode.ACCOUNT_FROZEN]
 
 
 def test_r17_a_case_refused_for_two_reasons_lists_both(agency: InProcessAgency) -> None:
-    case_id, secret, _ = refused_case(agency, f"{CONTRIBUTION_ARREARS},{ACCOUNT_FROZEN}")
+    case_id, secret, _ = refused_case(
+        agency, f"{RefusalCode.CONTRIBUTION_ARREARS},{RefusalCode.ACCOUNT_FROZEN}"
+    )
     answer = lookup(agency).by_case(case_id, secret)
     assert answer is not None
-    assert [r.code for r in answer.cases[0].reasons] == [CONTRIBUTION_ARREARS, ACCOUNT_FROZEN]
+    assert [r.code for r in answer.cases[0].reasons] == [
+        RefusalCode.CONTRIBUTION_ARREARS,
+        RefusalCode.ACCOUNT_FROZEN,
+    ]
 
 
 def test_r17_the_view_of_a_seeded_row_never_carries_personal_data(agency: InProcessAgency) -> None:
@@ -377,7 +386,7 @@ def test_r17_the_http_answers_carry_no_full_id_number_name_or_account(
 def test_r17_a_refused_case_over_http_reads_chinese_first_with_its_guidance(
     agency: InProcessAgency,
 ) -> None:
-    case_id, secret, _ = refused_case(agency, ENROLMENT_ACTIVE)
+    case_id, secret, _ = refused_case(agency, RefusalCode.ENROLMENT_ACTIVE)
     body = client(agency).post(BY_CASE, json={"case_id": case_id, "secret": secret}).json()
     reason = body["cases"][0]["reasons"][0]
     assert list(reason) == ["code", "why_zh", "todo_zh", "why_en", "todo_en"]
