@@ -16,7 +16,6 @@ MEASURES_EN: Final = (
     "the Interim Measures for the Transfer and Continuation of Basic Medical Insurance"
 )
 CIVIL_CODE_ZH: Final = "《中华人民共和国民法典》"
-HOLIDAY_REGULATION_ZH: Final = "《全国年节及纪念日放假办法》"
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ PROVISIONS: Final[dict[str, Provision]] = {
     )
 }
 # Counting a limit follows the general rule on time limits (the day of the event does not
-# count): cited beside the limit rules R12-R14 in the deadline decisions.
+# count): cited beside the limit rules R12-R14 wherever a decision cites its rule.
 TIME_LIMIT_COUNTING: Final = Provision(
     "R12-R14", CIVIL_CODE_ZH, "期间计算", "counting time limits", article="第二百零一条"
 )
@@ -89,11 +88,29 @@ def provision(rule: str) -> Provision | None:
     return PROVISIONS.get(first)
 
 
-def citation_zh(rule: str) -> str:
+_COUNTED_LIMITS: Final = frozenset({"R12", "R13", "R14"})
+
+
+def _counts_a_limit(rule: str) -> bool:
     found = provision(rule)
-    return rule if found is None else found.citation_zh()
+    return found is not None and found.rule in _COUNTED_LIMITS
+
+
+def citation_zh(rule: str) -> str:
+    """The rule's provision; a time limit (R12-R14) also cites how its days are counted."""
+    found = provision(rule)
+    if found is None:
+        return rule
+    if _counts_a_limit(rule):
+        counting = TIME_LIMIT_COUNTING
+        return f"{found.citation_zh()}；{counting.subject_zh}依据{counting.source_zh}{counting.article}"
+    return found.citation_zh()
 
 
 def citation_en(rule: str) -> str:
     found = provision(rule)
-    return rule if found is None else found.citation_en()
+    if found is None:
+        return rule
+    if _counts_a_limit(rule):
+        return f"{found.citation_en()}; days counted under article 201 of the Civil Code"
+    return found.citation_en()

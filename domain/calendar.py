@@ -18,8 +18,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-DEFAULT_CALENDAR_DIR = Path(__file__).parent.parent / "data" / "calendar"
-
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _YEAR_FILE = re.compile(r"([0-9]{4})\.json")
 _FILE_KEYS_REQUIRED = frozenset({"year", "version", "source", "holidays", "makeup_workdays"})

@@ -76,17 +76,6 @@ def mask_id(value: str) -> str:
     return text[:4] + "*" * (len(text) - 6) + text[-2:]
 
 
-def mask_name(value: str) -> str:
-    """First character, then one ``*`` per remaining character: ``"张三丰" -> "张**"``.
-
-    A one-character value is masked completely.
-    """
-    text = _as_text(value).strip()
-    if len(text) <= 1:
-        return "*" * len(text)
-    return text[0] + "*" * (len(text) - 1)
-
-
 def mask_account(value: str) -> str:
     """``"****"`` followed by the last 4 characters; values under 8 characters show nothing."""
     text = _compact(value)

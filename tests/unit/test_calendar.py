@@ -11,7 +11,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.calendar import (
-    DEFAULT_CALENDAR_DIR,
     CalendarDataError,
     Deadline,
     WorkingDayCalendar,
@@ -25,6 +24,8 @@ from domain.continuity import calendar_loaded_decision, deadline_decision
 from domain.limits import CaseLimits, compute_transfer_out_deadlines
 
 pytestmark = pytest.mark.unit
+
+REPO_CALENDAR_DIR = Path(__file__).resolve().parents[2] / "data" / "calendar"
 
 D = date.fromisoformat
 
@@ -276,7 +277,7 @@ class TestBuildCalendar:
         assert not calendar.covers(2027)
 
     def test_repository_calendar_dir_loads(self) -> None:
-        calendar = build_calendar([2026], DEFAULT_CALENDAR_DIR)
+        calendar = build_calendar([2026], REPO_CALENDAR_DIR)
         assert calendar.covers(2026)
 
     def test_data_file_adds_year(self, tmp_path: Path) -> None:

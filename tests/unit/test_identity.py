@@ -14,7 +14,6 @@ from domain.identity import (
     is_valid_resident_id,
     mask_account,
     mask_id,
-    mask_name,
     mask_phone,
     normalize_resident_id,
     resident_id_check_char,
@@ -118,12 +117,6 @@ class TestMasks:
     def test_mask_id_known(self) -> None:
         assert mask_id(KNOWN_VALID) == "1101************2X"
 
-    def test_mask_name(self) -> None:
-        assert mask_name("张三丰") == "张**"
-        assert mask_name("李四") == "李*"
-        assert mask_name("张") == "*"
-        assert mask_name("") == ""
-
     def test_mask_account(self) -> None:
         assert mask_account("6222 0212 3456 7890 123") == "****0123"
         assert mask_account("1234") == "****"
@@ -136,7 +129,7 @@ class TestMasks:
     @pytest.mark.parametrize(
         "garbage", [None, 12345678901234, b"\x00\xff", _Unprintable(), "\ud800"]
     )
-    @pytest.mark.parametrize("mask", [mask_id, mask_name, mask_account, mask_phone, fingerprint])
+    @pytest.mark.parametrize("mask", [mask_id, mask_account, mask_phone, fingerprint])
     def test_masks_never_raise(self, mask: Callable[[object], str], garbage: object) -> None:
         assert isinstance(mask(garbage), str)
 
@@ -155,15 +148,6 @@ class TestMasks:
         assert len(visible) <= 6
         if len(masked) >= 10:
             assert set(masked[4:-2]) == {"*"}
-
-    @given(st.text(min_size=1))
-    def test_mask_name_shows_one_character_at_most(self, value: str) -> None:
-        masked = mask_name(value)
-        assert masked == "" or set(masked[1:]) <= {"*"}
-        stripped = value.strip()
-        if len(stripped) >= 2:
-            assert masked[0] == stripped[0]
-            assert len(masked) == len(stripped)
 
     @given(st.from_regex(r"[0-9]{12,30}", fullmatch=True))
     def test_mask_account_shows_only_last_four(self, value: str) -> None:

@@ -10,7 +10,13 @@ from datetime import date
 
 import pytest
 
-from domain.articles import MEASURES_ZH, PROVISIONS, TIME_LIMIT_COUNTING, citation_zh
+from domain.articles import (
+    MEASURES_ZH,
+    PROVISIONS,
+    TIME_LIMIT_COUNTING,
+    citation_en,
+    citation_zh,
+)
 from domain.balance import BalancePolicy, decide_balance
 from domain.calendar import Deadline
 from domain.continuity import deadline_decision
@@ -39,6 +45,17 @@ def test_r1_to_r28_each_rule_cites_its_provision_of_the_interim_measures() -> No
     # Rule lists cite their first rule; counting the limit cites Civil Code art. 201.
     assert citation_zh("R6-R9") == PROVISIONS["R6"].citation_zh()
     assert "第二百零一条" in TIME_LIMIT_COUNTING.citation_zh()
+
+
+def test_r12_r14_time_limits_cite_how_their_days_are_counted() -> None:
+    # Civil Code art. 201: the day of the event does not count (R12-R14, R13's example).
+    for rule in ("R12", "R13", "R14"):
+        assert citation_zh(rule).startswith(PROVISIONS[rule].citation_zh())
+        assert "《中华人民共和国民法典》第二百零一条" in citation_zh(rule)
+        assert "Civil Code" in citation_en(rule)
+    for rule in ("R11", "R15", "R6-R9"):
+        assert "民法典" not in citation_zh(rule)
+        assert "Civil Code" not in citation_en(rule)
 
 
 def test_r6_r9_refusal_sentences_and_guidance_are_wholly_chinese() -> None:
