@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-from domain.vocabulary import RefusalCode
-
-# The outgoing agency's answer to a withdrawal it cannot accept (WithdrawalAnswered).
-TOO_LATE_TRANSFERRED_OUT = "TOO_LATE_TRANSFERRED_OUT"
+from domain.vocabulary import RefusalCode, StopAnswerCode
 
 Party = Literal["outgoing", "incoming", "applicant", "platform", "nobody"]
 """Whose move it is: an agency (named by its region), the person or employer, the national
@@ -300,7 +297,7 @@ REFUSAL_GUIDANCE: Mapping[str, RefusalGuidance] = _guidance(
         "resumes the contributions); your years are already on the platform.",
     ),
     RefusalGuidance(
-        code=TOO_LATE_TRANSFERRED_OUT,
+        code=StopAnswerCode.TOO_LATE_TRANSFERRED_OUT,
         cause="withdrawal_too_late",
         why_zh="{outgoing}已办理转出，撤回申请未获同意。",
         todo_zh="无需办理：本次转移将继续办结，个人账户余额将转入新账户或支付至本人账户。",

@@ -165,3 +165,29 @@ class RefusalCode(StrEnum):
     INVALID_BANK_ACCOUNT = "INVALID_BANK_ACCOUNT"
     RETIREE_OUTSIDE_TRANSFER = "RETIREE_OUTSIDE_TRANSFER"
     PROVINCE_WIDE_PLATFORM = "PROVINCE_WIDE_PLATFORM"
+
+
+class LedgerLeg(StrEnum):
+    """One kind of money movement in an agency's ledger (services/common/tables.py
+    LedgerEntry.leg); (remittance_id, leg) is unique, so each is written once per key."""
+
+    DEBIT_OUTGOING = "debit_outgoing"  # R16: the old account cleared, the balance moved
+    CREDIT_INCOMING = "credit_incoming"  # R15: credited once the amount matches
+    BANK_PAYOUT = "bank_payout"  # R19, R21, R22: paid to the person's own account
+    RETURNED_TO_OUTGOING = "returned_to_outgoing"  # R16: a returned balance restored
+    LATE_CONTRIBUTION = "late_contribution"  # a residual remitted after the case
+
+
+class EscalationReason(StrEnum):
+    """Why a case was escalated: a limit passed with the other side's step not done."""
+
+    TRANSFER_OUT_OVERDUE = "TRANSFER_OUT_OVERDUE"  # R12
+    TRANSFER_IN_OVERDUE = "TRANSFER_IN_OVERDUE"  # R13
+    BALANCE_OVERDUE = "BALANCE_OVERDUE"  # R15: the remittance did not arrive
+
+
+class StopAnswerCode(StrEnum):
+    """The outgoing agency's answer to a withdrawal or cancellation (WithdrawalAnswered)."""
+
+    ACCEPTED_BEFORE_TRANSFER_OUT = "ACCEPTED_BEFORE_TRANSFER_OUT"
+    TOO_LATE_TRANSFERRED_OUT = "TOO_LATE_TRANSFERRED_OUT"  # R16: the balance is on its way
