@@ -151,7 +151,7 @@ async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch
 def db_loop_sqlite(seconds: float) -> dict[str, Any]:
     from bench.dbloop import run_loop
     from services.common.config import Settings
-    from services.common.platform import load_registry
+    from services.common.keys import load_registry
 
     root = STATE_DIR / "run" / "dbloop"
     root.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def db_loop_postgres(seconds: float) -> tuple[dict[str, Any] | None, str | None]
         return None, f"PostgreSQL could not be started: {exc}"
     from bench.dbloop import run_loop
     from services.common.config import Settings
-    from services.common.platform import load_registry
+    from services.common.keys import load_registry
 
     registry = load_registry(Settings(keys_dir=STATE_DIR / "run" / "dbloop" / "keys"))
     try:

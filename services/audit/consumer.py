@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from contracts.documents import AuditRecord
 from services.audit.config import AuditSettings
 from services.audit.store import AuditStore, RecordRefused
+from services.common.broker import make_broker
 from services.common.inbound import raw_body
 from services.common.kafka_topics import ensure_topics
-from services.common.platform import make_broker
 
 log = logging.getLogger("medtransfer.audit")
 

@@ -18,6 +18,7 @@ from faststream import AckPolicy
 from faststream.kafka.annotations import KafkaMessage
 from temporalio.client import Client
 
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from services.common.api import (
     CaseOut,
     ConnectivityIn,
@@ -38,18 +39,13 @@ from services.common.auth import (
     require_every_region,
 )
 from services.common.bootstrap import Service
+from services.common.broker import KafkaDocumentPublisher, make_broker
 from services.common.codec import CodecError, decode_for_ui
 from services.common.inbound import InboundHandler, Route, raw_body
 from services.common.kafka_topics import ensure_topics
 from services.common.metrics import InboundCounters, install_metrics
 from services.common.operator_token import OperatorTokenVerifier, TokenRefused, looks_like_jwt
-from services.common.platform import (
-    MAX_DOCUMENT_BYTES,
-    KafkaDocumentPublisher,
-    connect_temporal,
-    make_broker,
-    temporal_codec,
-)
+from services.common.temporal import connect_temporal, temporal_codec
 from services.common.throttle import LoginThrottle
 from services.common.tracing import configure_tracing, instrument_app
 

@@ -22,25 +22,19 @@ from contracts.keyring import KeyRegistrySource, RegionSigner
 from domain.calendar import WorkingDayCalendar
 from domain.regions import RegionRegistry
 from services.common.auth import Authenticator, parse_api_keys
+from services.common.broker import KafkaDocumentPublisher, make_broker
 from services.common.config import Settings, Side
 from services.common.db import make_engine
 from services.common.kafka_topics import ensure_topics
+from services.common.keys import load_registry, load_trust, served_regions
 from services.common.logging import configure_logging
 from services.common.metrics import start_worker_metrics
 from services.common.migrate import upgrade as migrate_database
-from services.common.platform import (
-    KafkaDocumentPublisher,
-    PolicyContext,
-    connect_temporal,
-    load_registry,
-    load_trust,
-    make_broker,
-    served_regions,
-    working_day_calendar,
-)
+from services.common.policy_context import PolicyContext, working_day_calendar
 from services.common.repository import CaseRepository, RegionConnectivity
 from services.common.resend import ResendSweep
 from services.common.stuck import StuckCaseSweep
+from services.common.temporal import connect_temporal
 from services.common.tracing import configure_tracing
 from workflows.activities import CaseActivities
 from workflows.clock import CHINA_TZ

@@ -49,7 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from services.common.platform import SECURITY_REASONS, reason_code
+from services.common.acceptance import SECURITY_REASONS, reason_code
 from services.common.tables import (
     CaseEventRow,
     CaseRow,

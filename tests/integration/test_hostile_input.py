@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from contracts.documents import BalanceRemitted
-from services.common.platform import MAX_DOCUMENT_BYTES
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from tests.integration.test_exceptions import peer_case, sheet_document
 from tests.support.agencies import AgencyStack, PeerAgency
 

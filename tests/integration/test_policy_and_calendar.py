@@ -17,7 +17,7 @@ from domain.calendar import WorkingDayCalendar
 from domain.regions import load_region_registry
 from services.common.calendar_admin import main as calendar_admin
 from services.common.config import Settings
-from services.common.platform import PolicyContext
+from services.common.policy_context import PolicyContext
 from tests.integration.test_exceptions import sheet_document
 from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
 from tests.support.stack import REPO_DIR

@@ -39,7 +39,7 @@ from contracts.envelope import Envelope
 from contracts.local_trust import enrol_local_regions, sign_locally
 from contracts.topics import Topics
 from domain.identity import resident_id_check_char
-from services.common.platform import receipt_for
+from services.common.acceptance import receipt_for
 from tests.support.stack import REPO_DIR
 
 # The region whose outgoing agency the test plays itself (the outgoing service does not
