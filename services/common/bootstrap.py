@@ -29,6 +29,7 @@ from services.common.kafka_topics import ensure_topics
 from services.common.keys import load_registry, load_trust, served_regions
 from services.common.logging import configure_logging
 from services.common.metrics import start_worker_metrics
+from services.common.migrate import VERSIONS_DIR, History
 from services.common.migrate import upgrade as migrate_database
 from services.common.policy_context import PolicyContext, working_day_calendar
 from services.common.repository import CaseRepository, RegionConnectivity
@@ -86,7 +87,8 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     settings = settings or Settings()
     configure_logging(f"{side}-agency", json_output=settings.log_json)
     engine = make_engine(settings.database_url(side))
-    migrate_database(engine, side)  # create, adopt or upgrade: services/common/migrate.py
+    # Create, adopt or upgrade the side's database to the tables it was started with.
+    migrate_database(engine, History(side, VERSIONS_DIR / side, tuple(tables)))
     registry = load_registry(settings)
     served = served_regions(settings, registry)
     # Key custody is checked before anything else starts: a key directory with another
