@@ -41,7 +41,7 @@ from bench.profiles import Profiler
 from bench.profiles import summarise as profile_summary
 from bench.shape import incoming_id, outgoing_id
 from bench.stack import STATE_DIR, BenchStack
-from tests.support.stack import DEPLOY, REPO_DIR
+from harness.servers import DEPLOY, REPO_DIR
 
 RESULTS = REPO_DIR / "bench" / "results" / "latest.json"
 # Open cases between their start and their first wait while filling: their first workflow
@@ -483,12 +483,12 @@ async def violations(
     if open_result is not None:
         lost_open = max(0, open_result["expected_open"] - open_result["running_workflows"])
     try:
-        from tests.support.invariants import check_invariants
+        from harness.invariants import check_invariants
 
         checked = await asyncio.to_thread(check_invariants, stack.agencies, case_ids)
         i1 = [str(v) for v in checked.by_invariant("I1")]
         i2 = [str(v) for v in checked.by_invariant("I2")]
-        method = "tests/support/invariants.py (I1, I2)"
+        method = "harness/invariants.py (I1, I2)"
     except Exception as exc:  # e.g. --services-from an older schema: say so, go on
         if not isinstance(exc, ImportError):
             log(f"  invariant checker failed ({type(exc).__name__}); reconciliation only")

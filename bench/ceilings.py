@@ -20,10 +20,10 @@ from temporalio.client import Client
 
 from bench.procs import CpuMeter
 from bench.shape import ShapeIncoming, incoming_id
+from harness.agencies import stop_processes
+from harness.servers import REPO_DIR
 from services.common.app_factory import INBOX_SUBSCRIBER_WORKERS
 from services.common.inbound import raw_body
-from tests.support.agencies import stop_processes
-from tests.support.stack import REPO_DIR
 
 RECORD = (b'{"payload": "' + b"x" * 1000 + b'"}')[:1024]  # 1 KB
 Log = Callable[[str], None]

@@ -22,10 +22,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from bench import people
 from bench.ceilings import percentile
 from bench.procs import CpuMeter
+from harness.agencies import AgencyStack, Person
 from services.common.db import make_engine
 from services.common.tables import CaseRow
 from services.incoming_agency.applications import case_input, new_case_row
-from tests.support.agencies import AgencyStack, Person
 from workflows.clock import CHINA_TZ
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
 

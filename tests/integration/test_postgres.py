@@ -24,6 +24,9 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from contracts.documents import AuditRecord
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.invariants import wait_for_invariants
+from harness.servers import REPO_DIR, ScriptServer
 from services.audit.store import AuditStore, RecordRefused
 from services.audit.trust import sign_record
 from services.cli import migrate
@@ -33,11 +36,8 @@ from services.common.db import create_tables, make_engine
 from services.common.migrate import MigrationError
 from services.common.tables import LedgerEntry
 from services.ops.reconciliation import reconcile
-from tests.support.agencies import AgencyStack, free_port, stack_env
 from tests.support.audit_keys import OUTGOING_REGION, content, make_trust, signed
-from tests.support.invariants import wait_for_invariants
 from tests.support.postgres import Postgres
-from tests.support.stack import REPO_DIR, ScriptServer
 
 pytestmark = pytest.mark.integration
 
@@ -401,11 +401,11 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
 
     from contracts.documents import PersonIdentity, TransferRequested
     from domain.regions import load_region_registry
+    from harness.agencies import new_person
     from services.common.repository import RegionConnectivity
     from services.outgoing_agency.app import EnrolmentIn, EnrolmentInTransfer, upsert_enrolment
     from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
     from services.outgoing_agency.tables import EnrolmentRow
-    from tests.support.agencies import new_person
     from workflows.types import CheckRequestInput, TransferOutInput
 
     engine = make_engine(url)
