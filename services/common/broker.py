@@ -44,10 +44,9 @@ class KafkaDocumentPublisher:
             if signer is not None and timeline is not None
             else None
         )
-        destination = topics.to_outgoing if side == "incoming" else topics.to_incoming
         other = "outgoing" if side == "incoming" else "incoming"
         self._documents = broker.publisher(
-            destination,
+            topics.outbox(side),
             schema=Envelope,
             title=f"{side}-agency documents to the {other} agency",
             description="Signed platform documents; Kafka key = case_id.",

@@ -64,7 +64,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/common/bootstrap.py", "run_worker"),
         ("services/common/metrics.py", "_families"),
         ("services/common/api.py", "case_out"),
-        ("services/common/app_factory.py", "build_agency_app"),
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
         ("services/cli/bulk.py", "_row"),
