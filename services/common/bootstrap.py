@@ -180,6 +180,26 @@ async def run_worker(
     ]
     worker = case_worker(client, settings.task_queue(service.side), workflows, activities)
     log.info("worker for %s side on task queue %s", service.side, settings.task_queue(service.side))
+    sweeping = _start_sweeps(service, client, publisher, workflow_id)
+    try:
+        await _run_until_stopped(worker)
+    finally:
+        for task in sweeping:
+            task.cancel()
+        await broker.stop()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flush the last batch of spans
+
+
+def _start_sweeps(
+    service: Service,
+    client: Client,
+    publisher: KafkaDocumentPublisher,
+    workflow_id: Callable[[str], str],
+) -> list[asyncio.Task[None]]:
+    """The worker's schedules: the stuck-case sweep over the side's cases, and the resend
+    of documents the other side has not acknowledged."""
+    settings = service.settings
     sweep = StuckCaseSweep(
         service.repository,
         client,
@@ -194,20 +214,12 @@ async def run_worker(
         first_wait=timedelta(seconds=settings.resend_after_seconds),
         escalate_after=settings.resend_escalate_after,
     )
-    sweeping = [
+    return [
         asyncio.create_task(sweep.run_forever(timedelta(seconds=settings.stuck_sweep_seconds))),
         asyncio.create_task(
             resend.run_forever(timedelta(seconds=min(30.0, settings.resend_after_seconds)))
         ),
     ]
-    try:
-        await _run_until_stopped(worker)
-    finally:
-        for task in sweeping:
-            task.cancel()
-        await broker.stop()
-        if tracer_provider is not None:
-            tracer_provider.shutdown()  # flush the last batch of spans
 
 
 async def _run_until_stopped(worker: Worker) -> None:
