@@ -59,8 +59,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/incoming_agency/app.py", "create_app"),
         ("services/incoming_agency/app.py", "perform_action"),
         ("services/incoming_agency/certificates.py", "create_certificate_router"),
-        ("services/audit/chain.py", "verify_chain"),
-        ("services/audit/consumer.py", "receive"),
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
         ("services/cli/bulk.py", "_row"),
