@@ -61,7 +61,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/incoming_agency/certificates.py", "create_certificate_router"),
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
-        ("services/cli/bulk.py", "_row"),
         ("services/outgoing_agency/records.py", "_transfer_out"),
         ("services/outgoing_agency/app.py", "create_app"),
         ("workflows/case_flow.py", "await_region"),
