@@ -72,7 +72,6 @@ LONG_FUNCTIONS = frozenset(
         ("workflows/outgoing/workflows.py", "_run"),
         ("workflows/outgoing/workflows.py", "_issue_certificate"),
         ("workflows/outgoing/workflows.py", "_await_confirmations"),
-        ("contracts/keys.py", "main"),
         ("domain/eligibility.py", "check_transfer_out"),
         ("domain/balance.py", "decide_balance"),
         ("domain/policy.py", "_parse_line"),
