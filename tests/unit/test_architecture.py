@@ -79,9 +79,6 @@ LONG_FUNCTIONS = frozenset(
         ("domain/continuity.py", "_explain_interruption"),
         ("bench/ceilings.py", "workflow_shape"),
         ("bench/report.py", "rows"),
-        ("bench/__main__.py", "end_to_end"),
-        ("bench/__main__.py", "open_cases"),
-        ("bench/__main__.py", "run"),
         ("bench/load.py", "step"),
     }
 )
