@@ -77,9 +77,6 @@ LONG_FUNCTIONS = frozenset(
         ("domain/policy.py", "_parse_line"),
         ("domain/continuity.py", "assess_continuity"),
         ("domain/continuity.py", "_explain_interruption"),
-        ("bench/ceilings.py", "workflow_shape"),
-        ("bench/report.py", "rows"),
-        ("bench/load.py", "step"),
     }
 )
 
