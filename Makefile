@@ -110,7 +110,7 @@ soak: engines
 # Bring the incoming, outgoing and audit databases to the newest schema (the services do
 # this at start-up too); DB=incoming|outgoing|audit for one, URL=... for another database.
 migrate: $(STAMP)
-	$(PY) -m services.common.migrate upgrade $(if $(DB),--database $(DB)) $(if $(URL),--url $(URL))
+	$(PY) -m services.cli.migrate upgrade $(if $(DB),--database $(DB)) $(if $(URL),--url $(URL))
 
 # An operator loads next year's official calendar once it is published (no redeploy).
 calendar-load: $(STAMP)

@@ -41,7 +41,7 @@ from bench.profiles import Profiler
 from bench.profiles import summarise as profile_summary
 from bench.shape import incoming_id, outgoing_id
 from bench.stack import STATE_DIR, BenchStack
-from tests.support.stack import DEPLOY, REPO_DIR
+from harness.servers import DEPLOY, REPO_DIR
 
 RESULTS = REPO_DIR / "bench" / "results" / "latest.json"
 # Open cases between their start and their first wait while filling: their first workflow
@@ -151,7 +151,7 @@ async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch
 def db_loop_sqlite(seconds: float) -> dict[str, Any]:
     from bench.dbloop import run_loop
     from services.common.config import Settings
-    from services.common.platform import load_registry
+    from services.common.keys import load_registry
 
     root = STATE_DIR / "run" / "dbloop"
     root.mkdir(parents=True, exist_ok=True)
@@ -197,7 +197,7 @@ def db_loop_postgres(seconds: float) -> tuple[dict[str, Any] | None, str | None]
         return None, f"PostgreSQL could not be started: {exc}"
     from bench.dbloop import run_loop
     from services.common.config import Settings
-    from services.common.platform import load_registry
+    from services.common.keys import load_registry
 
     registry = load_registry(Settings(keys_dir=STATE_DIR / "run" / "dbloop" / "keys"))
     try:
@@ -274,36 +274,30 @@ async def shape_history(client: Any, workers: ShapeWorkers) -> dict[str, Any]:
 
 
 # --- phase 2: end to end -------------------------------------------------------------------
-async def end_to_end(  # noqa: C901 (issue 15: split)
-    stack: BenchStack, load: Load, args: argparse.Namespace, watch: LoadWatch
-) -> dict[str, Any]:
-    steps: list[StepResult] = []
-    drain = max(30.0, 2 * args.step_s)
-    profiler = Profiler(
-        {k: v for k, v in stack.pids().items() if k in SYSTEM}, STATE_DIR / "profiles"
-    )
+class _Steps:
+    """The end-to-end steps run so far (one open-loop rate each), with their profiles."""
 
-    profiles: dict[str, Any] = {}
+    def __init__(
+        self, stack: BenchStack, load: Load, args: argparse.Namespace, watch: LoadWatch
+    ) -> None:
+        self.load = load
+        self.args = args
+        self.watch = watch
+        self.drain = max(30.0, 2 * args.step_s)
+        self.profiler = Profiler(
+            {k: v for k, v in stack.pids().items() if k in SYSTEM}, STATE_DIR / "profiles"
+        )
+        self.steps: list[StepResult] = []
+        self.profiles: dict[str, Any] = {}
 
-    async def run(rate: float) -> StepResult:
+    async def run(self, rate: float) -> StepResult:
+        args = self.args
         log(f"end-to-end: {rate:g} cases/s for {args.step_s:.0f} s (open loop)")
         if args.profile is not None and abs(rate - args.profile) < 1e-9:
-            profiler.start(args.step_s, f"{rate:g}")
-        step = await load.step(rate, args.step_s, drain)
-        for path in profiler.stop():
-            samples, top = profile_summary(path, 12)
-            # Kept in the results: the profile behind "what limits it" (top 30 inclusive).
-            profiles[path.stem] = {
-                "samples": samples,
-                "top_inclusive_self_percent": [
-                    [name, round(inclusive, 1), round(own, 1)]
-                    for name, inclusive, own in profile_summary(path, 30)[1]
-                ],
-            }
-            log(f"  profile {path.name}: {samples} samples; top inclusive:")
-            for name, inclusive, own in top:
-                log(f"    {inclusive:5.1f}% ({own:4.1f}% self) {name}")
-        watch.sample()
+            self.profiler.start(args.step_s, f"{rate:g}")
+        step = await self.load.step(rate, args.step_s, self.drain)
+        self._keep_profiles()
+        self.watch.sample()
         latency = step.latency
         log(
             f"  {step.completed}/{step.submitted} credited, {step.throughput:.1f} cases/s, "
@@ -315,18 +309,61 @@ async def end_to_end(  # noqa: C901 (issue 15: split)
             + ", ".join(f"{k} {v}" for k, v in step.busy_percent.items() if k != "bench")
         )
         if not step.sustained:
-            left = await load.wait_all_credited(step.case_ids, 600)
+            left = await self.load.wait_all_credited(step.case_ids, 600)
             if left:
                 log(f"  {left} cases of this step still not credited after 10 min")
-        steps.append(step)
+        self.steps.append(step)
         return step
 
+    def _keep_profiles(self) -> None:
+        for path in self.profiler.stop():
+            samples, top = profile_summary(path, 12)
+            # Kept in the results: the profile behind "what limits it" (top 30 inclusive).
+            self.profiles[path.stem] = {
+                "samples": samples,
+                "top_inclusive_self_percent": [
+                    [name, round(inclusive, 1), round(own, 1)]
+                    for name, inclusive, own in profile_summary(path, 30)[1]
+                ],
+            }
+            log(f"  profile {path.name}: {samples} samples; top inclusive:")
+            for name, inclusive, own in top:
+                log(f"    {inclusive:5.1f}% ({own:4.1f}% self) {name}")
+
+
+async def end_to_end(
+    stack: BenchStack, load: Load, args: argparse.Namespace, watch: LoadWatch
+) -> dict[str, Any]:
+    runner = _Steps(stack, load, args, watch)
+    best, failed = await _climb(runner, args)
+    best = await _bisect(runner, args, best, failed)
+    steps = runner.steps
+    sustained = best or 0.0
+    half_step = None
+    if sustained:
+        half = sustained / 2
+        half_step = next((s for s in steps if s.sustained and abs(s.rate - half) < 1e-9), None)
+        if half_step is None:
+            half_step = await runner.run(half)
+    return {
+        "steps": [s.to_json() for s in steps],
+        "profiles": runner.profiles or None,
+        "sustained_cases_per_s": sustained,
+        "half_load": half_step.to_json() if half_step else None,
+        "case_ids": [c for s in steps for c in s.case_ids],
+        "best_step": next((s.to_json() for s in steps if s.rate == sustained), None),
+    }
+
+
+async def _climb(runner: _Steps, args: argparse.Namespace) -> tuple[float | None, float | None]:
+    """The given rates, doubling after the last while it holds (up to --max-rate), halving
+    while even the first is too much: the best sustained rate and the first failed one."""
     rates = list(args.rate_list)
     best: float | None = None
     failed: float | None = None
     while rates:
         rate = rates.pop(0)
-        step = await run(rate)
+        step = await runner.run(rate)
         if step.sustained:
             best = rate
             doubled = rate * 2
@@ -338,34 +375,26 @@ async def end_to_end(  # noqa: C901 (issue 15: split)
             rates = [rate / 2]  # even the first rate is too much: halve until one holds
             continue
         break
-    # Bisect between the best sustained and the first failed rate, to a quarter case per
-    # second or a tenth of the rate, at most three more steps (each one that fails also
-    # waits for its backlog to drain).
+    return best, failed
+
+
+async def _bisect(
+    runner: _Steps, args: argparse.Namespace, best: float | None, failed: float | None
+) -> float | None:
+    """Bisect between the best sustained and the first failed rate, to a quarter case per
+    second or a tenth of the rate, at most three more steps (each one that fails also
+    waits for its backlog to drain)."""
     for _ in range(0 if args.quick else BISECT_STEPS):
         if failed is None or best is None or failed - best <= max(0.25, 0.1 * best):
             break
         middle = round((best + failed) / 2 * 4) / 4
         if middle in (best, failed):
             break
-        if (await run(middle)).sustained:
+        if (await runner.run(middle)).sustained:
             best = middle
         else:
             failed = middle
-    sustained = best or 0.0
-    half_step = None
-    if sustained:
-        half = sustained / 2
-        half_step = next((s for s in steps if s.sustained and abs(s.rate - half) < 1e-9), None)
-        if half_step is None:
-            half_step = await run(half)
-    return {
-        "steps": [s.to_json() for s in steps],
-        "profiles": profiles or None,
-        "sustained_cases_per_s": sustained,
-        "half_load": half_step.to_json() if half_step else None,
-        "case_ids": [c for s in steps for c in s.case_ids],
-        "best_step": next((s.to_json() for s in steps if s.rate == sustained), None),
-    }
+    return best
 
 
 # --- phase 3: open cases -------------------------------------------------------------------
@@ -398,24 +427,10 @@ async def open_cases(
             reached = filler.waiting
             if reached < size:
                 log(f"  time is up: {reached:,} of {size:,} open; measuring there")
-            await asyncio.sleep(3)
-            watch.sample()
-            rss = memory({k: v for k, v in stack.pids().items() if k != "bench"})
-            log(f"  {reached:,} open, filled at {rate:.0f}/s; RSS MiB {rss}")
-            log(f"  new cases with {reached:,} open: {probe_rate:g} cases/s")
-            step = await load.step(probe_rate, 5.0 if args.quick else 10.0, 120.0)
+            entry, step = await _measure_open(stack, load, watch, args, probe_rate, reached, rate)
             probe_ids += step.case_ids
-            log(f"  new-case latency p50 {step.latency['p50']} s, p99 {step.latency['p99']} s")
             by_size.append(
-                {
-                    "open": reached,
-                    "target": size,
-                    "fill_cases_per_s": round(rate, 1),
-                    "rss_mib": rss,
-                    "new_case_rate": probe_rate,
-                    "new_case_latency_s": step.latency,
-                    "new_cases": step.completed,
-                }
+                {"open": reached, "target": size, "fill_cases_per_s": round(rate, 1), **entry}
             )
             save(by_size)
         running = await filler.running()
@@ -434,6 +449,33 @@ async def open_cases(
         }
     finally:
         filler.close()
+
+
+async def _measure_open(
+    stack: BenchStack,
+    load: Load,
+    watch: LoadWatch,
+    args: argparse.Namespace,
+    probe_rate: float,
+    reached: int,
+    rate: float,
+) -> tuple[dict[str, Any], StepResult]:
+    """With ``reached`` cases open (filled at ``rate``): the processes' memory, and the
+    latency of new cases at ``probe_rate``."""
+    await asyncio.sleep(3)
+    watch.sample()
+    rss = memory({k: v for k, v in stack.pids().items() if k != "bench"})
+    log(f"  {reached:,} open, filled at {rate:.0f}/s; RSS MiB {rss}")
+    log(f"  new cases with {reached:,} open: {probe_rate:g} cases/s")
+    step = await load.step(probe_rate, 5.0 if args.quick else 10.0, 120.0)
+    log(f"  new-case latency p50 {step.latency['p50']} s, p99 {step.latency['p99']} s")
+    entry = {
+        "rss_mib": rss,
+        "new_case_rate": probe_rate,
+        "new_case_latency_s": step.latency,
+        "new_cases": step.completed,
+    }
+    return entry, step
 
 
 def source_commit(code_dir: Path) -> str | None:
@@ -483,12 +525,12 @@ async def violations(
     if open_result is not None:
         lost_open = max(0, open_result["expected_open"] - open_result["running_workflows"])
     try:
-        from tests.support.invariants import check_invariants
+        from harness.invariants import check_invariants
 
         checked = await asyncio.to_thread(check_invariants, stack.agencies, case_ids)
         i1 = [str(v) for v in checked.by_invariant("I1")]
         i2 = [str(v) for v in checked.by_invariant("I2")]
-        method = "tests/support/invariants.py (I1, I2)"
+        method = "harness/invariants.py (I1, I2)"
     except Exception as exc:  # e.g. --services-from an older schema: say so, go on
         if not isinstance(exc, ImportError):
             log(f"  invariant checker failed ({type(exc).__name__}); reconciliation only")
@@ -536,40 +578,7 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     pids = stack.pids()
     load = Load(agencies, pids, log)
     try:
-        e2e: dict[str, Any] = {}
-        if "e2e" not in args.skip_set:
-            e2e = await end_to_end(stack, load, args, watch)
-            result["end_to_end"] = {k: v for k, v in e2e.items() if k != "case_ids"}
-            checkpoint(args, result)
-            ids = e2e["case_ids"]
-            if ids:
-                result["shape_check"] = {
-                    "real": {
-                        "incoming": await history_counts(stack.client, f"incoming-{ids[0]}"),
-                        "outgoing": await history_counts(stack.client, f"outgoing-{ids[0]}"),
-                    },
-                    "shape": (result.get("ceilings") or {})
-                    .get("workflow_shape", {})
-                    .get("history"),
-                }
-                result["shape_check"]["match"] = shape_matches(result["shape_check"])
-        open_result = None
-        if "open" not in args.skip_set:
-            open_result = await open_cases(
-                stack,
-                load,
-                args,
-                watch,
-                e2e.get("sustained_cases_per_s"),
-                lambda sizes: checkpoint(args, {**result, "open_cases_so_far": sizes}),
-            )
-            result["open_cases"] = {k: v for k, v in open_result.items() if k != "probe_case_ids"}
-        case_ids = list(e2e.get("case_ids", [])) + (
-            open_result["probe_case_ids"] if open_result else []
-        )
-        log(f"checks: I1 and I2 over {len(case_ids):,} end-to-end cases")
-        result["violations"] = await violations(stack, load, case_ids, open_result)
-        log(f"  violations: {result['violations'].get('total', 'not checked')}")
+        await _load_phases(stack, load, args, watch, result)
     finally:
         await load.close()
     watch.sample()
@@ -585,6 +594,54 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
     result["duration_s"] = round(time.monotonic() - started)
     summarise(result)
     return result
+
+
+async def _load_phases(
+    stack: BenchStack,
+    load: Load,
+    args: argparse.Namespace,
+    watch: LoadWatch,
+    result: dict[str, Any],
+) -> None:
+    """End to end, open cases, then the invariants over the cases both made (in ``result``)."""
+    e2e: dict[str, Any] = {}
+    if "e2e" not in args.skip_set:
+        e2e = await end_to_end(stack, load, args, watch)
+        result["end_to_end"] = {k: v for k, v in e2e.items() if k != "case_ids"}
+        checkpoint(args, result)
+        ids = e2e["case_ids"]
+        if ids:
+            result["shape_check"] = await _shape_check(stack, ids[0], result)
+    open_result = None
+    if "open" not in args.skip_set:
+        open_result = await open_cases(
+            stack,
+            load,
+            args,
+            watch,
+            e2e.get("sustained_cases_per_s"),
+            lambda sizes: checkpoint(args, {**result, "open_cases_so_far": sizes}),
+        )
+        result["open_cases"] = {k: v for k, v in open_result.items() if k != "probe_case_ids"}
+    case_ids = list(e2e.get("case_ids", [])) + (
+        open_result["probe_case_ids"] if open_result else []
+    )
+    log(f"checks: I1 and I2 over {len(case_ids):,} end-to-end cases")
+    result["violations"] = await violations(stack, load, case_ids, open_result)
+    log(f"  violations: {result['violations'].get('total', 'not checked')}")
+
+
+async def _shape_check(stack: BenchStack, case_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A real case's history sizes beside the same-shape workflow's (the ceiling's)."""
+    check: dict[str, Any] = {
+        "real": {
+            "incoming": await history_counts(stack.client, f"incoming-{case_id}"),
+            "outgoing": await history_counts(stack.client, f"outgoing-{case_id}"),
+        },
+        "shape": (result.get("ceilings") or {}).get("workflow_shape", {}).get("history"),
+    }
+    check["match"] = shape_matches(check)
+    return check
 
 
 def summarise(result: dict[str, Any]) -> None:

@@ -20,10 +20,10 @@ from temporalio.client import Client
 
 from bench.procs import CpuMeter
 from bench.shape import ShapeIncoming, incoming_id
+from harness.agencies import stop_processes
+from harness.servers import REPO_DIR
 from services.common.app_factory import INBOX_SUBSCRIBER_WORKERS
 from services.common.inbound import raw_body
-from tests.support.agencies import stop_processes
-from tests.support.stack import REPO_DIR
 
 RECORD = (b'{"payload": "' + b"x" * 1000 + b'"}')[:1024]  # 1 KB
 Log = Callable[[str], None]
@@ -219,20 +219,31 @@ async def workflow_shape(
     await marker
     elapsed = time.monotonic() - measured_from
     cpu = meter.stop()
-    latencies.sort()
     rate = done_after_warmup / elapsed if elapsed > 0 else 0.0
     log(f"  same-shape workflow: {rate:.1f} cases/s with {in_flight} in flight")
+    return _shape_figures(rate, in_flight, len(timeouts), elapsed, sorted(latencies), cpu)
+
+
+def _shape_figures(
+    rate: float,
+    in_flight: int,
+    timed_out: int,
+    elapsed: float,
+    latencies: list[float],
+    cpu: dict[str, float],
+) -> dict[str, Any]:
+    """The closed loop's result: ``latencies`` of the cases done after the warm-up."""
+    done = len(latencies)
     return {
         "cases_per_s": round(rate, 1),
         "in_flight": in_flight,
-        "timed_out": len(timeouts),
-        "cases": done_after_warmup,
+        "timed_out": timed_out,
+        "cases": done,
         "seconds": round(elapsed, 1),
         "latency_p50_s": _pct(latencies, 50),
         "latency_p99_s": _pct(latencies, 99),
         "cpu_s_per_case": {
-            name: round(seconds / done_after_warmup, 4) if done_after_warmup else None
-            for name, seconds in cpu.items()
+            name: round(seconds / done, 4) if done else None for name, seconds in cpu.items()
         },
     }
 

@@ -22,10 +22,10 @@ from temporalio.common import WorkflowIDReusePolicy
 from bench import people
 from bench.ceilings import percentile
 from bench.procs import CpuMeter
+from harness.agencies import AgencyStack, Person
 from services.common.db import make_engine
 from services.common.tables import CaseRow
 from services.incoming_agency.applications import case_input, new_case_row
-from tests.support.agencies import AgencyStack, Person
 from workflows.clock import CHINA_TZ
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
 
@@ -155,19 +155,13 @@ class Load:
         persons = self.enrol(count)
         meter = CpuMeter(self.pids)
         subs = [Submission(scheduled=0.0) for _ in range(count)]
-        tasks: list[asyncio.Task[None]] = []
         samples: list[tuple[float, int]] = []
         t0 = time.time() + 0.2
         for i, sub in enumerate(subs):
             sub.scheduled = t0 + i / rate
         meter.start()
         sampling = asyncio.create_task(self._sample_backlog(subs, samples, t0 + seconds))
-        for sub, person in zip(subs, persons, strict=True):
-            delay = sub.scheduled - time.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(self._submit(sub, person)))
-        await asyncio.gather(*tasks)
+        await self._arrive(subs, persons)
         await sampling
         busy = meter.busy_percent(time.time() - t0)  # during the arrivals, not the drain
         drained = await self._drain(subs, drain_limit_s)
@@ -194,12 +188,7 @@ class Load:
             backlog_slope=slope,
             sustained=sustained,
             throughput=throughput,
-            latency={
-                "p50": percentile(latencies, 50),
-                "p95": percentile(latencies, 95),
-                "p99": percentile(latencies, 99),
-                "max": percentile(latencies, 100),
-            },
+            latency=_latency(latencies),
             cpu_s_per_case={
                 name: round(value / completed, 4) if completed else None
                 for name, value in cpu.items()
@@ -211,6 +200,16 @@ class Load:
             first = next(s for s in subs if not s.case_id)
             self.log(f"    {errors} submissions failed, e.g. {first.status} {first.error}")
         return result
+
+    async def _arrive(self, subs: list[Submission], persons: list[Person]) -> None:
+        """Each submission at its scheduled time, without waiting for the ones before it."""
+        tasks: list[asyncio.Task[None]] = []
+        for sub, person in zip(subs, persons, strict=True):
+            delay = sub.scheduled - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(self._submit(sub, person)))
+        await asyncio.gather(*tasks)
 
     async def _sample_backlog(
         self, subs: list[Submission], samples: list[tuple[float, int]], until: float
@@ -366,3 +365,12 @@ def _slope(samples: list[tuple[float, int]]) -> float:
     if var == 0:
         return 0.0
     return sum((t - mean_t) * (b - mean_b) for t, b in samples) / var
+
+
+def _latency(latencies: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+        "max": percentile(latencies, 100),
+    }

@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 
 from contracts.documents import PersonIdentity, TransferRequested
 from domain.identity import resident_id_check_char
+from harness.agencies import Person
 from services.outgoing_agency.tables import EnrolmentRow
-from tests.support.agencies import Person
 
 FROM_REGION = "620800"  # Pingliang, Gansu: served by the outgoing agency under test
 TO_REGION = "610100"  # Xi'an, Shaanxi: cross-province, so the balance is remitted (R18)

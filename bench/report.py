@@ -15,11 +15,14 @@ def _f(value: Any, digits: int = 1, suffix: str = "") -> str:
     return str(value)
 
 
-def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, str]
+
+
+def rows(result: dict[str, Any]) -> list[Row]:
     """(measure, figure, note) rows, the headline first."""
     ceilings = result.get("ceilings", {})
     e2e = result.get("end_to_end", {})
-    out: list[tuple[str, str, str]] = []
+    out: list[Row] = []
     add = out.append
     add(("end-to-end sustained", _f(result.get("cases_per_s"), 1, " cases/s"), "target >= 50"))
     half = e2e.get("half_load") or {}
@@ -41,6 +44,40 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             "(target >= 0.7)",
         )
     )
+    out.extend(_engine_rows(result, ceilings))
+    out.extend(_open_case_rows(result))
+    add(
+        (
+            "memory growth between open sizes",
+            _f(result.get("memory_growth_10k_to_100k"), 3),
+            "services+workers RSS; target within 0.10",
+        )
+    )
+    violations = result.get("violations") or {}
+    add(
+        (
+            "violations (I1 lost cases + I2 money)",
+            _f(violations.get("total")),
+            f"lost {_f(violations.get('lost_cases'))}, money "
+            f"{_f(violations.get('money_not_conserved'))}",
+        )
+    )
+    machine = result.get("machine") or {}
+    add(
+        (
+            "machine",
+            f"{machine.get('cores')} cores",
+            f"loadavg at start {machine.get('loadavg_start')}, "
+            f"max during {machine.get('loadavg_max')}",
+        )
+    )
+    return out
+
+
+def _engine_rows(result: dict[str, Any], ceilings: dict[str, Any]) -> list[Row]:
+    """CPU per case, and the Kafka and database ceilings."""
+    out: list[Row] = []
+    add = out.append
     cpu = result.get("cpu") or {}
     add(
         (
@@ -74,6 +111,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
             else str(ceilings.get("db_postgres_reason") or ""),
         )
     )
+    return out
+
+
+def _open_case_rows(result: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    add = out.append
     open_cases = result.get("open_cases") or {}
     donor = open_cases.get("from_run") or {}
     from_run = f"; run of {donor['generated_at'][:16]}" if donor.get("generated_at") else ""
@@ -90,31 +133,6 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
                 f"{_f(entry.get('fill_cases_per_s'), 0)}/s{from_run}",
             )
         )
-    add(
-        (
-            "memory growth between open sizes",
-            _f(result.get("memory_growth_10k_to_100k"), 3),
-            "services+workers RSS; target within 0.10",
-        )
-    )
-    violations = result.get("violations") or {}
-    add(
-        (
-            "violations (I1 lost cases + I2 money)",
-            _f(violations.get("total")),
-            f"lost {_f(violations.get('lost_cases'))}, money "
-            f"{_f(violations.get('money_not_conserved'))}",
-        )
-    )
-    machine = result.get("machine") or {}
-    add(
-        (
-            "machine",
-            f"{machine.get('cores')} cores",
-            f"loadavg at start {machine.get('loadavg_start')}, "
-            f"max during {machine.get('loadavg_max')}",
-        )
-    )
     return out
 
 

@@ -1,7 +1,7 @@
 """The real stack for the benchmark, started once: Kafka (KRaft) and the Temporal dev server
 (persisted to its SQLite file) through the deploy/local scripts, and both agency services
 (API + worker per side) as four processes, launched exactly as the integration tests do
-(tests/support: ScriptServer, AgencyStack)."""
+(harness/: ScriptServer, AgencyStack)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bench.procs import CpuMeter
-from tests.support.agencies import AgencyStack, free_port, stack_env
-from tests.support.stack import REPO_DIR, ScriptServer, kafka_server, probe, temporal_server
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.servers import REPO_DIR, ScriptServer, kafka_server, probe, temporal_server
 
 # Own ports and state, so a benchmark never meets `make run` (9092/7233, var/local) or
 # `make test` (var/test); each overridable by the same variables the scripts read.

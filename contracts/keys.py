@@ -62,7 +62,7 @@ def _entry(registry: KeyRegistry, key_id: str) -> KeyEntry:
     raise SystemExit(f"no key {key_id} in the registry")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m contracts.keys",
         description=__doc__,
@@ -86,46 +86,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = commands.add_parser("show", help="verify the registry and list its keys")
     show.add_argument("--registry", required=True)
     show.add_argument("--platform-public-key", required=True)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "generate" and not re.fullmatch(r"\d{6}", args.region):
+        parser.error("region must be a 6-digit code")
     try:
         if args.command == "generate":
-            if not re.fullmatch(r"\d{6}", args.region):
-                parser.error("region must be a 6-digit code")
-            now = datetime.now(UTC)
-            key_id = new_key_id(args.region, now)
-            public = write_private_key(args.dir, args.region, key_id)
-            entry = KeyEntry(
-                args.region, key_id, public, args.not_before or now, args.not_after, None
-            )
-            print(json.dumps(entry.to_json(), ensure_ascii=False))
+            _generate(args)
         elif args.command == "show":
             document = json.loads(Path(args.registry).read_text(encoding="utf-8"))
             registry = parse_registry(document, args.platform_public_key)
             for item in registry.entries:
                 print(json.dumps(item.to_json(), ensure_ascii=False))
         else:
-            registry, key = _operator_registry(args)
-            if args.command == "add":
-                text = args.entry
-                if text.startswith("@"):
-                    text = Path(text[1:]).read_text(encoding="utf-8")
-                registry = with_entry(registry, KeyEntry.from_json(json.loads(text)))
-            else:
-                entry = _entry(registry, args.key_id)
-                at = args.at or datetime.now(UTC)
-                changed = (
-                    replace(entry, revoked_at=at)
-                    if args.command == "revoke"
-                    else replace(entry, not_after=at)
-                )
-                registry = with_entry(registry, changed)
-            _publish(args, registry, key)
-            print(f"registry {args.registry}: {len(registry.entries)} keys, signed")
+            _change_registry(args)
     except (KeyRegistryError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _generate(args: argparse.Namespace) -> None:
+    now = datetime.now(UTC)
+    key_id = new_key_id(args.region, now)
+    public = write_private_key(args.dir, args.region, key_id)
+    entry = KeyEntry(args.region, key_id, public, args.not_before or now, args.not_after, None)
+    print(json.dumps(entry.to_json(), ensure_ascii=False))
+
+
+def _change_registry(args: argparse.Namespace) -> None:
+    """The platform operator's add, revoke or expire: the registry signed again."""
+    registry, key = _operator_registry(args)
+    if args.command == "add":
+        text = args.entry
+        if text.startswith("@"):
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        registry = with_entry(registry, KeyEntry.from_json(json.loads(text)))
+    else:
+        entry = _entry(registry, args.key_id)
+        at = args.at or datetime.now(UTC)
+        changed = (
+            replace(entry, revoked_at=at)
+            if args.command == "revoke"
+            else replace(entry, not_after=at)
+        )
+        registry = with_entry(registry, changed)
+    _publish(args, registry, key)
+    print(f"registry {args.registry}: {len(registry.entries)} keys, signed")
 
 
 if __name__ == "__main__":

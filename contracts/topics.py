@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class Topics:
     def dead_letter(self) -> str:
         """Messages that could not be processed, with the reason."""
         return f"{self.prefix}.platform.dead-letter"
+
+    def inbox(self, side: Literal["incoming", "outgoing"]) -> str:
+        """The platform topic ``side``'s agency reads its documents from."""
+        return self.to_incoming if side == "incoming" else self.to_outgoing
+
+    def outbox(self, side: Literal["incoming", "outgoing"]) -> str:
+        """The platform topic ``side``'s agency sends its documents on (the other's inbox)."""
+        return self.to_outgoing if side == "incoming" else self.to_incoming
 
     def all(self) -> tuple[str, ...]:
         return (self.to_outgoing, self.to_incoming, self.audit, self.dead_letter)

@@ -13,14 +13,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from harness.servers import REPO_DIR, TEST_SERVER_BIN, ScriptServer, kafka_server, temporal_server
 from tests.support.postgres import Postgres, session_postgres
-from tests.support.stack import (
-    REPO_DIR,
-    TEST_SERVER_BIN,
-    ScriptServer,
-    kafka_server,
-    temporal_server,
-)
 
 TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
 KAFKA_PORT = int(os.environ.get("KAFKA_PORT", "9092"))

@@ -162,7 +162,7 @@ def checkpoint(
     from services.audit.emitter import AuditRecordSigner
     from services.common.config import Settings
     from services.common.db import make_engine
-    from services.common.platform import load_registry, load_trust, served_regions
+    from services.common.keys import load_registry, load_trust, served_regions
     from services.common.repository import CaseRepository
 
     settings = Settings()

@@ -160,29 +160,31 @@ def verify_chain(
     if points and keys is None:
         raise ValueError("checking checkpoints needs the public-key registry")
     at = now or datetime.now(UTC)
-    problems: list[Problem] = []
-    ordered = sorted(entries, key=lambda e: (e.case_id, e.side, e.sequence))
-    chains = {
-        key: list(chain) for key, chain in groupby(ordered, key=lambda e: (e.case_id, e.side))
-    }
-    for chain in chains.values():
-        problems.extend(_verify_one(chain, keys, at))
+    chains = _chains(entries)
+    problems = [p for chain in chains.values() for p in _verify_one(chain, keys, at)]
     for point in points:
         assert keys is not None
         problems.extend(
             _verify_checkpoint(point, chains.get((point.case_id, point.side), []), keys, at)
         )
-    problems.extend(
-        Problem(
-            c.case_id,
-            c.side,
-            c.sequence,
-            "duplicate_conflict",
-            f"a different record with this sequence arrived (sha256 {_digest(c.record_json)})",
-        )
-        for c in conflicts
-    )
+    problems.extend(_conflict_problem(c) for c in conflicts)
     return sorted(problems, key=lambda p: (p.case_id, p.side, p.sequence, p.kind))
+
+
+def _chains(entries: Iterable[TrailEntry]) -> dict[tuple[str, str], list[TrailEntry]]:
+    """The entries of each (case_id, side) chain, in sequence order."""
+    ordered = sorted(entries, key=lambda e: (e.case_id, e.side, e.sequence))
+    return {key: list(chain) for key, chain in groupby(ordered, key=lambda e: (e.case_id, e.side))}
+
+
+def _conflict_problem(conflict: ConflictEntry) -> Problem:
+    return Problem(
+        conflict.case_id,
+        conflict.side,
+        conflict.sequence,
+        "duplicate_conflict",
+        f"a different record with this sequence arrived (sha256 {_digest(conflict.record_json)})",
+    )
 
 
 def _verify_one(chain: list[TrailEntry], keys: PublicKeys | None, now: datetime) -> list[Problem]:

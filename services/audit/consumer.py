@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from contracts.documents import AuditRecord
 from services.audit.config import AuditSettings
 from services.audit.store import AuditStore, RecordRefused
+from services.common.broker import make_broker
 from services.common.inbound import raw_body
 from services.common.kafka_topics import ensure_topics
-from services.common.platform import make_broker
 
 log = logging.getLogger("medtransfer.audit")
 
@@ -40,13 +40,8 @@ async def receive(
     key: bytes | None = None,
 ) -> str:
     """Validate one message and store it; returns appended, duplicate, conflict or rejected."""
-    try:
-        record = AuditRecord.model_validate_json(raw)
-    except ValidationError as exc:
-        # Field locations only: the values may be the personal data that made it invalid.
-        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
-        reason = f"INVALID_AUDIT_RECORD: {fields or 'not JSON'}"
-        log.warning("rejected audit message %s[%s]@%s: %s", topic, partition, offset, reason)
+
+    async def reject(reason: str) -> str:
         await asyncio.to_thread(
             store.reject,
             reason=reason,
@@ -57,6 +52,15 @@ async def receive(
             key=key,
         )
         return "rejected"
+
+    try:
+        record = AuditRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        # Field locations only: the values may be the personal data that made it invalid.
+        fields = ",".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
+        reason = f"INVALID_AUDIT_RECORD: {fields or 'not JSON'}"
+        log.warning("rejected audit message %s[%s]@%s: %s", topic, partition, offset, reason)
+        return await reject(reason)
     try:
         outcome = await asyncio.to_thread(store.append, record)
     except RecordRefused as refused:
@@ -71,16 +75,12 @@ async def receive(
             record.sequence,
             refused.reason,
         )
-        await asyncio.to_thread(
-            store.reject,
-            reason=refused.reason,
-            topic=topic,
-            raw=raw,
-            partition=partition,
-            offset=offset,
-            key=key,
-        )
-        return "rejected"
+        return await reject(refused.reason)
+    _log_stored(record, outcome)
+    return outcome
+
+
+def _log_stored(record: AuditRecord, outcome: str) -> None:
     if outcome == "conflict":
         log.warning(
             "audit conflict: case %s side %s sequence %s arrived again with different content",
@@ -96,7 +96,6 @@ async def receive(
             record.side,
             record.sequence,
         )
-    return outcome
 
 
 def create_app(

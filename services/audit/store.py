@@ -48,6 +48,7 @@ from services.audit.chain import (
 from services.audit.trust import AuditCheckpoint, PublicKeys, record_problem
 from services.common.db import make_engine, session_scope
 from services.common.logging import scrub
+from services.common.migrate import VERSIONS_DIR, History
 from services.common.migrate import upgrade as migrate_database
 
 AppendOutcome = Literal["appended", "duplicate", "conflict"]
@@ -110,6 +111,8 @@ class AuditRejectedRow(SQLModel, table=True):
 
 
 AUDIT_TABLES: list[type[SQLModel]] = [AuditEntryRow, AuditConflictRow, AuditRejectedRow]
+# The audit database's own migration history (services/common/migrate.py runs it).
+AUDIT_HISTORY = History("audit", VERSIONS_DIR / "audit", tuple(AUDIT_TABLES))
 
 
 def _sha256(data: bytes) -> str:
@@ -139,7 +142,7 @@ class AuditStore:
     @classmethod
     def open(cls, url: str, keys: PublicKeys | None = None) -> AuditStore:
         engine = make_engine(url)
-        migrate_database(engine, "audit")  # its own history: services/common/migrate.py
+        migrate_database(engine, AUDIT_HISTORY)
         return cls(engine, keys)
 
     # --- writing --------------------------------------------------------------------------

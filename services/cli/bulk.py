@@ -182,7 +182,7 @@ def _header(path: Path, values: list[str]) -> tuple[list[str], tuple[str, ...]]:
     return header, tuple(c for c in header if c and c not in COLUMNS)
 
 
-def _row(number: int, header: list[str], values: list[str], channel: str) -> CsvRow:  # noqa: C901 (issue 15: split)
+def _row(number: int, header: list[str], values: list[str], channel: str) -> CsvRow:
     if len(values) > len(header) and not any(v.strip() for v in values[len(header) :]):
         values = values[: len(header)]  # trailing empty cells a spreadsheet added
     cells = {c: v.strip() for c, v in zip(header, values, strict=False)}
@@ -194,58 +194,36 @@ def _row(number: int, header: list[str], values: list[str], channel: str) -> Csv
         )
         return CsvRow(number, person, None, (problem,))
 
-    problems: list[Reason] = []
-    for column in REQUIRED:
-        if not cells.get(column):
-            problems.append(_problem("CSV_MISSING_VALUE", column, "a value is required"))
-    id_number = cells.get("id_number", "")
-    if _SCIENTIFIC.fullmatch(id_number):
-        problems.append(
-            _problem(
-                "CSV_BAD_VALUE",
-                "id_number",
-                "a spreadsheet turned it into a number; format the column as text and export again",
-            )
-        )
-    for column in ("from_region", "to_region"):
-        if cells.get(column) and not _REGION.fullmatch(cells[column]):
-            problems.append(_problem("CSV_BAD_VALUE", column, "expected a 6-digit region code"))
-    schemes: dict[str, str] = {}
-    for column in ("from_scheme", "to_scheme"):
-        value = cells.get(column, "")
-        if value:
-            scheme = _SCHEMES.get(value.lower())
-            if scheme is None:
-                problems.append(_problem("CSV_BAD_VALUE", column, "expected employee or resident"))
-            else:
-                schemes[column] = scheme
-    dates: dict[str, str] = {}
-    for column in ("incoming_enrolled_since", "left_outgoing_on"):
-        value = cells.get(column, "")
-        if value:
-            parsed = _date(value)
-            if parsed is None:
-                problems.append(_problem("CSV_BAD_VALUE", column, "expected a date YYYY-MM-DD"))
-            else:
-                dates[column] = parsed.isoformat()
+    problems = _text_problems(cells)
+    schemes, bad = _parsed(
+        cells, ("from_scheme", "to_scheme"), _scheme, "expected employee or resident"
+    )
+    problems += bad
+    dates, bad = _parsed(
+        cells,
+        ("incoming_enrolled_since", "left_outgoing_on"),
+        _iso_date,
+        "expected a date YYYY-MM-DD",
+    )
+    problems += bad
     retiree = cells.get("resettled_retiree", "").lower()
     if retiree not in _TRUE | _FALSE:
         problems.append(_problem("CSV_BAD_VALUE", "resettled_retiree", "expected true or false"))
     bank = {c: cells.get(c, "") for c in BANK_COLUMNS}
     if any(bank.values()) and not all(bank.values()):
-        for column in (c for c, v in bank.items() if not v):
-            problems.append(
-                _problem(
-                    "CSV_MISSING_VALUE",
-                    column,
-                    "a bank account needs bank_name, account_number and account_holder",
-                )
+        problems += [
+            _problem(
+                "CSV_MISSING_VALUE",
+                column,
+                "a bank account needs bank_name, account_number and account_holder",
             )
+            for column in (c for c, v in bank.items() if not v)
+        ]
     if problems:
         return CsvRow(number, person, None, tuple(problems))
 
     application: dict[str, Any] = {
-        "person": {"id_number": id_number, "name": cells["name"]},
+        "person": {"id_number": cells.get("id_number", ""), "name": cells["name"]},
         "from_region": cells["from_region"],
         "to_region": cells["to_region"],
         "from_scheme": schemes["from_scheme"],
@@ -258,6 +236,56 @@ def _row(number: int, header: list[str], values: list[str], channel: str) -> Csv
     if all(bank.values()):
         application["bank_account"] = bank
     return CsvRow(number, person, application)
+
+
+def _text_problems(cells: dict[str, str]) -> list[Reason]:
+    """Required values present, the ID number still text, region codes of six digits."""
+    problems = [
+        _problem("CSV_MISSING_VALUE", column, "a value is required")
+        for column in REQUIRED
+        if not cells.get(column)
+    ]
+    if _SCIENTIFIC.fullmatch(cells.get("id_number", "")):
+        problems.append(
+            _problem(
+                "CSV_BAD_VALUE",
+                "id_number",
+                "a spreadsheet turned it into a number; format the column as text and export again",
+            )
+        )
+    for column in ("from_region", "to_region"):
+        if cells.get(column) and not _REGION.fullmatch(cells[column]):
+            problems.append(_problem("CSV_BAD_VALUE", column, "expected a 6-digit region code"))
+    return problems
+
+
+def _parsed(
+    cells: dict[str, str],
+    columns: tuple[str, ...],
+    parse: Callable[[str], str | None],
+    expected: str,
+) -> tuple[dict[str, str], list[Reason]]:
+    """The non-empty ``columns`` parsed, and a CSV_BAD_VALUE for each that does not parse."""
+    parsed: dict[str, str] = {}
+    problems: list[Reason] = []
+    for column in columns:
+        value = cells.get(column, "")
+        if value:
+            result = parse(value)
+            if result is None:
+                problems.append(_problem("CSV_BAD_VALUE", column, expected))
+            else:
+                parsed[column] = result
+    return parsed, problems
+
+
+def _scheme(value: str) -> str | None:
+    return _SCHEMES.get(value.lower())
+
+
+def _iso_date(value: str) -> str | None:
+    parsed = _date(value)
+    return None if parsed is None else parsed.isoformat()
 
 
 def _date(value: str) -> date | None:

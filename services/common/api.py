@@ -318,34 +318,33 @@ def case_out(
         continuity=(row.facts or {}).get("continuity"),
         decisions=None
         if events is None
-        else [
-            DecisionOut(
-                rule=e.rule,
-                citation_zh="" if e.rule is None else citation_zh(e.rule),
-                citation_en="" if e.rule is None else citation_en(e.rule),
-                outcome=str(e.detail.get("outcome", "")),
-                policy_version=str(e.detail.get("policy_version", "")),
-                explanation_en=str(e.detail.get("explanation_en", "")),
-                explanation_zh=str(e.detail.get("explanation_zh", "")),
-                at=e.occurred_at.isoformat(),
-            )
-            for e in events
-            if e.event == "decision"
-        ],
-        timeline=None
-        if events is None
-        else [
-            TimelineEntry(
-                sequence=e.sequence,
-                at=e.occurred_at.isoformat(),
-                event=e.event,
-                status=e.status,
-                rule=e.rule,
-                detail=e.detail,
-            )
-            for e in events
-        ],
+        else [_decision_out(e) for e in events if e.event == "decision"],
+        timeline=None if events is None else [_timeline_entry(e) for e in events],
         workflow_url=workflow_url,
+    )
+
+
+def _decision_out(event: CaseEventRow) -> DecisionOut:
+    return DecisionOut(
+        rule=event.rule,
+        citation_zh="" if event.rule is None else citation_zh(event.rule),
+        citation_en="" if event.rule is None else citation_en(event.rule),
+        outcome=str(event.detail.get("outcome", "")),
+        policy_version=str(event.detail.get("policy_version", "")),
+        explanation_en=str(event.detail.get("explanation_en", "")),
+        explanation_zh=str(event.detail.get("explanation_zh", "")),
+        at=event.occurred_at.isoformat(),
+    )
+
+
+def _timeline_entry(event: CaseEventRow) -> TimelineEntry:
+    return TimelineEntry(
+        sequence=event.sequence,
+        at=event.occurred_at.isoformat(),
+        event=event.event,
+        status=event.status,
+        rule=event.rule,
+        detail=event.detail,
     )
 
 

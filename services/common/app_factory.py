@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,9 +15,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry.sdk.trace import TracerProvider
 from temporalio.client import Client
 
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from services.common.api import (
     CaseOut,
     ConnectivityIn,
@@ -38,18 +41,13 @@ from services.common.auth import (
     require_every_region,
 )
 from services.common.bootstrap import Service
+from services.common.broker import KafkaDocumentPublisher, make_broker
 from services.common.codec import CodecError, decode_for_ui
 from services.common.inbound import InboundHandler, Route, raw_body
 from services.common.kafka_topics import ensure_topics
 from services.common.metrics import InboundCounters, install_metrics
 from services.common.operator_token import OperatorTokenVerifier, TokenRefused, looks_like_jwt
-from services.common.platform import (
-    MAX_DOCUMENT_BYTES,
-    KafkaDocumentPublisher,
-    connect_temporal,
-    make_broker,
-    temporal_codec,
-)
+from services.common.temporal import connect_temporal, temporal_codec
 from services.common.throttle import LoginThrottle
 from services.common.tracing import configure_tracing, instrument_app
 
@@ -83,7 +81,7 @@ async def redrive_forever(handler: InboundHandler, interval: timedelta) -> None:
             logging.getLogger("medtransfer.inbound").exception("dead-letter re-drive failed")
 
 
-def build_agency_app(  # noqa: C901 (issue 15: split)
+def build_agency_app(
     service: Service,
     *,
     title: str,
@@ -93,19 +91,55 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
 ) -> AgencyApp:
     settings = service.settings
     side = service.side
-    log = logging.getLogger(f"medtransfer.{side}")
     tracer_provider = configure_tracing(settings, f"{side}-agency-api")
     broker = make_broker(settings, f"{side}-api", tracer_provider)
     publisher = KafkaDocumentPublisher(
         broker, settings.topics, side, signer=service.signer, timeline=service.repository
     )
     clients: dict[str, Client] = {}
-
-    def temporal() -> Client:
-        return clients["temporal"]
-
-    inbox_topic = settings.topics.to_outgoing if side == "outgoing" else settings.topics.to_incoming
     inbound_counters = InboundCounters()
+    handler = _subscribe_inbox(service, broker, publisher, route, inbound_counters)
+    lifespan = _lifespan(service, broker, handler, clients, tracer_provider)
+    app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
+    instrument_app(app, tracer_provider)
+    app.state.broker = broker
+    install_error_handlers(app)
+    _check_credentials_first(app, service)
+    install_metrics(app, service, inbound_counters)
+    app.state.inbound = handler  # in-process tests feed it records directly
+    built = AgencyApp(
+        app=app,
+        temporal=lambda: clients["temporal"],
+        any_caller=Depends(service.auth.require(*ANY_ROLE)),
+        a_clerk=Depends(service.auth.require(*CLERK_ROLES)),
+        an_operator=Depends(service.auth.require("operator")),
+        publisher=publisher,
+    )
+    _add_case_routes(built, service, handler, workflow_id)
+    _add_codec_route(app, service)
+
+    @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
+    async def set_connectivity(
+        region: str, body: ConnectivityIn, principal: Principal = built.an_operator
+    ) -> JSONResponse:
+        """Record that a region went live on the platform (or dropped off), R23; only
+        an operator of that region may."""
+        return set_region_connectivity(service, region, body, principal)
+
+    return built
+
+
+def _subscribe_inbox(
+    service: Service,
+    broker: KafkaBroker,
+    publisher: KafkaDocumentPublisher,
+    route: Route,
+    counters: InboundCounters,
+) -> InboundHandler:
+    """The Kafka entry point: the side's platform inbox handed to the inbound handler."""
+    settings = service.settings
+    side = service.side
+    inbox_topic = settings.topics.inbox(side)
     handler = InboundHandler(
         repository=service.repository,
         registry=service.registry,
@@ -117,7 +151,7 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
         route=route,
         publisher=publisher,
         replay_window=timedelta(hours=settings.replay_window_hours),
-        counters=inbound_counters,
+        counters=counters,
     )
 
     @broker.subscriber(
@@ -141,12 +175,29 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
             offset=getattr(record, "offset", None),
         )
 
+    return handler
+
+
+def _lifespan(
+    service: Service,
+    broker: KafkaBroker,
+    handler: InboundHandler,
+    clients: dict[str, Client],
+    tracer_provider: TracerProvider | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: the Temporal client, the topics, the broker and the
+    dead-letter re-drive schedule."""
+    settings = service.settings
+    log = logging.getLogger(f"medtransfer.{service.side}")
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         clients["temporal"] = await connect_temporal(settings, tracer_provider)
         await ensure_topics(settings)
         await broker.start()
-        log.info("%s agency API up; serving regions %s", side, ",".join(sorted(service.served)))
+        log.info(
+            "%s agency API up; serving regions %s", service.side, ",".join(sorted(service.served))
+        )
         redriving = asyncio.create_task(
             redrive_forever(handler, timedelta(seconds=settings.redrive_dead_letters_seconds))
         )
@@ -154,11 +205,10 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
         redriving.cancel()
         await broker.stop()
 
-    app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
-    instrument_app(app, tracer_provider)
-    app.state.broker = broker
-    install_error_handlers(app)
+    return lifespan
 
+
+def _check_credentials_first(app: FastAPI, service: Service) -> None:
     key_guesses = LoginThrottle(failures=KEY_GUESSES_PER_WINDOW)
 
     @app.middleware("http")
@@ -191,16 +241,16 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
                 )
         return await call_next(request)
 
-    install_metrics(app, service, inbound_counters)
-    app.state.inbound = handler  # in-process tests feed it records directly
-    built = AgencyApp(
-        app=app,
-        temporal=temporal,
-        any_caller=Depends(service.auth.require(*ANY_ROLE)),
-        a_clerk=Depends(service.auth.require(*CLERK_ROLES)),
-        an_operator=Depends(service.auth.require("operator")),
-        publisher=publisher,
-    )
+
+def _add_case_routes(
+    built: AgencyApp,
+    service: Service,
+    handler: InboundHandler,
+    workflow_id: Callable[[str], str],
+) -> None:
+    """Health, the case read routes both sides answer, and the dead-letter re-drive."""
+    app = built.app
+    side = service.side
     any_caller = built.any_caller
 
     @app.get("/health")
@@ -250,6 +300,11 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
         to their case again now; the outcomes by count (the schedule does the same)."""
         return await redrive_for(service, handler, principal)
 
+
+def _add_codec_route(app: FastAPI, service: Service) -> None:
+    """The Temporal UI's codec server (``/codec/decode``, outside the API documents)."""
+    settings = service.settings
+    log = logging.getLogger(f"medtransfer.{service.side}")
     codec = temporal_codec(settings)
     sso = (
         OperatorTokenVerifier(
@@ -263,37 +318,11 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
         else None
     )
 
-    async def codec_caller(request: Request) -> str | JSONResponse:
-        """Who asks to see payloads: an operator's API key (X-Api-Key or as the bearer),
-        or, with MEDTRANSFER_CODEC_JWKS_URL, the operator's single-sign-on token the
-        Temporal UI passes on, with a permission on this deployment's namespace."""
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if sso is not None and not request.headers.get("x-api-key") and looks_like_jwt(bearer):
-            try:
-                await asyncio.to_thread(sso.subject, bearer)
-            except TokenRefused as refused:
-                return problem(401, "CREDENTIALS_INVALID", str(refused))
-            return "single-sign-on operator"
-        try:
-            principal = service.auth.principal(request.headers.get("x-api-key") or bearer or None)
-        except AuthError as exc:
-            return auth_error_response(exc)
-        if "operator" not in principal.roles:
-            return problem(
-                403, "ROLE_REQUIRED", "decoding Temporal payloads needs the operator role"
-            )
-        try:
-            # The payloads are the whole deployment's: an operator of every region it serves.
-            require_every_region(principal, service.served)
-        except AuthError as exc:
-            return auth_error_response(exc)
-        return principal.agency
-
     @app.post("/codec/decode", include_in_schema=False)
     async def codec_decode(request: Request) -> JSONResponse:
         """The Temporal UI's codec server: an authorised operator sees a case's payloads
         decrypted; nobody else does."""
-        caller = await codec_caller(request)
+        caller = await _codec_caller(service, sso, request)
         if isinstance(caller, JSONResponse):
             return caller
         try:
@@ -304,12 +333,29 @@ def build_agency_app(  # noqa: C901 (issue 15: split)
         log.info("codec: %s decoded Temporal payloads", caller)
         return JSONResponse(decoded)
 
-    @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
-    async def set_connectivity(
-        region: str, body: ConnectivityIn, principal: Principal = built.an_operator
-    ) -> JSONResponse:
-        """Record that a region went live on the platform (or dropped off), R23; only
-        an operator of that region may."""
-        return set_region_connectivity(service, region, body, principal)
 
-    return built
+async def _codec_caller(
+    service: Service, sso: OperatorTokenVerifier | None, request: Request
+) -> str | JSONResponse:
+    """Who asks to see payloads: an operator's API key (X-Api-Key or as the bearer),
+    or, with MEDTRANSFER_CODEC_JWKS_URL, the operator's single-sign-on token the
+    Temporal UI passes on, with a permission on this deployment's namespace."""
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if sso is not None and not request.headers.get("x-api-key") and looks_like_jwt(bearer):
+        try:
+            await asyncio.to_thread(sso.subject, bearer)
+        except TokenRefused as refused:
+            return problem(401, "CREDENTIALS_INVALID", str(refused))
+        return "single-sign-on operator"
+    try:
+        principal = service.auth.principal(request.headers.get("x-api-key") or bearer or None)
+    except AuthError as exc:
+        return auth_error_response(exc)
+    if "operator" not in principal.roles:
+        return problem(403, "ROLE_REQUIRED", "decoding Temporal payloads needs the operator role")
+    try:
+        # The payloads are the whole deployment's: an operator of every region it serves.
+        require_every_region(principal, service.served)
+    except AuthError as exc:
+        return auth_error_response(exc)
+    return principal.agency

@@ -22,25 +22,20 @@ from contracts.keyring import KeyRegistrySource, RegionSigner
 from domain.calendar import WorkingDayCalendar
 from domain.regions import RegionRegistry
 from services.common.auth import Authenticator, parse_api_keys
+from services.common.broker import KafkaDocumentPublisher, make_broker
 from services.common.config import Settings, Side
 from services.common.db import make_engine
 from services.common.kafka_topics import ensure_topics
+from services.common.keys import load_registry, load_trust, served_regions
 from services.common.logging import configure_logging
 from services.common.metrics import start_worker_metrics
+from services.common.migrate import VERSIONS_DIR, History
 from services.common.migrate import upgrade as migrate_database
-from services.common.platform import (
-    KafkaDocumentPublisher,
-    PolicyContext,
-    connect_temporal,
-    load_registry,
-    load_trust,
-    make_broker,
-    served_regions,
-    working_day_calendar,
-)
+from services.common.policy_context import PolicyContext, working_day_calendar
 from services.common.repository import CaseRepository, RegionConnectivity
 from services.common.resend import ResendSweep
 from services.common.stuck import StuckCaseSweep
+from services.common.temporal import connect_temporal
 from services.common.tracing import configure_tracing
 from workflows.activities import CaseActivities
 from workflows.clock import CHINA_TZ
@@ -92,7 +87,8 @@ def build_service(side: Side, tables: list[Any], settings: Settings | None = Non
     settings = settings or Settings()
     configure_logging(f"{side}-agency", json_output=settings.log_json)
     engine = make_engine(settings.database_url(side))
-    migrate_database(engine, side)  # create, adopt or upgrade: services/common/migrate.py
+    # Create, adopt or upgrade the side's database to the tables it was started with.
+    migrate_database(engine, History(side, VERSIONS_DIR / side, tuple(tables)))
     registry = load_registry(settings)
     served = served_regions(settings, registry)
     # Key custody is checked before anything else starts: a key directory with another
@@ -184,6 +180,26 @@ async def run_worker(
     ]
     worker = case_worker(client, settings.task_queue(service.side), workflows, activities)
     log.info("worker for %s side on task queue %s", service.side, settings.task_queue(service.side))
+    sweeping = _start_sweeps(service, client, publisher, workflow_id)
+    try:
+        await _run_until_stopped(worker)
+    finally:
+        for task in sweeping:
+            task.cancel()
+        await broker.stop()
+        if tracer_provider is not None:
+            tracer_provider.shutdown()  # flush the last batch of spans
+
+
+def _start_sweeps(
+    service: Service,
+    client: Client,
+    publisher: KafkaDocumentPublisher,
+    workflow_id: Callable[[str], str],
+) -> list[asyncio.Task[None]]:
+    """The worker's schedules: the stuck-case sweep over the side's cases, and the resend
+    of documents the other side has not acknowledged."""
+    settings = service.settings
     sweep = StuckCaseSweep(
         service.repository,
         client,
@@ -198,20 +214,12 @@ async def run_worker(
         first_wait=timedelta(seconds=settings.resend_after_seconds),
         escalate_after=settings.resend_escalate_after,
     )
-    sweeping = [
+    return [
         asyncio.create_task(sweep.run_forever(timedelta(seconds=settings.stuck_sweep_seconds))),
         asyncio.create_task(
             resend.run_forever(timedelta(seconds=min(30.0, settings.resend_after_seconds)))
         ),
     ]
-    try:
-        await _run_until_stopped(worker)
-    finally:
-        for task in sweeping:
-            task.cancel()
-        await broker.stop()
-        if tracer_provider is not None:
-            tracer_provider.shutdown()  # flush the last batch of spans
 
 
 async def _run_until_stopped(worker: Worker) -> None:

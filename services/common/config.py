@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDTRANSFER_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # The platform topics are created with these when missing (services/common/platform.py
+    # The platform topics are created with these when missing (services/common/kafka_topics.py
     # ensure_topics); a cluster sets replication 3 and min.insync.replicas 2.
     kafka_topic_partitions: int = Field(6, ge=1)
     kafka_replication_factor: int = Field(1, ge=1)

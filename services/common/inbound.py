@@ -24,14 +24,11 @@ from contracts.envelope import Envelope
 from contracts.keyring import KeyRegistrySource, RegionSigner
 from contracts.topics import Topics
 from domain.regions import RegionRegistry
-from services.common.faults import crash_point
-from services.common.metrics import InboundCounters
-from services.common.platform import (
+from services.common.acceptance import (
     DEFAULT_REPLAY_WINDOW,
     MAX_DOCUMENT_BYTES,
     SECURITY_REASONS,
     InboundProblem,
-    KafkaDocumentPublisher,
     NotAddressedToUs,
     content_digest,
     misaddressed_problem,
@@ -40,6 +37,9 @@ from services.common.platform import (
     receipt_for,
     stale_problem,
 )
+from services.common.broker import KafkaDocumentPublisher
+from services.common.faults import crash_point
+from services.common.metrics import InboundCounters
 from services.common.repository import CaseRepository, utcnow
 
 log = logging.getLogger("medtransfer.inbound")

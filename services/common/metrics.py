@@ -49,7 +49,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from services.common.platform import SECURITY_REASONS, reason_code
+from services.common.acceptance import SECURITY_REASONS, reason_code
 from services.common.tables import (
     CaseEventRow,
     CaseRow,
@@ -136,6 +136,28 @@ def histogram_buckets(
     return [*buckets, ("+Inf", float(len(values)))]
 
 
+def _count(session: Session, table: Any, *where: Any) -> int:
+    query = select(func.count()).select_from(table)
+    return int(session.exec(query.where(*where) if where else query).one())
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """What one scrape read from the side's database (rows as the queries return them)."""
+
+    statuses: Sequence[Any]
+    escalated: int
+    breaches: Sequence[Any]
+    waits: int
+    stuck: int
+    exceptions: Sequence[Any]
+    unacknowledged: int
+    dead: int
+    reasons: Sequence[Any]
+    inbox: Sequence[Any]
+    recent: Sequence[Any]
+
+
 class CaseMetricsCollector(Collector):
     """Case, timeline, inbox and dead-letter figures of one side, queried per scrape."""
 
@@ -166,41 +188,43 @@ class CaseMetricsCollector(Collector):
         yield from families
 
     def _families(self) -> list[Metric]:
-        side = self.side
+        figures = self._read()
+        return [
+            *self._case_families(figures),
+            *self._message_families(figures),
+            self._stage_durations(figures),
+        ]
+
+    def _read(self) -> _Figures:
         with Session(self.engine) as session:
             statuses = session.exec(
                 select(CaseRow.status, func.count()).group_by(col(CaseRow.status))
             ).all()
-            escalated = session.exec(
-                select(func.count())
-                .select_from(CaseRow)
-                .where(col(CaseRow.escalated).is_(True), col(CaseRow.terminal).is_(False))
-            ).one()
+            escalated = _count(
+                session, CaseRow, col(CaseRow.escalated).is_(True), col(CaseRow.terminal).is_(False)
+            )
             stage = col(CaseEventRow.detail)["stage"].as_string()
             breaches = session.exec(
                 select(stage, func.count()).where(CaseEventRow.event == "escalated").group_by(stage)
             ).all()
-            waits = session.exec(
-                select(func.count())
-                .select_from(CaseEventRow)
-                .where(CaseEventRow.event == "waiting_for_region_connection")
-            ).one()
-            stuck = session.exec(
-                select(func.count())
-                .select_from(CaseRow)
-                .where(col(CaseRow.stuck_since).is_not(None), col(CaseRow.terminal).is_(False))
-            ).one()
+            waits = _count(
+                session, CaseEventRow, CaseEventRow.event == "waiting_for_region_connection"
+            )
+            stuck = _count(
+                session,
+                CaseRow,
+                col(CaseRow.stuck_since).is_not(None),
+                col(CaseRow.terminal).is_(False),
+            )
             exceptions = session.exec(
                 select(CaseRow.exception_code, func.count())
                 .where(col(CaseRow.exception_code).is_not(None))
                 .group_by(col(CaseRow.exception_code))
             ).all()
-            unacknowledged = session.exec(
-                select(func.count())
-                .select_from(SentDocumentRow)
-                .where(col(SentDocumentRow.receipt_at).is_(None))
-            ).one()
-            dead = session.exec(select(func.count()).select_from(DeadLetterRow)).one()
+            unacknowledged = _count(
+                session, SentDocumentRow, col(SentDocumentRow.receipt_at).is_(None)
+            )
+            dead = _count(session, DeadLetterRow)
             reasons = session.exec(
                 select(DeadLetterRow.reason, func.count()).group_by(col(DeadLetterRow.reason))
             ).all()
@@ -217,32 +241,47 @@ class CaseMetricsCollector(Collector):
                 .order_by(col(CaseEventRow.id).desc())
                 .limit(self.stage_window)
             ).all()
+        return _Figures(
+            statuses=statuses,
+            escalated=escalated,
+            breaches=breaches,
+            waits=waits,
+            stuck=stuck,
+            exceptions=exceptions,
+            unacknowledged=unacknowledged,
+            dead=dead,
+            reasons=reasons,
+            inbox=inbox,
+            recent=recent,
+        )
 
+    def _case_families(self, figures: _Figures) -> list[Metric]:
+        side = self.side
         cases = GaugeMetricFamily(
             "medtransfer_cases", "Cases by current status.", labels=["side", "status"]
         )
-        for status, count in statuses:
+        for status, count in figures.statuses:
             cases.add_metric([side, status], float(count))
         open_escalated = GaugeMetricFamily(
             "medtransfer_cases_escalated",
             "Open cases flagged escalated (a missed limit or a stuck step awaits a clerk).",
             labels=["side"],
         )
-        open_escalated.add_metric([side], float(escalated))
+        open_escalated.add_metric([side], float(figures.escalated))
         stuck_cases = GaugeMetricFamily(
             "medtransfer_stuck_cases",
             "Open cases whose workflow keeps failing a task or an activity (the stuck-case "
             "sweep); alert on any above zero.",
             labels=["side"],
         )
-        stuck_cases.add_metric([side], float(stuck))
+        stuck_cases.add_metric([side], float(figures.stuck))
         case_exceptions = GaugeMetricFamily(
             "medtransfer_case_exceptions",
             "Cases with an open clerk exception (a document for a closed case, a "
             "counterparty document that does not match), by code; alert on any above zero.",
             labels=["side", "code"],
         )
-        for code, count in exceptions:
+        for code, count in figures.exceptions:
             case_exceptions.add_metric([side, code or "unknown"], float(count))
         without_receipt = GaugeMetricFamily(
             "medtransfer_documents_without_receipt",
@@ -250,26 +289,38 @@ class CaseMetricsCollector(Collector):
             "does, services/common/resend.py).",
             labels=["side"],
         )
-        without_receipt.add_metric([side], float(unacknowledged))
+        without_receipt.add_metric([side], float(figures.unacknowledged))
         breach_total = CounterMetricFamily(
             "medtransfer_deadline_breaches",
             "Escalations on the timelines, by the stage whose limit was missed.",
             labels=["side", "stage"],
         )
-        for stage_name, count in breaches:
+        for stage_name, count in figures.breaches:
             breach_total.add_metric([side, stage_name or "unknown"], float(count))
         region_waits = CounterMetricFamily(
             "medtransfer_region_waits",
             "Times a case started waiting for a region to connect to the platform (R23).",
             labels=["side"],
         )
-        region_waits.add_metric([side], float(waits))
+        region_waits.add_metric([side], float(figures.waits))
+        return [
+            cases,
+            open_escalated,
+            stuck_cases,
+            case_exceptions,
+            without_receipt,
+            breach_total,
+            region_waits,
+        ]
+
+    def _message_families(self, figures: _Figures) -> list[Metric]:
+        side = self.side
         dead_letters = CounterMetricFamily(
             "medtransfer_dead_letters",
             "Platform messages that could not be acted on.",
             labels=["side"],
         )
-        dead_letters.add_metric([side], float(dead))
+        dead_letters.add_metric([side], float(figures.dead))
         refusals = CounterMetricFamily(
             "medtransfer_security_refusals",
             "Platform documents refused as forged, replayed, stale or misaddressed "
@@ -277,7 +328,7 @@ class CaseMetricsCollector(Collector):
             labels=["side", "reason"],
         )
         by_code = dict.fromkeys(sorted(SECURITY_REASONS), 0)
-        for reason, count in reasons:
+        for reason, count in figures.reasons:
             code = reason_code(reason)
             if code in by_code:
                 by_code[code] += count
@@ -288,29 +339,21 @@ class CaseMetricsCollector(Collector):
             "Platform messages received (once per message id), by document type.",
             labels=["side", "type"],
         )
-        for type_, count in inbox:
+        for type_, count in figures.inbox:
             inbox_total.add_metric([side, type_], float(count))
+        return [dead_letters, refusals, inbox_total]
+
+    def _stage_durations(self, figures: _Figures) -> Metric:
+        side = self.side
         durations = HistogramMetricFamily(
             "medtransfer_stage_duration_seconds",
             f"Time spent in each status, over the newest {self.stage_window} timeline events.",
             labels=["side", "stage"],
         )
-        points = (TimelinePoint(*row) for row in recent)
+        points = (TimelinePoint(*row) for row in figures.recent)
         for stage_name, values in sorted(stage_durations(points).items()):
             durations.add_metric([side, stage_name], histogram_buckets(values), sum(values))
-        return [
-            cases,
-            open_escalated,
-            stuck_cases,
-            case_exceptions,
-            without_receipt,
-            breach_total,
-            region_waits,
-            dead_letters,
-            refusals,
-            inbox_total,
-            durations,
-        ]
+        return durations
 
 
 def _assigned_partitions(subscriber: Any) -> Iterator[tuple[Any, Any]]:

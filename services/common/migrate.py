@@ -1,9 +1,11 @@
-"""Schema migrations of every database the services keep, with Alembic.
+"""Schema migrations with Alembic, for whichever database its caller hands it.
 
-Three databases, three independent histories (``services/common/migrations/versions/``):
-``incoming`` and ``outgoing`` (each agency's own database) and ``audit`` (the audit
-consumer's store, an independent witness that never shares a database with an agency).
-SQLite and PostgreSQL run the same migrations.
+A database's :class:`History` names its revisions (``<name>_0001`` ...), the folder they
+live in and the models at head; each service passes its own (the agencies in
+services/common/bootstrap.py from the tables they start with, the audit store its
+``AUDIT_HISTORY``), and services/cli/migrate.py lists the three for the operator's
+command. Nothing here knows a side's or the audit's tables. SQLite and PostgreSQL run the
+same migrations.
 
 Each service calls :func:`upgrade` at start-up. It is idempotent and safe when several
 processes start at once: PostgreSQL serialises them with an advisory lock, SQLite with
@@ -12,23 +14,19 @@ the replica that waited finds the database at head and does nothing. A database 
 by the services before migrations existed (their tables, no ``alembic_version``) is
 stamped at the revision whose schema it matches exactly, then upgraded; one that matches
 none is left alone with an error naming the differences.
-
-    python -m services.common.migrate upgrade|current|check [--database D] [--url URL]
-    python -m services.common.migrate revision D -m "what changes"   (a new migration)
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -41,12 +39,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-Database = Literal["incoming", "outgoing", "audit"]
-DATABASES: tuple[Database, ...] = get_args(Database)
+# The Alembic environment (env.py) and revision template every history shares.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# The first revision of each history: exactly the tables the services created before
-# migrations existed.
-BASELINE: dict[Database, str] = {d: f"{d}_0001" for d in DATABASES}
+# Where this repository keeps its histories, one folder per database.
+VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 LOCK_WAIT_SECONDS = 300.0
 
 log = logging.getLogger("medtransfer.migrate")
@@ -54,66 +50,64 @@ log = logging.getLogger("medtransfer.migrate")
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+@dataclass(frozen=True)
+class History:
+    """One database's migration history: ``name`` prefixes its revision ids and keys its
+    lock, ``versions`` is the folder of its revisions, ``models`` are its tables at head
+    (all services' models share one SQLModel metadata, so each database names its own)."""
+
+    name: str
+    versions: Path
+    models: tuple[type[SQLModel], ...]
+
+    @property
+    def baseline(self) -> str:
+        """The first revision: exactly the tables the services created before migrations."""
+        return f"{self.name}_0001"
+
+    def tables(self) -> list[Table]:
+        return [model.__table__ for model in self.models]  # type: ignore[attr-defined]
+
+    def metadata(self) -> MetaData:
+        metadata = MetaData()
+        for table in self.tables():
+            table.to_metadata(metadata)
+        return metadata
+
+
 class MigrationError(RuntimeError):
     """The database cannot be brought to head safely (the message says why and what to do)."""
 
 
-# --- what each database holds --------------------------------------------------------------
-def database_models(database: Database) -> list[type[SQLModel]]:
-    """The current models of ``database`` (both agencies' models share one SQLModel
-    metadata, so each database names its own)."""
-    if database == "incoming":
-        from services.incoming_agency.tables import INCOMING_TABLES
-
-        return list[Any](INCOMING_TABLES)
-    if database == "outgoing":
-        from services.outgoing_agency.tables import OUTGOING_TABLES
-
-        return list[Any](OUTGOING_TABLES)
-    from services.audit.store import AUDIT_TABLES
-
-    return list(AUDIT_TABLES)
-
-
-def database_tables(database: Database) -> list[Table]:
-    return [model.__table__ for model in database_models(database)]  # type: ignore[attr-defined]
-
-
-def target_metadata(database: Database) -> MetaData:
-    metadata = MetaData()
-    for table in database_tables(database):
-        table.to_metadata(metadata)
-    return metadata
-
-
-def alembic_config(database: Database, connection: Connection | None = None) -> Config:
-    """An Alembic configuration for one history; no alembic.ini is involved."""
+def alembic_config(history: History, connection: Connection | None = None) -> Config:
+    """An Alembic configuration for one history, built here (the repository's alembic.ini
+    serves Alembic's own command line, not the services)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("version_locations", str(MIGRATIONS_DIR / "versions" / database))
+    config.set_main_option("version_locations", str(history.versions))
     config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     config.attributes["connection"] = connection
-    config.attributes["target_metadata"] = target_metadata(database)
+    config.attributes["target_metadata"] = history.metadata()
     return config
 
 
-def head_revision(database: Database) -> str:
-    head = ScriptDirectory.from_config(alembic_config(database)).get_current_head()
+def head_revision(history: History) -> str:
+    head = ScriptDirectory.from_config(alembic_config(history)).get_current_head()
     if head is None:
-        raise MigrationError(f"the {database} history has no revisions")
+        raise MigrationError(f"the {history.name} history has no revisions")
     return head
 
 
 # --- locking -------------------------------------------------------------------------------
-def _lock_key(database: Database) -> int:
+def _lock_key(name: str) -> int:
     # A stable signed 64-bit key per history, for pg_advisory_lock.
-    digest = hashlib.sha256(f"medtransfer-migrate-{database}".encode()).digest()
+    digest = hashlib.sha256(f"medtransfer-migrate-{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @contextmanager
-def _locked(engine: Engine, database: Database) -> Iterator[Connection]:
+def _locked(engine: Engine, name: str) -> Iterator[Connection]:
     """A connection inside a transaction that no other migrating process can enter.
 
     The caller commits; leaving without a commit rolls everything back."""
@@ -128,13 +122,13 @@ def _locked(engine: Engine, database: Database) -> Iterator[Connection]:
             return
         if dialect != "postgresql":
             raise MigrationError(f"unsupported database {dialect!r} (SQLite or PostgreSQL)")
-        key = _lock_key(database)
+        key = _lock_key(name)
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while not connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
             connection.rollback()
             if time.monotonic() > deadline:
                 raise MigrationError(
-                    f"another process has held the {database} migration lock for "
+                    f"another process has held the {name} migration lock for "
                     f"{LOCK_WAIT_SECONDS:.0f} s (pg_advisory_lock {key}); is a migration stuck?"
                 )
             time.sleep(0.5)
@@ -182,12 +176,12 @@ def _shape(connection: Connection, tables: list[str]) -> Shape:
 
 
 @cache
-def revision_shape(database: Database, revision: str) -> Shape:
+def revision_shape(history: History, revision: str) -> Shape:
     """The schema at ``revision``, found by running the history on an in-memory SQLite."""
     engine = create_engine("sqlite://", poolclass=StaticPool)
     try:
         with engine.connect() as connection:
-            config = alembic_config(database, connection)
+            config = alembic_config(history, connection)
             command.upgrade(config, revision)
             connection.commit()
             names = [t for t in inspect(connection).get_table_names() if t != "alembic_version"]
@@ -224,12 +218,13 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, database: Database, revision: str = "head") -> str:
-    """Bring ``database`` to ``revision``; returns what was done: ``created`` (an empty
+def upgrade(engine: Engine, history: History, revision: str = "head") -> str:
+    """Bring the database of ``history`` to ``revision``; returns what was done: ``created`` (an empty
     database), ``adopted`` (made before migrations: checked and stamped, then upgraded),
     ``upgraded``, ``current`` (nothing to do) or ``newer`` (a later release migrated it)."""
+    database = history.name
     with _locked(engine, database) as connection:
-        config = alembic_config(database, connection)
+        config = alembic_config(history, connection)
         names = set(inspect(connection).get_table_names())
         before = current_revision(connection) if "alembic_version" in names else None
         if before is not None and not _known(config, before):
@@ -242,8 +237,8 @@ def upgrade(engine: Engine, database: Database, revision: str = "head") -> str:
                 before,
             )
             return "newer"
-        if before is None and names & set(revision_shape(database, BASELINE[database])):
-            command.stamp(config, _unversioned_revision(connection, database))
+        if before is None and names & set(revision_shape(history, history.baseline)):
+            command.stamp(config, _unversioned_revision(connection, history))
             outcome = "adopted"
         elif before is None:
             outcome = "created"
@@ -257,11 +252,11 @@ def upgrade(engine: Engine, database: Database, revision: str = "head") -> str:
     if revision == "head":
         # A model changed without a migration: say so at start-up, not at the first
         # query that needs the new column.
-        drift = _model_drift(engine, database)
+        drift = _model_drift(engine, history)
         if drift:
             log.warning(
                 "the %s schema at head differs from the models (a migration is missing: "
-                "python -m services.common.migrate revision %s -m ...): %s",
+                "python -m services.cli.migrate revision %s -m ...): %s",
                 database,
                 database,
                 "; ".join(drift),
@@ -276,140 +271,64 @@ def _known(config: Config, revision: str) -> bool:
         return False
 
 
-def _model_drift(engine: Engine, database: Database) -> list[str]:
+def _model_drift(engine: Engine, history: History) -> list[str]:
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return [repr(diff) for diff in compare_metadata(context, target_metadata(database))]
+        return [repr(diff) for diff in compare_metadata(context, history.metadata())]
 
 
-def _unversioned_revision(connection: Connection, database: Database) -> str:
+def _unversioned_revision(connection: Connection, history: History) -> str:
     """The revision a database made before migrations existed is at: the newest one whose
     schema it matches exactly (the services' create_all, and the nullable columns they
     added on their own, made the baseline or, for a column added since, a later one)."""
-    script = ScriptDirectory.from_config(alembic_config(database))
+    script = ScriptDirectory.from_config(alembic_config(history))
     revisions = [r.revision for r in script.walk_revisions()]  # newest first
     for revision in revisions:
-        expected = revision_shape(database, revision)
+        expected = revision_shape(history, revision)
         if not _differences(expected, _shape(connection, sorted(expected))):
             return revision
-    baseline = revision_shape(database, BASELINE[database])
+    baseline = revision_shape(history, history.baseline)
     problems = _differences(baseline, _shape(connection, sorted(baseline)))
     raise MigrationError(
-        f"the {database} database has tables but no migration history, and they match no "
-        f"revision, so it was not stamped; against the first revision {BASELINE[database]}: "
+        f"the {history.name} database has tables but no migration history, and they match no "
+        f"revision, so it was not stamped; against the first revision {history.baseline}: "
         f"{'; '.join(problems)}"
     )
 
 
-def check(engine: Engine, database: Database) -> list[str]:
-    """Problems that keep ``database`` from matching the models: not at head, or a
+def check(engine: Engine, history: History) -> list[str]:
+    """Problems that keep the database of ``history`` from matching the models: not at head, or a
     difference between the migrated schema and the models (a migration is missing)."""
     with engine.connect() as connection:
         at = current_revision(connection)
-        head = head_revision(database)
+        head = head_revision(history)
     if at != head:
         return [f"at revision {at or 'none'}, head is {head}: run upgrade"]
-    return _model_drift(engine, database)
+    return _model_drift(engine, history)
 
 
-def new_revision(database: Database, message: str, autogenerate: bool = True) -> Path:
-    """Write the next migration of ``database``: autogenerated against a scratch SQLite
+def new_revision(history: History, message: str, autogenerate: bool = True) -> Path:
+    """Write the next migration of ``history``: autogenerated against a scratch SQLite
     upgraded to head (review it: Alembic does not see renames or data changes)."""
-    head = ScriptDirectory.from_config(alembic_config(database)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(history)).get_current_head()
     number = int(head.rsplit("_", 1)[1]) + 1 if head else 1
     engine = create_engine("sqlite://", poolclass=StaticPool)
     try:
         with engine.connect() as connection:
-            config = alembic_config(database, connection)
+            config = alembic_config(history, connection)
             config.attributes["skip_empty"] = autogenerate
             command.upgrade(config, "head")
             script = command.revision(
                 config,
                 message=message,
                 autogenerate=autogenerate,
-                rev_id=f"{database}_{number:04d}",
+                rev_id=f"{history.name}_{number:04d}",
             )
     finally:
         engine.dispose()
     if script is None or isinstance(script, list):
         raise MigrationError(
-            f"the {database} models match head: nothing written (--empty for a migration "
+            f"the {history.name} models match head: nothing written (--empty for a migration "
             "written by hand, e.g. a data change)"
         )
     return Path(script.path)
-
-
-# --- command line --------------------------------------------------------------------------
-def _url(database: Database, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if database == "audit":
-        from services.audit.config import AuditSettings
-
-        return AuditSettings().audit_url
-    from services.common.config import Settings
-
-    return Settings().database_url(database)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m services.common.migrate",
-        description="Schema migrations of the incoming, outgoing and audit databases "
-        "(URLs from MEDTRANSFER_* settings unless --url is given).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (
-        ("upgrade", "bring the database(s) to head (what the services do at start-up)"),
-        ("current", "print each database's revision"),
-        ("check", "exit 1 unless each database is at head and matches the models"),
-    ):
-        cmd = sub.add_parser(name, help=help_text)
-        cmd.add_argument("--database", choices=DATABASES, help="one database (default: all)")
-        cmd.add_argument("--url", help="SQLAlchemy URL (needs --database)")
-    rev = sub.add_parser("revision", help="write a new migration (autogenerated, to review)")
-    rev.add_argument("database", choices=DATABASES)
-    rev.add_argument("-m", "--message", required=True)
-    rev.add_argument("--empty", action="store_true", help="no autogenerate: write ops by hand")
-    args = parser.parse_args(argv)
-
-    from services.common.db import make_engine
-
-    if args.command == "revision":
-        try:
-            path = new_revision(args.database, args.message, autogenerate=not args.empty)
-        except MigrationError as exc:
-            print(f"{args.database}: {exc}", file=sys.stderr)
-            return 1
-        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
-        return 0
-    if args.url and not args.database:
-        parser.error("--url needs --database")
-    failed = False
-    for database in [args.database] if args.database else DATABASES:
-        engine = make_engine(_url(database, args.url))
-        try:
-            if args.command == "upgrade":
-                outcome = upgrade(engine, database)
-                with engine.connect() as connection:
-                    print(f"{database}: {outcome}, at {current_revision(connection)}")
-            elif args.command == "current":
-                with engine.connect() as connection:
-                    at = current_revision(connection)
-                print(f"{database}: {at or 'none'} (head {head_revision(database)})")
-            else:
-                problems = check(engine, database)
-                failed = failed or bool(problems)
-                print(f"{database}: {'ok' if not problems else 'DIFFERS'}")
-                for problem in problems:
-                    print(f"  {problem}")
-        except MigrationError as exc:
-            print(f"{database}: error: {exc}", file=sys.stderr)
-            failed = True
-        finally:
-            engine.dispose()
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

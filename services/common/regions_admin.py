@@ -12,7 +12,7 @@ be registered), not already registered, a Chinese and an English name. It then a
 one line to the operator's overlay (``MEDTRANSFER_REGION_OVERLAY_FILE``): the region, who
 added it (``--by``, default the login name), when (UTC) and why (``--note``). The overlay
 is append-only: it is at once the services' source of the added regions and the journal
-of who added what. The services read it at start (services/common/platform.py
+of who added what. The services read it at start (services/common/keys.py
 ``load_registry``), so a running service sees the region after its next restart.
 
 ``list`` prints the regions in force, the added ones with who added them and when.

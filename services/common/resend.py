@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from contracts.envelope import Envelope
 from contracts.keyring import KeyCustodyError, RegionSigner
-from services.common.platform import KafkaDocumentPublisher
+from services.common.broker import KafkaDocumentPublisher
 from services.common.repository import CaseRepository, utcnow
 
 log = logging.getLogger("medtransfer.resend")

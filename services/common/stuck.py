@@ -25,8 +25,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from domain.vocabulary import INTERNAL_STATUSES
+from services.common.broker import KafkaDocumentPublisher
 from services.common.db import session_scope
-from services.common.platform import KafkaDocumentPublisher
 from services.common.repository import CaseRepository, utcnow
 from services.common.tables import CaseRow, InboxRow
 from workflows.activities import REGION_NOT_CONNECTED

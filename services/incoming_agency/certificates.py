@@ -20,11 +20,11 @@ from pydantic import BaseModel, Field
 from contracts.documents import FreeText, InsuranceCertificate, TransferRequested
 from contracts.envelope import Envelope
 from domain.matching import CaseFile, SheetFacts, sheet_mismatch
+from services.common.acceptance import InboundProblem, content_digest, parse_and_verify
 from services.common.api import ErrorBody, owned_case, problem
 from services.common.app_factory import AgencyApp
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
-from services.common.platform import InboundProblem, content_digest, parse_and_verify
 from services.common.tables import CaseRow
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
 from workflows.types import CertificateLoad

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.stack import DEPLOY, REPO_DIR
+from harness.servers import DEPLOY, REPO_DIR
 
 TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
 API_KEY = "demo-operator"  # the cluster's local demo credentials (deploy/local/lib.sh)

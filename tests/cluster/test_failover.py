@@ -1,6 +1,6 @@
 """The multi-node deployment under faults: during a stream of cases a Kafka broker, then
 an API replica, then a worker is killed with SIGKILL. Every case still completes on both
-sides, money is conserved (I1-I3, tests/support/invariants.py), the audit trail has no
+sides, money is conserved (I1-I3, harness/invariants.py), the audit trail has no
 gap, and the figures of each fault go to <test state>/cluster-figures.json.
 """
 
@@ -21,10 +21,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.topics import Topics
+from harness.invariants import assert_invariants
+from harness.servers import REPO_DIR
 from tests.cluster.conftest import API_KEY, TEST_STATE_DIR, LocalCluster
 from tests.cluster.load import CaseLoad, Phase, Replicas, figures, people
-from tests.support.invariants import assert_invariants
-from tests.support.stack import REPO_DIR
 
 pytestmark = pytest.mark.cluster
 

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from tests.support.agencies import AgencyStack, free_port, stack_env
-from tests.support.invariants import InvariantReport
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.invariants import InvariantReport
+from harness.servers import REPO_DIR, ScriptServer, kafka_server, temporal_server
 from tests.support.postgres import Postgres
-from tests.support.stack import REPO_DIR, ScriptServer, kafka_server, temporal_server
 
 FIGURES_FILE = (
     Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))

@@ -20,9 +20,10 @@ from contracts.documents import (
     BalanceRemitted,
 )
 from domain.identity import fingerprint
+from harness.agencies import PEER_REGION, AgencyStack
+from harness.invariants import check_invariants, wait_for_invariants
 from tests.faults.conftest import FaultFigures, start_cases, terminal_count, wait_for
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
-from tests.support.invariants import check_invariants, wait_for_invariants
+from tests.support.agencies import PeerAgency, sheet_document
 
 pytestmark = pytest.mark.faults
 

@@ -8,6 +8,8 @@ import time
 import pytest
 from temporalio.api.enums.v1 import EventType
 
+from harness.agencies import AgencyStack
+from harness.invariants import wait_for_invariants
 from tests.faults.conftest import (
     FaultFigures,
     armed,
@@ -17,8 +19,6 @@ from tests.faults.conftest import (
     terminal_count,
     wait_exit,
 )
-from tests.support.agencies import AgencyStack
-from tests.support.invariants import wait_for_invariants
 from workflows.outgoing.workflows import outgoing_workflow_id
 
 pytestmark = pytest.mark.faults

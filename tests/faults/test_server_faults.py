@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from harness.agencies import AgencyStack
+from harness.invariants import wait_for_invariants
 from tests.faults.conftest import (
     Dedicated,
     FaultFigures,
@@ -22,8 +24,6 @@ from tests.faults.conftest import (
     terminal_count,
     wait_for,
 )
-from tests.support.agencies import AgencyStack
-from tests.support.invariants import wait_for_invariants
 
 pytestmark = pytest.mark.faults
 

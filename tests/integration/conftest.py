@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from tests.support.agencies import AgencyStack, PeerAgency, free_port, stack_env
-from tests.support.stack import ScriptServer
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.servers import ScriptServer
+from tests.support.agencies import PeerAgency
 
 
 @pytest.fixture(scope="session")

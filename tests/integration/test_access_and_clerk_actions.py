@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.agencies import AgencyStack
+from harness.agencies import AgencyStack
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from aiokafka import AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from contracts.documents import AuditRecord, AuditSignature
+from harness.agencies import AgencyStack
+from harness.servers import REPO_DIR
 from services.audit.chain import GENESIS_HASH, link_hash
-from tests.support.agencies import AgencyStack
-from tests.support.stack import REPO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from domain.identity import mask_id
-from tests.support.agencies import AgencyStack, Person
-from tests.support.stack import REPO_DIR
+from harness.agencies import AgencyStack, Person
+from harness.servers import REPO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.agencies import AgencyStack, Person
-from tests.support.invariants import check_invariants
-from tests.support.stack import REPO_DIR
+from harness.agencies import AgencyStack, Person
+from harness.invariants import check_invariants
+from harness.servers import REPO_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,10 @@ from datetime import timedelta
 
 import pytest
 
+from harness.agencies import PEER_REGION, AgencyStack
+from harness.invariants import assert_invariants, wait_for_invariants
 from tests.integration.test_metrics_and_reconciliation import scrape, value
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
-from tests.support.invariants import assert_invariants, wait_for_invariants
+from tests.support.agencies import PeerAgency, today
 
 pytestmark = pytest.mark.integration
 

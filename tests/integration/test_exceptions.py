@@ -18,7 +18,8 @@ from contracts.documents import (
 from contracts.envelope import Envelope
 from contracts.local_trust import local_key_id
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
+from harness.agencies import PEER_REGION, AgencyStack
+from tests.support.agencies import PeerAgency, sheet_document
 from workflows.outgoing.workflows import stop_answer
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ from faststream.kafka import KafkaBroker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from tests.support.agencies import free_port
+from harness.agencies import free_port
+from harness.servers import temporal_server
 from tests.support.probe_workflows import DurableTimerWorkflow, GreetingWorkflow, greet
-from tests.support.stack import temporal_server
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer
 
 from contracts.documents import AuditRecord
 from contracts.keyring import KeyRegistrySource
+from harness.agencies import AgencyStack
 from services.audit.trust import archived_problem, expected_prev_hash
-from tests.support.agencies import AgencyStack
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from contracts.documents import BalanceRemitted
-from services.common.platform import MAX_DOCUMENT_BYTES
+from harness.agencies import AgencyStack
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from tests.integration.test_exceptions import peer_case, sheet_document
-from tests.support.agencies import AgencyStack, PeerAgency
+from tests.support.agencies import PeerAgency
 
 pytestmark = pytest.mark.integration
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.agencies import AgencyStack, free_port
 from services.common.bootstrap import Service
 from services.common.db import make_engine
 from services.common.metrics import start_worker_metrics
 from services.ops.reconciliation import Report, reconcile
-from tests.support.agencies import AgencyStack, free_port
 
 pytestmark = pytest.mark.integration
 

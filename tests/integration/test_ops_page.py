@@ -18,7 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from contracts.documents import WithdrawalRequested
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
+from harness.agencies import PEER_REGION, AgencyStack
+from tests.support.agencies import PeerAgency, today
 from workflows.outgoing.workflows import stop_answer
 
 pytestmark = pytest.mark.integration

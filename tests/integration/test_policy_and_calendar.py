@@ -15,12 +15,13 @@ import pytest
 from contracts.documents import BalanceRemitted
 from domain.calendar import WorkingDayCalendar
 from domain.regions import load_region_registry
+from harness.agencies import PEER_REGION, AgencyStack
+from harness.servers import REPO_DIR
 from services.common.calendar_admin import main as calendar_admin
 from services.common.config import Settings
-from services.common.platform import PolicyContext
+from services.common.policy_context import PolicyContext
 from tests.integration.test_exceptions import sheet_document
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, today
-from tests.support.stack import REPO_DIR
+from tests.support.agencies import PeerAgency, today
 from workflows.types import LoadContextInput
 
 pytestmark = pytest.mark.integration

@@ -24,18 +24,20 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from contracts.documents import AuditRecord
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.invariants import wait_for_invariants
+from harness.servers import REPO_DIR, ScriptServer
 from services.audit.store import AuditStore, RecordRefused
 from services.audit.trust import sign_record
-from services.common import migrate
+from services.cli import migrate
+from services.cli.migrate import DATABASES, Database
+from services.common import migrate as runner
 from services.common.db import create_tables, make_engine
-from services.common.migrate import DATABASES, Database, MigrationError
+from services.common.migrate import MigrationError
 from services.common.tables import LedgerEntry
 from services.ops.reconciliation import reconcile
-from tests.support.agencies import AgencyStack, free_port, stack_env
 from tests.support.audit_keys import OUTGOING_REGION, content, make_trust, signed
-from tests.support.invariants import wait_for_invariants
 from tests.support.postgres import Postgres
-from tests.support.stack import REPO_DIR, ScriptServer
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +96,7 @@ def test_head_creates_exactly_what_create_all_of_the_models_makes(
     migrate.upgrade(migrated, database)
     names = sorted(table_names(legacy))
     with legacy.connect() as a, migrated.connect() as b:
-        assert migrate._shape(a, names) == migrate._shape(b, names)
+        assert runner._shape(a, names) == runner._shape(b, names)
     assert table_names(migrated) - table_names(legacy) == {"alembic_version"}
 
 
@@ -118,7 +120,7 @@ def test_database_made_by_create_tables_is_stamped_and_upgraded(
 
     assert migrate.upgrade(engine, "outgoing") == "adopted"
     with engine.connect() as connection:
-        assert migrate.current_revision(connection) == migrate.head_revision("outgoing")
+        assert runner.current_revision(connection) == migrate.head_revision("outgoing")
     assert migrate.check(engine, "outgoing") == []
     with Session(engine) as session:
         kept = session.exec(select(LedgerEntry.amount_fen)).all()
@@ -138,7 +140,7 @@ def test_database_at_the_baseline_without_history_is_stamped_there_and_upgraded(
 
     assert migrate.upgrade(engine, "incoming") == "adopted"
     with engine.connect() as connection:
-        assert migrate.current_revision(connection) == migrate.head_revision("incoming")
+        assert runner.current_revision(connection) == migrate.head_revision("incoming")
     assert migrate.check(engine, "incoming") == []
 
 
@@ -166,7 +168,7 @@ def test_replica_of_an_older_release_starts_on_a_newer_schema(
 
     assert migrate.upgrade(engine, "incoming") == "newer"
     with engine.connect() as connection:
-        assert migrate.current_revision(connection) == "incoming_9999"
+        assert runner.current_revision(connection) == "incoming_9999"
 
 
 # --- (c) replicas starting at once ----------------------------------------------------------
@@ -174,7 +176,7 @@ CHILD = """
 import sys, time
 from pathlib import Path
 from services.common.db import make_engine
-from services.common.migrate import upgrade
+from services.cli.migrate import upgrade
 engine = make_engine(sys.argv[1])
 print("ready", flush=True)
 while not Path(sys.argv[2]).exists():
@@ -207,7 +209,7 @@ def test_concurrent_upgrade_from_several_processes_is_safe(
             # Hold the migration lock until every child is inside upgrade() waiting for
             # it, so all of them contend the moment it is released.
             with engine.connect() as holder:
-                key = migrate._lock_key("outgoing")
+                key = runner._lock_key("outgoing")
                 holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
                 go.touch()
                 wait_for_connections(engine, len(children) + 1)
@@ -399,11 +401,11 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
 
     from contracts.documents import PersonIdentity, TransferRequested
     from domain.regions import load_region_registry
+    from harness.agencies import new_person
     from services.common.repository import RegionConnectivity
     from services.outgoing_agency.app import EnrolmentIn, EnrolmentInTransfer, upsert_enrolment
     from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
     from services.outgoing_agency.tables import EnrolmentRow
-    from tests.support.agencies import new_person
     from workflows.types import CheckRequestInput, TransferOutInput
 
     engine = make_engine(url)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agencies import free_port, free_port_block
-from tests.support.stack import DEPLOY
+from harness.agencies import free_port, free_port_block
+from harness.servers import DEPLOY
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.documents import BalanceRemitted
 from contracts.envelope import Envelope
+from harness.agencies import PEER_REGION, AgencyStack
 from services.common.codec import EncryptionCodec, encrypted_converter, local_codec_keys
-from tests.support.agencies import PEER_REGION, AgencyStack, PeerAgency, sheet_document
+from tests.support.agencies import PeerAgency, sheet_document
 from workflows.incoming.workflows import incoming_workflow_id
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from tests.support.agencies import AgencyStack, free_port, stack_env
-from tests.support.stack import ScriptServer
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.servers import ScriptServer
 
 pytestmark = pytest.mark.integration
 

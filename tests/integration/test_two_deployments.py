@@ -30,8 +30,8 @@ from contracts.envelope import Envelope
 from contracts.keyring import private_key_path
 from contracts.local_trust import local_key_id
 from contracts.signing import load_private_key, sign_envelope
-from tests.support.agencies import AgencyStack, free_port, stack_env
-from tests.support.stack import CACHE_DIR, ScriptServer
+from harness.agencies import AgencyStack, free_port, stack_env
+from harness.servers import CACHE_DIR, ScriptServer
 from tests.unit.test_contracts import sample_documents
 
 pytestmark = pytest.mark.integration

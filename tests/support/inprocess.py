@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.envelope import Envelope
 from contracts.local_trust import sign_locally
 from domain.identity import fingerprint, mask_id
+from harness.agencies import TEST_API_KEYS
 from services.common.bootstrap import Service, build_service
 from services.common.config import FixedSettings, Settings, Side
 from services.common.inbound import InboundHandler
@@ -35,7 +36,6 @@ from services.incoming_agency.app import create_app as create_incoming
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.outgoing_agency.app import create_app as create_outgoing
 from services.outgoing_agency.tables import OUTGOING_TABLES
-from tests.support.agencies import TEST_API_KEYS
 
 TOPIC_PREFIX = "inproc"
 # The fake Temporal client of each in-process app, by its settings object: the lifespan

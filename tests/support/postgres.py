@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.stack import DEPLOY, REPO_DIR
+from harness.servers import DEPLOY, REPO_DIR
 
 TEST_STATE_DIR = Path(os.environ.get("MEDTRANSFER_TEST_STATE", REPO_DIR / "var" / "test"))
 POSTGRES_PORT = int(os.environ.get("POSTGRES_PORT", "5433"))

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from contracts.documents import BankAccount, PersonIdentity, TransferRequested
 from domain.regions import load_region_registry
-from services.common import migrate
+from services.cli import migrate
 from services.common.db import create_tables, make_engine
 from services.common.repository import RegionConnectivity
 from services.outgoing_agency.records import OutgoingRecordsSql

@@ -46,7 +46,7 @@ from domain.limits import CaseLimits
 from domain.regions import load_region_registry
 from services.common.bootstrap import PASSTHROUGH_MODULES
 from services.common.config import Settings
-from services.common.platform import PolicyContext
+from services.common.policy_context import PolicyContext
 from workflows.activities import (
     CaseActivities,
     CertificateActivities,

@@ -22,6 +22,27 @@ ALLOWED_IMPORTS: dict[str, frozenset[str]] = {
     "contracts": frozenset({"contracts", "domain", "pydantic", "cryptography"}),
     # Deterministic workflow code and its ports: no I/O library, no service.
     "workflows": frozenset({"workflows", "contracts", "domain", "temporalio", "pydantic"}),
+    # The live stack that integration tests and the benchmark share: below both of them.
+    "harness": frozenset(
+        {"harness", "contracts", "domain", "services", "httpx", "sqlalchemy", "temporalio"}
+    ),
+    # The benchmark runs on the harness, never on the tests' own helpers.
+    "bench": frozenset(
+        {
+            "bench",
+            "harness",
+            "contracts",
+            "domain",
+            "workflows",
+            "services",
+            "aiokafka",
+            "faststream",
+            "httpx",
+            "sqlalchemy",
+            "sqlmodel",
+            "temporalio",
+        }
+    ),
 }
 
 MAX_FUNCTION_LINES = 60
@@ -38,15 +59,8 @@ LONG_FUNCTIONS = frozenset(
         ("services/incoming_agency/app.py", "create_app"),
         ("services/incoming_agency/app.py", "perform_action"),
         ("services/incoming_agency/certificates.py", "create_certificate_router"),
-        ("services/audit/chain.py", "verify_chain"),
-        ("services/audit/consumer.py", "receive"),
-        ("services/common/bootstrap.py", "run_worker"),
-        ("services/common/metrics.py", "_families"),
-        ("services/common/api.py", "case_out"),
-        ("services/common/app_factory.py", "build_agency_app"),
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
-        ("services/cli/bulk.py", "_row"),
         ("services/outgoing_agency/records.py", "_transfer_out"),
         ("services/outgoing_agency/app.py", "create_app"),
         ("workflows/case_flow.py", "await_region"),
@@ -58,13 +72,6 @@ LONG_FUNCTIONS = frozenset(
         ("workflows/outgoing/workflows.py", "_run"),
         ("workflows/outgoing/workflows.py", "_issue_certificate"),
         ("workflows/outgoing/workflows.py", "_await_confirmations"),
-        ("contracts/keys.py", "main"),
-        ("bench/ceilings.py", "workflow_shape"),
-        ("bench/report.py", "rows"),
-        ("bench/__main__.py", "end_to_end"),
-        ("bench/__main__.py", "open_cases"),
-        ("bench/__main__.py", "run"),
-        ("bench/load.py", "step"),
     }
 )
 
@@ -96,7 +103,7 @@ def test_each_floor_imports_only_what_sits_below_it(package: str) -> None:
 
 def _long_functions() -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
-    for package in ("domain", "contracts", "workflows", "services", "bench"):
+    for package in ("domain", "contracts", "workflows", "services", "bench", "harness"):
         for path in _sources(package):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):

@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payload
 
 from services.common.auth import ROLES, key_hash
 from services.common.operator_token import OperatorTokenVerifier, TokenRefused
-from services.common.platform import temporal_codec
+from services.common.temporal import temporal_codec
 from tests.support.inprocess import inprocess_app, without_broker
 from tests.unit.test_codec_endpoint import ISSUER, NAMESPACE, Provider, b64url
 

@@ -13,7 +13,7 @@ from contracts.envelope import Envelope
 from contracts.keyring import KeyRegistrySource
 from contracts.local_trust import enrol_local_regions, platform_public_key, sign_locally
 from domain.regions import load_region_registry
-from services.common.platform import InboundProblem, parse_and_verify
+from services.common.acceptance import InboundProblem, parse_and_verify
 from tests.support.workflow_fakes import INCOMING_REGION, OUTGOING_REGION, transfer_request
 
 pytestmark = pytest.mark.unit

@@ -30,8 +30,8 @@ from services.audit.consumer import receive
 from services.audit.emitter import AuditRecordSigner
 from services.audit.store import AuditStore, RecordRefused
 from services.audit.trust import AuditCheckpoint, sign_checkpoint
+from services.common.broker import KafkaDocumentPublisher
 from services.common.db import create_tables, make_engine
-from services.common.platform import KafkaDocumentPublisher
 from services.common.repository import CaseRepository
 from services.common.tables import COMMON_TABLES, CaseRow
 from tests.support.audit_keys import (

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from temporalio.api.common.v1 import Payload
 
 from services.common.operator_token import OperatorTokenVerifier, TokenRefused
-from services.common.platform import temporal_codec
+from services.common.temporal import temporal_codec
 from tests.support.inprocess import inprocess_app, without_broker
 
 pytestmark = pytest.mark.unit

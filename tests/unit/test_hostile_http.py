@@ -26,7 +26,7 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from services.common.platform import MAX_DOCUMENT_BYTES
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from tests.support.inprocess import inprocess_app, without_broker
 
 pytestmark = pytest.mark.unit

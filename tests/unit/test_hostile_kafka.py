@@ -39,7 +39,7 @@ from contracts.documents import (
 )
 from contracts.envelope import Envelope
 from contracts.signing import generate_keypair, load_private_key, sign_envelope
-from services.common.platform import MAX_DOCUMENT_BYTES
+from services.common.acceptance import MAX_DOCUMENT_BYTES
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory
 
 pytestmark = pytest.mark.unit

@@ -18,7 +18,7 @@ import pytest
 
 from contracts.documents import BalanceRemitted
 from contracts.envelope import Envelope
-from services.common.platform import DEFAULT_REPLAY_WINDOW
+from services.common.acceptance import DEFAULT_REPLAY_WINDOW
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The invariant checker of the fault suite (tests/support/invariants.py) finds each kind
+"""The invariant checker of the fault suite (harness/invariants.py) finds each kind
 of violation it exists for, on two real SQLite files."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.invariants import check_invariants
 from services.common.db import create_tables, make_engine, session_scope
 from services.common.tables import CaseEventRow, CaseRow, DeadLetterRow, InboxRow, LedgerEntry
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.outgoing_agency.tables import OUTGOING_TABLES
-from tests.support.invariants import check_invariants
 
 pytestmark = pytest.mark.unit
 

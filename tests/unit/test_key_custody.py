@@ -29,7 +29,7 @@ from contracts.keyring import (
 from contracts.local_trust import platform_key, publish
 from contracts.signing import SignatureInvalid, generate_keypair, load_private_key, sign_envelope
 from services.common.config import Settings
-from services.common.platform import load_trust
+from services.common.keys import load_trust
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ import pytest
 from domain.policy import PolicyDataError, load_policy_table
 from domain.regions import load_region_registry
 from services.common.config import Settings
-from services.common.platform import PolicyContext
+from services.common.policy_context import PolicyContext
 from services.common.policy_record import (
     RECORD_FILE_NAME,
     PolicyVersionRecord,

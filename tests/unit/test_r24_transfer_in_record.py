@@ -10,8 +10,8 @@ import pytest
 from sqlmodel import Session
 
 from contracts.documents import EnrolmentPeriod, InformationSheet, PersonIdentity
+from services.cli.migrate import upgrade as migrate_database
 from services.common.db import make_engine
-from services.common.migrate import upgrade as migrate_database
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import TransferInRow
 from workflows.types import TransferInInput

@@ -19,7 +19,7 @@ import pytest
 from domain.eligibility import ApplicationFacts, check_application
 from domain.regions import DEFAULT_REGIONS_FILE, load_region_registry
 from services.common.config import REPO_DIR, Settings
-from services.common.platform import load_registry
+from services.common.keys import load_registry
 from services.common.regions_admin import main as regions_admin
 from tests.support.inprocess import inprocess_app, kafka_memory
 

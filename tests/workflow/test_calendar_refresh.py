@@ -21,7 +21,7 @@ from contracts.documents import TransferRequested
 from domain.regions import load_region_registry
 from services.common import calendar_admin
 from services.common.config import Settings
-from services.common.platform import PolicyContext
+from services.common.policy_context import PolicyContext
 from tests.support.workflow_fakes import (
     OUTGOING_REGION,
     FakeCaseStore,

@@ -1,16 +1,24 @@
 """Alembic environment shared by every database's history.
 
-``services.common.migrate`` hands in an open connection (already inside the transaction
-and the lock it holds) and the target metadata through ``config.attributes``; nothing is
-read from an ini file or the environment here.
+Two ways in. ``services.common.migrate`` hands in an open connection (already inside the
+transaction and the lock it holds) and the target metadata through ``config.attributes``.
+Alembic's own command line comes through the repository's ``alembic.ini``: its section
+for the database (``-n incoming``) names the versions folder and the models, and the URL
+comes from ``-x url=...`` (or the section's ``sqlalchemy.url``).
 """
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import Any, Literal
 
 from alembic import context
+from sqlalchemy import MetaData
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
+
+from services.common.db import make_engine
+from services.common.migrate import History
 
 config = context.config
 
@@ -32,15 +40,46 @@ def skip_empty(context: Any, revision: Any, directives: list[Any]) -> None:
         directives[:] = []
 
 
+def _ini_metadata() -> MetaData:
+    # "package.module:NAME", the list of the database's models, named in alembic.ini.
+    module, _, name = (config.get_main_option("models") or "").partition(":")
+    if not name:
+        raise RuntimeError(f"alembic.ini section [{config.config_ini_section}] names no models")
+    models = getattr(importlib.import_module(module), name)
+    versions = Path(config.get_main_option("version_locations") or ".")
+    return History(config.config_ini_section, versions, tuple(models)).metadata()
+
+
+def _ini_url() -> str:
+    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise RuntimeError(
+            f"no database URL: alembic -c alembic.ini -n {config.config_ini_section} "
+            "-x url=sqlite:///... <command>"
+        )
+    return url
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError(
-            "run migrations through services.common.migrate (it opens the connection)"
-        )
+        engine = make_engine(_ini_url())
+        try:
+            with engine.connect() as connection:
+                _run(connection, _ini_metadata())
+                connection.commit()
+        finally:
+            engine.dispose()
+        return
+    _run(connection, config.attributes["target_metadata"])
+
+
+def _run(connection: Any, target_metadata: MetaData) -> None:
     context.configure(
         connection=connection,
-        target_metadata=config.attributes["target_metadata"],
+        target_metadata=target_metadata,
         # SQLite cannot ALTER most things in place: batch mode copies the table instead,
         # and is a plain ALTER on PostgreSQL, so one migration serves both.
         render_as_batch=True,

@@ -1,4 +1,5 @@
-"""Start the real local servers for tests, or reuse ones already answering.
+"""Start the real local servers (Kafka, Temporal) for tests and the benchmark, or reuse
+ones already answering.
 
 The deploy/local scripts do the work, so tests exercise the same start-up path operators
 use. A server the test session started is stopped when the session ends; one that was
@@ -13,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parents[2]
+REPO_DIR = Path(__file__).resolve().parents[1]
 DEPLOY = REPO_DIR / "deploy" / "local"
 CACHE_DIR = Path(os.environ.get("MEDTRANSFER_CACHE", Path.home() / ".cache" / "medtransfer"))
 TEST_SERVER_BIN = CACHE_DIR / "temporal-test-server-1.31.0" / "temporal-test-server"

@@ -10,7 +10,7 @@ I3  every rejected input left a reasoned record: an HTTP 4xx with a reason code,
 
 Usage (the API is these three names; everything else is detail)::
 
-    from tests.support.invariants import assert_invariants, check_invariants, wait_for_invariants
+    from harness.invariants import assert_invariants, check_invariants, wait_for_invariants
 
     report = check_invariants(stack, case_ids, http_rejections=responses, dead_letters=ids)
     assert report.ok, report.describe()
@@ -18,7 +18,7 @@ Usage (the API is these three names; everything else is detail)::
     await wait_for_invariants(stack, case_ids, timeout=120)  # poll until they hold
 
 Arguments:
-    stack            an ``AgencyStack`` (tests/support/agencies.py), or anything with
+    stack            an ``AgencyStack`` (harness/agencies.py), or anything with
                      ``root`` and ``env`` (the databases are the URLs in
                      MEDTRANSFER_{INCOMING,OUTGOING}_DATABASE_URL, else the SQLite files
                      ``<root>/data/<side>-agency.db``).
@@ -52,13 +52,13 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from harness.agencies import PEER_REGION
 from services.ops.reconciliation import (
     AMOUNT_MISMATCH,
     MISSING_DEBIT,
     Report,
     reconcile,
 )
-from tests.support.agencies import PEER_REGION
 
 # Statuses a case workflow ends in (workflows/*/workflows.py, ``terminal=True``).
 TERMINAL_STATUSES = frozenset(
