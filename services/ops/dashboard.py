@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from html import escape
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
 from services.common.throttle import LoginThrottle
+from services.incoming_agency.clerk_actions import CLERK_ACTIONS
 from services.incoming_agency.progress import Names
 from services.ops.sessions import (
     CSRF_FIELD,
@@ -43,15 +45,8 @@ from services.ops.sessions import (
 
 LEGACY_KEY_COOKIE = "mt_key"  # the raw API key earlier versions kept: cleared at sign-in
 AT_RISK_WORKING_DAYS = 2
-# action name in the page -> (label, API action)
-ACTIONS = {
-    ClerkActionName.RETRY_DELIVERY: "Re-check region now 立即重试",
-    ClerkActionName.RETRY_STEP: "Retry the failed step 重试失败步骤",
-    ClerkActionName.OFFLINE_CHANNEL: "Continue offline 转线下办理",
-    ClerkActionName.CANCEL: "Cancel case 撤销",
-    ClerkActionName.CREDIT_RECEIVED: "Credit what arrived 按到账金额入账",
-    ClerkActionName.RETURN_TO_SENDER: "Return to sender 退回转出地",
-}
+# The clerk actions with a button on the case page -> its label (clerk_actions.py).
+ACTIONS = {name: rule.label for name, rule in CLERK_ACTIONS.items() if rule.label is not None}
 SCHEMES = ("employee", "resident")
 
 
@@ -231,29 +226,22 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def create_ops_router(  # noqa: C901 (issue 15: split)
-    service: Service,
-    act: ClerkAct,
-    sessions: OpsSessions | None = None,
-    throttle: LoginThrottle | None = None,
-) -> APIRouter:
-    """The page's routes. Reading takes a session of a clerk or operator key; every POST
-    also takes the session's CSRF token (403 without it), and a case action is the
-    incoming agency's: the key must hold the case's to_region (403 NOT_YOUR_PARTY)."""
-    router = APIRouter(include_in_schema=False)
-    sessions = sessions if sessions is not None else OpsSessions()
-    throttle = throttle if throttle is not None else LoginThrottle()
+@dataclass(frozen=True)
+class OpsPages:
+    """The page's routes (create_ops_router puts them on a router)."""
 
-    def session_of(request: Request) -> OpsSession | None:
-        return sessions.get(request.cookies.get(SESSION_COOKIE))
+    service: Service
+    act: ClerkAct
+    sessions: OpsSessions
+    throttle: LoginThrottle
 
-    def to_login() -> RedirectResponse:
-        return RedirectResponse("/ops/login", status_code=303)
+    def session_of(self, request: Request) -> OpsSession | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
 
-    async def posted(request: Request) -> tuple[OpsSession, FormData] | Response:
+    async def posted(self, request: Request) -> tuple[OpsSession, FormData] | Response:
         """The session and form of a POST, or the answer refusing it: no live session
         (to the sign-in form), or a missing or wrong CSRF token (403)."""
-        session = session_of(request)
+        session = self.session_of(request)
         if session is None:
             return to_login()
         form = await request.form()
@@ -261,12 +249,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             return refused(403, "the form's CSRF token is missing or wrong: reload the page")
         return session, form
 
-    def field(form: FormData, name: str) -> str:
-        value = form.get(name)
-        return value.strip() if isinstance(value, str) else ""
-
-    @router.get("/ops/login")
-    async def login_form(request: Request, error: str = "") -> HTMLResponse:
+    async def login_form(self, request: Request, error: str = "") -> HTMLResponse:
         note = f"<p class='flash'>{escape(error)}</p>" if error else ""
         # Sign-in has no session yet: its CSRF token is a cookie the form repeats.
         token = request.cookies.get(LOGIN_COOKIE) or ""
@@ -290,10 +273,9 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         )
         return response
 
-    @router.post("/ops/login")
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         client = client_address(request)
-        wait = throttle.attempt(client)
+        wait = self.throttle.attempt(client)
         if wait is not None:
             throttled = refused(429, f"too many failed sign-ins: try again in {wait} seconds")
             throttled.headers["Retry-After"] = str(wait)
@@ -302,18 +284,18 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         if not same_token(request.cookies.get(LOGIN_COOKIE) or "", form.get(CSRF_FIELD)):
             return refused(403, "the sign-in form's CSRF token is missing or wrong: reload it")
         try:
-            principal = service.auth.principal(field(form, "key") or None)
+            principal = self.service.auth.principal(field(form, "key") or None)
         except AuthError:
             return RedirectResponse("/ops/login?error=unknown+key", status_code=303)
         if not principal.roles & {"clerk", "operator"}:
             return RedirectResponse("/ops/login?error=a+clerk+role+is+needed", status_code=303)
-        throttle.succeeded(client)
-        session_id, _ = sessions.start(principal)
+        self.throttle.succeeded(client)
+        session_id, _ = self.sessions.start(principal)
         response = RedirectResponse("/ops", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             session_id,
-            max_age=int(sessions.absolute_seconds),
+            max_age=int(self.sessions.absolute_seconds),
             path="/ops",
             httponly=True,
             samesite="strict",
@@ -324,19 +306,18 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             response.delete_cookie(LEGACY_KEY_COOKIE)
         return response
 
-    @router.post("/ops/logout")
-    async def logout(request: Request) -> Response:
-        checked = await posted(request)
+    async def logout(self, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
-        sessions.end(request.cookies.get(SESSION_COOKIE))
+        self.sessions.end(request.cookies.get(SESSION_COOKIE))
         response = to_login()
         response.delete_cookie(SESSION_COOKIE, path="/ops")
         return response
 
-    @router.get("/ops")
-    async def overview(request: Request) -> Response:
-        session = session_of(request)
+    def overview(self, request: Request) -> Response:
+        service = self.service
+        session = self.session_of(request)
         if session is None:
             return to_login()
         principal = session.principal
@@ -434,9 +415,9 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         )
         return page("Transfers — operations 转移接续运行监控", body)
 
-    @router.get("/ops/cases/{case_id}")
-    async def case_page(case_id: str, request: Request, flash: str = "") -> Response:
-        session = session_of(request)
+    def case_page(self, case_id: str, request: Request, flash: str = "") -> Response:
+        service = self.service
+        session = self.session_of(request)
         if session is None:
             return to_login()
         principal = session.principal
@@ -526,6 +507,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         return page(f"Case {case_id}", body)
 
     async def acted(
+        self,
         case_id: str,
         principal: Principal,
         action: str,
@@ -533,7 +515,9 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         correction: Mapping[str, Any] | None = None,
     ) -> Response:
         try:
-            _status, message = await act(case_id, principal, action, reason, correction=correction)
+            _status, message = await self.act(
+                case_id, principal, action, reason, correction=correction
+            )
         except AuthError as exc:  # another agency's case, or not this side's action
             detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
             return refused(exc.status_code, str(detail.get("message_en", "not allowed")))
@@ -542,10 +526,8 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
         )
 
-    # Before the generic action route, which would take "accept-correction" as {action}.
-    @router.post("/ops/cases/{case_id}/actions/accept-correction")
-    async def accept_correction(case_id: str, request: Request) -> Response:
-        checked = await posted(request)
+    async def accept_correction(self, case_id: str, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
@@ -559,7 +541,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             "resettled_retiree": bool(field(form, "resettled_retiree")),
             "bank_account": account if account["account_number"] else None,
         }
-        return await acted(
+        return await self.acted(
             case_id,
             session.principal,
             ClerkActionName.ACCEPT_CORRECTION,
@@ -567,9 +549,8 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             correction=correction,
         )
 
-    @router.post("/ops/cases/{case_id}/actions/{action}")
-    async def case_action(case_id: str, action: str, request: Request) -> Response:
-        checked = await posted(request)
+    async def case_action(self, case_id: str, action: str, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
@@ -578,10 +559,49 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
                 f"/ops/cases/{quote(case_id)}?flash=unknown+action", status_code=303
             )
         reason = form.get("reason")
-        return await acted(
+        return await self.acted(
             case_id, session.principal, action, reason if isinstance(reason, str) else ""
         )
 
+
+def to_login() -> RedirectResponse:
+    return RedirectResponse("/ops/login", status_code=303)
+
+
+def field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def create_ops_router(
+    service: Service,
+    act: ClerkAct,
+    sessions: OpsSessions | None = None,
+    throttle: LoginThrottle | None = None,
+) -> APIRouter:
+    """The page's routes. Reading takes a session of a clerk or operator key; every POST
+    also takes the session's CSRF token (403 without it), and a case action is the
+    incoming agency's: the key must hold the case's to_region (403 NOT_YOUR_PARTY). The
+    pages that only read are plain functions: their SQL runs in FastAPI's thread pool."""
+    pages = OpsPages(
+        service,
+        act,
+        sessions if sessions is not None else OpsSessions(),
+        throttle if throttle is not None else LoginThrottle(),
+    )
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/ops/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/ops/login", pages.login, methods=["POST"])
+    router.add_api_route("/ops/logout", pages.logout, methods=["POST"])
+    router.add_api_route("/ops", pages.overview, methods=["GET"])
+    router.add_api_route("/ops/cases/{case_id}", pages.case_page, methods=["GET"])
+    # Before the generic action route, which would take "accept-correction" as {action}.
+    router.add_api_route(
+        "/ops/cases/{case_id}/actions/accept-correction", pages.accept_correction, methods=["POST"]
+    )
+    router.add_api_route(
+        "/ops/cases/{case_id}/actions/{action}", pages.case_action, methods=["POST"]
+    )
     return router
 
 
