@@ -42,7 +42,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
         ("services/cli/bulk.py", "_row"),
-        ("services/outgoing_agency/app.py", "create_app"),
         ("workflows/case_flow.py", "await_region"),
         ("workflows/incoming/workflows.py", "run"),
         ("workflows/incoming/workflows.py", "_await_reply"),
