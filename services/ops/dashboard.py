@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import escape
@@ -27,7 +27,7 @@ from domain.guidance import step_text
 from domain.vocabulary import ClerkActionName
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
-from services.common.tables import CaseRow
+from services.common.tables import CaseEventRow, CaseRow
 from services.common.throttle import LoginThrottle
 from services.incoming_agency.clerk_actions import CLERK_ACTIONS
 from services.incoming_agency.progress import Names
@@ -226,6 +226,151 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _listing(rows: Sequence[CaseRow], classes: Mapping[str, str], kind: str) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            f"{escape(r.from_region)} → {escape(r.to_region)}",
+            escape(r.awaiting_what or ""),
+            escape(str(r.awaiting_by or earliest_due(r) or "")),
+        ]
+        for r in rows
+        if classes[r.case_id] == kind
+    ]
+
+
+def _escalations(rows: Sequence[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            escape(r.awaiting_what or ""),
+            f"<a href='/ops/cases/{quote(r.case_id)}'>act 处理</a>",
+        ]
+        for r in rows
+        if r.escalated and not r.terminal
+    ]
+
+
+def _attention(rows: Iterable[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            escape(r.stuck_reason or ""),
+            escape(r.exception_code or ""),
+            escape(str((r.stuck_since or r.exception_since or r.updated_at).date())),
+        ]
+        for r in rows
+    ]
+
+
+def _corrections(rows: Sequence[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            f"{escape(r.from_region)} → {escape(r.to_region)}",
+            escape(str(r.awaiting_by or "")),
+        ]
+        for r in rows
+        if r.status == "refused_correctable"
+    ]
+
+
+def _regions(service: Service, today: date) -> list[list[str]]:
+    return [
+        [
+            escape(g.code),
+            escape(g.name),
+            "connected 已接入"
+            if service.connectivity.is_connected(g.code, today)
+            else "<b class='overdue'>not connected 未接入</b>",
+        ]
+        for g in service.registry.regions()
+    ]
+
+
+def _facts(
+    service: Service, row: CaseRow, calendar: WorkingDayCalendar, today: date
+) -> list[list[str]]:
+    return [
+        ["status 状态", f"<span id='status'>{escape(row.status)}</span>"],
+        [
+            "working days in status 本状态工作日",
+            str(calendar.working_days_between(row.status_since.date(), today)),
+        ],
+        [
+            "awaiting 等待",
+            escape(
+                f"{row.awaiting_what or '-'} ({row.awaiting_from or '-'}) by {row.awaiting_by or '-'}"
+            ),
+        ],
+        [
+            "deadlines 时限",
+            escape(", ".join(f"{k} {v}" for k, v in (row.deadlines or {}).items())),
+        ],
+        ["escalated 已升级", "yes 是" if row.escalated else "no 否"],
+        ["person 参保人", escape(row.id_masked)],
+        [
+            "workflow",
+            f"<a href='{escape(service.workflow_url('incoming-' + row.case_id))}'>Temporal UI</a>",
+        ],
+    ]
+
+
+def _decisions(events: Sequence[CaseEventRow]) -> list[list[str]]:
+    return [
+        [
+            escape(citation_zh(e.rule) if e.rule else ""),
+            escape(str(e.detail.get("explanation_zh", ""))),
+            escape(str(e.detail.get("explanation_en", ""))),
+            escape(str(e.detail.get("policy_version", ""))),
+        ]
+        for e in events
+        if e.event == "decision"
+    ]
+
+
+def _timeline(names: Names, events: Sequence[CaseEventRow]) -> list[list[str]]:
+    return [
+        [
+            str(e.sequence),
+            escape(e.occurred_at.isoformat(timespec="seconds")),
+            escape(_event_zh(names, e.event, e.detail)),
+            escape(e.status),
+            escape(e.rule or ""),
+        ]
+        for e in events
+        if e.event != "decision"
+    ]
+
+
+def _action_forms(row: CaseRow, session: OpsSession) -> str:
+    """The case page's actions: a button per clerk action, the correction form after a
+    soft refusal, or a note when the actions are the other party's."""
+    if not session.principal.holds(row.to_region):
+        # The outgoing region's clerk reads the case; acting is the incoming agency's.
+        return (
+            f"<p id='not-your-party'>Actions on this case are the incoming agency's "
+            f"(region {escape(row.to_region)}) 此案件由转入地经办机构办理</p>"
+        )
+    forms = (
+        ""
+        if row.terminal
+        else "".join(
+            f"<form method='post' action='/ops/cases/{quote(row.case_id)}/actions/{name}'>"
+            + csrf_input(session)
+            + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
+            f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
+            for name, label in ACTIONS.items()
+        )
+    )
+    if row.status == "refused_correctable":
+        forms = correction_form(row, session) + forms
+    return forms
+
+
 @dataclass(frozen=True)
 class OpsPages:
     """The page's routes (create_ops_router puts them on a router)."""
@@ -327,71 +472,29 @@ class OpsPages:
         by_status = Counter(r.status for r in rows)
         by_region = Counter(r.to_region for r in rows if not r.terminal)
         classes = {r.case_id: classify(r, today, calendar) for r in rows}
-
-        def listing(kind: str) -> list[list[str]]:
-            return [
-                [
-                    case_link(r),
-                    escape(r.status),
-                    f"{escape(r.from_region)} → {escape(r.to_region)}",
-                    escape(r.awaiting_what or ""),
-                    escape(str(r.awaiting_by or earliest_due(r) or "")),
-                ]
-                for r in rows
-                if classes[r.case_id] == kind
-            ]
-
-        escalations = [
-            [
-                case_link(r),
-                escape(r.status),
-                escape(r.awaiting_what or ""),
-                f"<a href='/ops/cases/{quote(r.case_id)}'>act 处理</a>",
-            ]
-            for r in rows
-            if r.escalated and not r.terminal
-        ]
-        attention = [
-            [
-                case_link(r),
-                escape(r.status),
-                escape(r.stuck_reason or ""),
-                escape(r.exception_code or ""),
-                escape(str((r.stuck_since or r.exception_since or r.updated_at).date())),
-            ]
-            for r in service.repository.needing_attention(visible_to=principal.regions)
-        ]
-        corrections = [
-            [
-                case_link(r),
-                f"{escape(r.from_region)} → {escape(r.to_region)}",
-                escape(str(r.awaiting_by or "")),
-            ]
-            for r in rows
-            if r.status == "refused_correctable"
-        ]
-        regions = [
-            [
-                escape(g.code),
-                escape(g.name),
-                "connected 已接入"
-                if service.connectivity.is_connected(g.code, today)
-                else "<b class='overdue'>not connected 未接入</b>",
-            ]
-            for g in service.registry.regions()
-        ]
+        attention = service.repository.needing_attention(visible_to=principal.regions)
         body = (
             signed_in(session, today)
             + "<h2>Overdue 已超期</h2>"
-            + table(["case", "status", "regions", "awaiting", "due"], listing("overdue"), "overdue")
+            + table(
+                ["case", "status", "regions", "awaiting", "due"],
+                _listing(rows, classes, "overdue"),
+                "overdue",
+            )
             + "<h2>At risk (due within 2 working days) 临期</h2>"
-            + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
+            + table(
+                ["case", "status", "regions", "awaiting", "due"],
+                _listing(rows, classes, "at_risk"),
+                "at-risk",
+            )
             + "<h2>Stuck cases and clerk exceptions 卡住与异常</h2>"
-            + table(["case", "status", "stuck", "exception", "since"], attention, "stuck")
+            + table(
+                ["case", "status", "stuck", "exception", "since"], _attention(attention), "stuck"
+            )
             + "<h2>Escalation queue 待处理</h2>"
-            + table(["case", "status", "awaiting", ""], escalations, "escalations")
+            + table(["case", "status", "awaiting", ""], _escalations(rows), "escalations")
             + "<h2>Soft refusals awaiting a correction 待补正 (R5-R8)</h2>"
-            + table(["case", "regions", "correctable until"], corrections, "corrections")
+            + table(["case", "regions", "correctable until"], _corrections(rows), "corrections")
             + "<h2>Cases by status 按状态</h2>"
             + table(
                 ["status", "cases"],
@@ -411,7 +514,7 @@ class OpsPages:
                 "figures",
             )
             + "<h2>Region connectivity 平台接入</h2>"
-            + table(["region", "name", "platform"], regions, "regions")
+            + table(["region", "name", "platform"], _regions(service, today), "regions")
         )
         return page("Transfers — operations 转移接续运行监控", body)
 
@@ -427,82 +530,23 @@ class OpsPages:
         today = service.today()
         calendar = service.calendar(today)
         events = service.repository.events(case_id)
-        facts = [
-            ["status 状态", f"<span id='status'>{escape(row.status)}</span>"],
-            [
-                "working days in status 本状态工作日",
-                str(calendar.working_days_between(row.status_since.date(), today)),
-            ],
-            [
-                "awaiting 等待",
-                escape(
-                    f"{row.awaiting_what or '-'} ({row.awaiting_from or '-'}) by {row.awaiting_by or '-'}"
-                ),
-            ],
-            [
-                "deadlines 时限",
-                escape(", ".join(f"{k} {v}" for k, v in (row.deadlines or {}).items())),
-            ],
-            ["escalated 已升级", "yes 是" if row.escalated else "no 否"],
-            ["person 参保人", escape(row.id_masked)],
-            [
-                "workflow",
-                f"<a href='{escape(service.workflow_url('incoming-' + row.case_id))}'>Temporal UI</a>",
-            ],
-        ]
-        decisions = [
-            [
-                escape(citation_zh(e.rule) if e.rule else ""),
-                escape(str(e.detail.get("explanation_zh", ""))),
-                escape(str(e.detail.get("explanation_en", ""))),
-                escape(str(e.detail.get("policy_version", ""))),
-            ]
-            for e in events
-            if e.event == "decision"
-        ]
-        names = Names(service.registry, row)
-        timeline = [
-            [
-                str(e.sequence),
-                escape(e.occurred_at.isoformat(timespec="seconds")),
-                escape(_event_zh(names, e.event, e.detail)),
-                escape(e.status),
-                escape(e.rule or ""),
-            ]
-            for e in events
-            if e.event != "decision"
-        ]
-        forms = (
-            ""
-            if row.terminal
-            else "".join(
-                f"<form method='post' action='/ops/cases/{quote(case_id)}/actions/{name}'>"
-                + csrf_input(session)
-                + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
-                f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
-                for name, label in ACTIONS.items()
-            )
-        )
-        if row.status == "refused_correctable":
-            forms = correction_form(row, session) + forms
-        if not principal.holds(row.to_region):
-            # The outgoing region's clerk reads the case; acting is the incoming agency's.
-            forms = (
-                f"<p id='not-your-party'>Actions on this case are the incoming agency's "
-                f"(region {escape(row.to_region)}) 此案件由转入地经办机构办理</p>"
-            )
+        forms = _action_forms(row, session)
         note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
         body = (
             note
             + signed_in(session, today)
             + "<p><a href='/ops'>← all cases</a></p>"
-            + table(["", ""], facts, "facts")
+            + table(["", ""], _facts(service, row, calendar, today), "facts")
             + "<h2>Actions 操作</h2>"
             + forms
             + "<h2>Decisions 决定及依据</h2>"
-            + table(["rule", "中文", "English", "policy"], decisions, "decisions")
+            + table(["rule", "中文", "English", "policy"], _decisions(events), "decisions")
             + "<h2>Timeline 办理记录</h2>"
-            + table(["#", "at", "event", "status", "rule"], timeline, "timeline")
+            + table(
+                ["#", "at", "event", "status", "rule"],
+                _timeline(Names(service.registry, row), events),
+                "timeline",
+            )
         )
         return page(f"Case {case_id}", body)
 
