@@ -23,7 +23,7 @@ from services.common.tables import CaseRow
 from services.incoming_agency.applications import new_case_row
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
-from services.outgoing_agency.app import record_case
+from services.outgoing_agency.inbox import record_case
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import OUTGOING_TABLES
 from workflows.types import (

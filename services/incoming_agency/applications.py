@@ -1,9 +1,11 @@
 """Applications at the incoming agency (R11): the form an integrator submits, the case row
-it becomes, and the use case that accepts it (SubmitApplication). The route in app.py only
-checks who calls and translates the outcome to HTTP."""
+it becomes, and the use case that accepts it (SubmitApplication). The route (routes.py) only
+checks who calls and translates the outcome to HTTP; the SQL runs off the event loop
+(cases.py says the rule)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -183,13 +185,9 @@ class SubmitApplication:
                 ),
             )
         candidate = new_case_row(transfer_request(body, applied_on), body.incoming_enrolled_since)
-        elsewhere = self.service.repository.open_case_of_person(
-            candidate.person_key, except_open_key=candidate.open_key
-        )
-        if elsewhere is not None:
-            # R5: two transfers of one person at once would enrol the person twice.
-            return _refused(409, [refusal(RefusalCode.OPEN_CASE_ELSEWHERE)])
-        row = self.service.repository.insert_case(candidate)
+        row = await asyncio.to_thread(self._record, candidate)
+        if isinstance(row, Rejected):
+            return row
         duplicate = row.case_id != candidate.case_id
         # A duplicate resubmission also (re)starts the case, in case the first attempt's
         # start was lost: the workflow id makes this idempotent.
@@ -207,11 +205,21 @@ class SubmitApplication:
             )
         # R17: issued once the case has started (a resubmission after a failed start gets
         # it; one after the first answer does not).
-        secret = self.progress.issue_secret(row.case_id)
+        secret = await asyncio.to_thread(self.progress.issue_secret, row.case_id)
         log.info(
             "application %s case %s", "duplicate of" if duplicate else "accepted as", row.case_id
         )
         return Accepted(row, duplicate, secret)
+
+    def _record(self, candidate: CaseRow) -> CaseRow | Rejected:
+        """The case row: the candidate inserted, or the open case it duplicates."""
+        elsewhere = self.service.repository.open_case_of_person(
+            candidate.person_key, except_open_key=candidate.open_key
+        )
+        if elsewhere is not None:
+            # R5: two transfers of one person at once would enrol the person twice.
+            return _refused(409, [refusal(RefusalCode.OPEN_CASE_ELSEWHERE)])
+        return self.service.repository.insert_case(candidate)
 
 
 def application_facts(body: ApplicationIn, applied_on: date) -> ApplicationFacts:

@@ -9,8 +9,10 @@ case file: the case, its regions, the person and the scheme, and loaded once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -22,11 +24,10 @@ from contracts.envelope import Envelope
 from domain.matching import CaseFile, SheetFacts, sheet_mismatch
 from services.common.acceptance import InboundProblem, content_digest, parse_and_verify
 from services.common.api import ErrorBody, owned_case, problem
-from services.common.app_factory import AgencyApp
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
-from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
+from services.incoming_agency.cases import CaseSignal, Refused, SignalCase
 from workflows.types import CertificateLoad
 
 log = logging.getLogger("medtransfer.incoming")
@@ -102,7 +103,68 @@ def certificate_problem(row: CaseRow, envelope: Envelope) -> tuple[str, str] | N
     return None
 
 
-def create_certificate_router(service: Service, agency: AgencyApp) -> APIRouter:
+@dataclass(frozen=True)
+class Loaded:
+    certificate_number: str
+
+
+@dataclass(frozen=True)
+class LoadOfflineCertificate:
+    """R10/R23: the certificate the person brought, verified (the route below says what
+    is checked) and loaded into the case: recorded, signalled, remembered as loaded."""
+
+    service: Service
+    signal: SignalCase  # the Temporal port: the case workflow's signal
+
+    async def __call__(
+        self, case_id: str, principal: Principal, body: OfflineCertificateIn
+    ) -> Loaded | Refused:
+        checked = await asyncio.to_thread(self._verified, case_id, principal, body)
+        if isinstance(checked, Refused):
+            return checked
+        load = CertificateLoad(envelope=checked, clerk=principal.agency, reason=body.reason)
+        await self.signal(case_id, CaseSignal("load_certificate", load))
+        await asyncio.to_thread(
+            self.service.repository.remember,
+            checked.message_id,
+            case_id,
+            checked.type,
+            checked.from_region,
+            LOADED,
+            digest=content_digest(checked),
+        )
+        log.info("insurance certificate of case %s loaded by %s", case_id, principal.agency)
+        return Loaded(checked.document_as(InsuranceCertificate).certificate_number)
+
+    def _verified(
+        self, case_id: str, principal: Principal, body: OfflineCertificateIn
+    ) -> Envelope | Refused:
+        """The certificate, verified and recorded as such, or why it is not loaded."""
+        service = self.service
+        row = owned_case(service.repository, case_id, principal)
+        require_party(principal, row.to_region, "incoming")
+        state = state_problem(row)
+        if state is not None:
+            return Refused(409, "NOT_AWAITING_CERTIFICATE", state, rule="R10")
+        raw = json.dumps(body.certificate, ensure_ascii=False).encode("utf-8")
+        try:
+            envelope = parse_and_verify(raw, service.registry, service.served, service.keys)
+        except InboundProblem as refused:  # codes and fields, never the values
+            reason = f"the certificate does not verify: {refused.reason}"
+            return Refused(422, "CERTIFICATE_NOT_VERIFIED", reason, rule="R10")
+        mismatch = certificate_problem(row, envelope)
+        if mismatch is not None:
+            return Refused(422, mismatch[0], mismatch[1], rule="R13")
+        if service.repository.received(envelope.message_id) is not None:
+            again = "this insurance certificate was loaded before"
+            return Refused(409, "CERTIFICATE_ALREADY_LOADED", again, rule="R10")
+        # What the workflow's check finds: a certificate that came any other way is not
+        # gone on with.
+        service.repository.record_verified(envelope)
+        return envelope
+
+
+def create_certificate_router(load: LoadOfflineCertificate, a_clerk: Any) -> APIRouter:
     router = APIRouter()
 
     @router.post(
@@ -111,61 +173,22 @@ def create_certificate_router(service: Service, agency: AgencyApp) -> APIRouter:
         responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     )
     async def load_offline_certificate(
-        case_id: str, body: OfflineCertificateIn, principal: Principal = agency.a_clerk
+        case_id: str, body: OfflineCertificateIn, principal: Principal = a_clerk
     ) -> JSONResponse:
         """R10/R23: the person brought the insurance certificate; load it into the case.
         Verified first (the outgoing region's signature from the key registry, this case,
         its regions, person and scheme, not loaded before); the case then goes on as after
         an information sheet: transfer-in (R13), continuity, the balance (R18/R19)."""
-        row = owned_case(service.repository, case_id, principal)
-        require_party(principal, row.to_region, "incoming")
-        state = state_problem(row)
-        if state is not None:
-            return problem(409, "NOT_AWAITING_CERTIFICATE", state, rule="R10")
-        raw = json.dumps(body.certificate, ensure_ascii=False).encode("utf-8")
-        try:
-            envelope = parse_and_verify(raw, service.registry, service.served, service.keys)
-        except InboundProblem as refused:  # codes and fields, never the values
-            return problem(
-                422,
-                "CERTIFICATE_NOT_VERIFIED",
-                f"the certificate does not verify: {refused.reason}",
-                rule="R10",
-            )
-        mismatch = certificate_problem(row, envelope)
-        if mismatch is not None:
-            return problem(422, mismatch[0], mismatch[1], rule="R13")
-        if service.repository.received(envelope.message_id) is not None:
-            return problem(
-                409,
-                "CERTIFICATE_ALREADY_LOADED",
-                "this insurance certificate was loaded before",
-                rule="R10",
-            )
-        # What the workflow's check finds: a certificate that came any other way is not
-        # gone on with.
-        service.repository.record_verified(envelope)
-        number = envelope.document_as(InsuranceCertificate).certificate_number
-        await (
-            agency.temporal()
-            .get_workflow_handle(incoming_workflow_id(case_id))
-            .signal(
-                IncomingCaseWorkflow.load_certificate,
-                CertificateLoad(envelope=envelope, clerk=principal.agency, reason=body.reason),
-            )
-        )
-        service.repository.remember(
-            envelope.message_id,
-            case_id,
-            envelope.type,
-            envelope.from_region,
-            LOADED,
-            digest=content_digest(envelope),
-        )
-        log.info("insurance certificate of case %s loaded by %s", case_id, principal.agency)
+        outcome = await load(case_id, principal, body)
+        if isinstance(outcome, Refused):
+            return problem(outcome.status, outcome.code, outcome.message, rule=outcome.rule)
         return JSONResponse(
             status_code=202,
-            content={"case_id": case_id, "certificate_number": number, "certificate": "loaded"},
+            content={
+                "case_id": case_id,
+                "certificate_number": outcome.certificate_number,
+                "certificate": "loaded",
+            },
         )
 
     return router

@@ -541,7 +541,7 @@ def _list(items_zh: Sequence[str], items_en: Sequence[str], css: str = "") -> Ht
     )
 
 
-def _case_html(case: CaseProgressOut) -> Html:
+def _facts_table(case: CaseProgressOut) -> Html:
     rows = [
         (bilingual("案件编号", "Case number"), Html(escape(case.case_id))),
         (bilingual("参保人", "Person"), Html(escape(case.person))),
@@ -565,7 +565,14 @@ def _case_html(case: CaseProgressOut) -> Html:
                 bilingual(case.awaiting_by_zh, case.awaiting_by.isoformat()),
             )
         )
-    table = joined(html("<tr><th>{k}</th><td>{v}</td></tr>", k=k, v=v) for k, v in rows)
+    return joined(html("<tr><th>{k}</th><td>{v}</td></tr>", k=k, v=v) for k, v in rows)
+
+
+def _section(title_zh: str, title_en: str, items: Html) -> Html:
+    return html("<h3>{t}</h3><ul>{items}</ul>", t=bilingual(title_zh, title_en), items=items)
+
+
+def _case_html(case: CaseProgressOut) -> Html:
     reasons = joined(
         html(
             "<li class='todo'><b>{why}</b><br>{todo}</li>",
@@ -585,26 +592,14 @@ def _case_html(case: CaseProgressOut) -> Html:
     return html(
         "<div class='case'><table>{table}</table>{reasons}{you_can}{notes}"
         "<h3>{steps_title}</h3><table>{steps}</table></div>",
-        table=table,
-        reasons=html(
-            "<h3>{t}</h3><ul>{items}</ul>",
-            t=bilingual("原因及办理方法", "Reasons and what to do"),
-            items=reasons,
-        )
+        table=_facts_table(case),
+        reasons=_section("原因及办理方法", "Reasons and what to do", reasons)
         if case.reasons
         else Html(""),
-        you_can=html(
-            "<h3>{t}</h3><ul>{items}</ul>",
-            t=bilingual("您可以", "You can"),
-            items=_list(case.you_can_zh, case.you_can_en),
-        )
+        you_can=_section("您可以", "You can", _list(case.you_can_zh, case.you_can_en))
         if case.you_can_zh
         else Html(""),
-        notes=html(
-            "<h3>{t}</h3><ul>{items}</ul>",
-            t=bilingual("提示", "Notes"),
-            items=_list(case.notes_zh, case.notes_en),
-        )
+        notes=_section("提示", "Notes", _list(case.notes_zh, case.notes_en))
         if case.notes_zh
         else Html(""),
         steps_title=bilingual("办理进度", "Steps so far"),

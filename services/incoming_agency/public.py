@@ -5,7 +5,9 @@ the rendering are services/incoming_agency/progress.py's; this module translates
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -157,18 +159,21 @@ def invalid(exc: ValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
 
 
-def create_public_router(  # noqa: C901 (issue 15: split)
-    service: Service, records: ProgressRecords, throttle: LoginThrottle
-) -> APIRouter:
-    """The person's and the employer's own progress routes (R17), under /public."""
-    lookup = ProgressLookup(service.repository, records, service.registry)
-    router = APIRouter(tags=["public"])
+@dataclass(frozen=True)
+class PublicProgress:
+    """The routes of create_public_router. Every attempt is counted before anything is
+    read; the lookups' SQL runs off the event loop."""
 
-    async def json_query(request: Request, model: type[Query]) -> tuple[str, Query | JSONResponse]:
+    lookup: ProgressLookup
+    throttle: LoginThrottle
+
+    async def json_query(
+        self, request: Request, model: type[Query]
+    ) -> tuple[str, Query | JSONResponse]:
         client = throttle_key(client_address(request))
         if cross_site(request):
             return client, refused_cross_site()  # refused before it is counted
-        wait = throttle.attempt(client)  # counted before anything is checked
+        wait = self.throttle.attempt(client)  # counted before anything is checked
         if wait is not None:
             return client, throttled(wait)
         raw = await capped_body(request)
@@ -179,50 +184,38 @@ def create_public_router(  # noqa: C901 (issue 15: split)
         except ValidationError as exc:
             return client, invalid(exc)
 
-    def json_answer(client: str, answer: ProgressAnswer | None) -> JSONResponse:
+    def json_answer(self, client: str, answer: ProgressAnswer | None) -> JSONResponse:
         if answer is None:
             return no_match()
-        throttle.succeeded(client)
+        self.throttle.succeeded(client)
         return JSONResponse(answer.model_dump(mode="json"), headers=NO_STORE)
 
-    @router.post(
-        "/public/progress/by-case",
-        response_model=ProgressAnswer,
-        responses=PUBLIC_RESPONSES,
-        openapi_extra=_body_schema(ByCaseIn),
-    )
-    async def progress_by_case(request: Request) -> JSONResponse:
+    async def progress_by_case(self, request: Request) -> JSONResponse:
         """R17, for the person or the employer, no API key: the case's progress by its
         number and the access secret given at acceptance. Chinese first, masked."""
-        client, query = await json_query(request, ByCaseIn)
+        client, query = await self.json_query(request, ByCaseIn)
         if isinstance(query, JSONResponse):
             return query
-        return json_answer(client, lookup.by_case(query.case_id, query.secret))
+        answer = await asyncio.to_thread(self.lookup.by_case, query.case_id, query.secret)
+        return self.json_answer(client, answer)
 
-    @router.post(
-        "/public/progress/by-person",
-        response_model=ProgressAnswer,
-        responses=PUBLIC_RESPONSES,
-        openapi_extra=_body_schema(ByPersonIn),
-    )
-    async def progress_by_person(request: Request) -> JSONResponse:
+    async def progress_by_person(self, request: Request) -> JSONResponse:
         """R17, for the person or the employer, no API key: the person's cases at this
         agency by the ID number and the name (both must match). Chinese first, masked."""
-        client, query = await json_query(request, ByPersonIn)
+        client, query = await self.json_query(request, ByPersonIn)
         if isinstance(query, JSONResponse):
             return query
-        return json_answer(client, lookup.by_person(query.id_number, query.name))
+        answer = await asyncio.to_thread(self.lookup.by_person, query.id_number, query.name)
+        return self.json_answer(client, answer)
 
-    @router.get("/public/progress", include_in_schema=False)
-    async def progress_form() -> HTMLResponse:
+    async def progress_form(self) -> HTMLResponse:
         return HTMLResponse(form_page(), headers=PAGE_HEADERS)
 
-    @router.post("/public/progress", include_in_schema=False)
-    async def progress_page(request: Request) -> Response:
+    async def progress_page(self, request: Request) -> Response:
         client = throttle_key(client_address(request))
         if cross_site(request):  # refused before it is counted
             return HTMLResponse(cross_site_page(), status_code=403, headers=PAGE_HEADERS)
-        wait = throttle.attempt(client)
+        wait = self.throttle.attempt(client)
         if wait is not None:
             return HTMLResponse(
                 throttled_page(wait),
@@ -231,23 +224,52 @@ def create_public_router(  # noqa: C901 (issue 15: split)
             )
         raw = await capped_body(request)
         fields = parse_qs(raw.decode("utf-8", errors="replace")) if raw else {}
+        answer = await asyncio.to_thread(self.page_answer, fields)
+        if answer is None:
+            return HTMLResponse(not_found_page(), status_code=404, headers=PAGE_HEADERS)
+        self.throttle.succeeded(client)
+        return HTMLResponse(answer_page(answer), headers=PAGE_HEADERS)
+
+    def page_answer(self, fields: dict[str, list[str]]) -> ProgressAnswer | None:
+        """The page form's query answered, by case or by person."""
 
         def field(name: str) -> str:
             return (fields.get(name) or [""])[0]
 
-        answer: ProgressAnswer | None = None
         try:
             if field("by") == "case":
                 query_case = ByCaseIn(case_id=field("case_id"), secret=field("secret"))
-                answer = lookup.by_case(query_case.case_id, query_case.secret)
-            elif field("by") == "person":
+                return self.lookup.by_case(query_case.case_id, query_case.secret)
+            if field("by") == "person":
                 query_person = ByPersonIn(id_number=field("id_number"), name=field("name"))
-                answer = lookup.by_person(query_person.id_number, query_person.name)
+                return self.lookup.by_person(query_person.id_number, query_person.name)
         except ValidationError:
-            answer = None  # a blank or overlong field: no case matches it either
-        if answer is None:
-            return HTMLResponse(not_found_page(), status_code=404, headers=PAGE_HEADERS)
-        throttle.succeeded(client)
-        return HTMLResponse(answer_page(answer), headers=PAGE_HEADERS)
+            pass  # a blank or overlong field: no case matches it either
+        return None
 
+
+def create_public_router(
+    service: Service, records: ProgressRecords, throttle: LoginThrottle
+) -> APIRouter:
+    """The person's and the employer's own progress routes (R17), under /public."""
+    public = PublicProgress(ProgressLookup(service.repository, records, service.registry), throttle)
+    router = APIRouter(tags=["public"])
+    for path, route, query in (
+        ("/public/progress/by-case", public.progress_by_case, ByCaseIn),
+        ("/public/progress/by-person", public.progress_by_person, ByPersonIn),
+    ):
+        router.add_api_route(
+            path,
+            route,
+            methods=["POST"],
+            response_model=ProgressAnswer,
+            responses=PUBLIC_RESPONSES,
+            openapi_extra=_body_schema(query),
+        )
+    router.add_api_route(
+        "/public/progress", public.progress_form, methods=["GET"], include_in_schema=False
+    )
+    router.add_api_route(
+        "/public/progress", public.progress_page, methods=["POST"], include_in_schema=False
+    )
     return router

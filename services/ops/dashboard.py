@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from html import escape
 from typing import Any, Protocol
@@ -26,8 +27,9 @@ from domain.guidance import step_text
 from domain.vocabulary import ClerkActionName
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
-from services.common.tables import CaseRow
+from services.common.tables import CaseEventRow, CaseRow
 from services.common.throttle import LoginThrottle
+from services.incoming_agency.clerk_actions import CLERK_ACTIONS
 from services.incoming_agency.progress import Names
 from services.ops.sessions import (
     CSRF_FIELD,
@@ -43,15 +45,8 @@ from services.ops.sessions import (
 
 LEGACY_KEY_COOKIE = "mt_key"  # the raw API key earlier versions kept: cleared at sign-in
 AT_RISK_WORKING_DAYS = 2
-# action name in the page -> (label, API action)
-ACTIONS = {
-    ClerkActionName.RETRY_DELIVERY: "Re-check region now 立即重试",
-    ClerkActionName.RETRY_STEP: "Retry the failed step 重试失败步骤",
-    ClerkActionName.OFFLINE_CHANNEL: "Continue offline 转线下办理",
-    ClerkActionName.CANCEL: "Cancel case 撤销",
-    ClerkActionName.CREDIT_RECEIVED: "Credit what arrived 按到账金额入账",
-    ClerkActionName.RETURN_TO_SENDER: "Return to sender 退回转出地",
-}
+# The clerk actions with a button on the case page -> its label (clerk_actions.py).
+ACTIONS = {name: rule.label for name, rule in CLERK_ACTIONS.items() if rule.label is not None}
 SCHEMES = ("employee", "resident")
 
 
@@ -231,29 +226,167 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def create_ops_router(  # noqa: C901 (issue 15: split)
-    service: Service,
-    act: ClerkAct,
-    sessions: OpsSessions | None = None,
-    throttle: LoginThrottle | None = None,
-) -> APIRouter:
-    """The page's routes. Reading takes a session of a clerk or operator key; every POST
-    also takes the session's CSRF token (403 without it), and a case action is the
-    incoming agency's: the key must hold the case's to_region (403 NOT_YOUR_PARTY)."""
-    router = APIRouter(include_in_schema=False)
-    sessions = sessions if sessions is not None else OpsSessions()
-    throttle = throttle if throttle is not None else LoginThrottle()
+def _listing(rows: Sequence[CaseRow], classes: Mapping[str, str], kind: str) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            f"{escape(r.from_region)} → {escape(r.to_region)}",
+            escape(r.awaiting_what or ""),
+            escape(str(r.awaiting_by or earliest_due(r) or "")),
+        ]
+        for r in rows
+        if classes[r.case_id] == kind
+    ]
 
-    def session_of(request: Request) -> OpsSession | None:
-        return sessions.get(request.cookies.get(SESSION_COOKIE))
 
-    def to_login() -> RedirectResponse:
-        return RedirectResponse("/ops/login", status_code=303)
+def _escalations(rows: Sequence[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            escape(r.awaiting_what or ""),
+            f"<a href='/ops/cases/{quote(r.case_id)}'>act 处理</a>",
+        ]
+        for r in rows
+        if r.escalated and not r.terminal
+    ]
 
-    async def posted(request: Request) -> tuple[OpsSession, FormData] | Response:
+
+def _attention(rows: Iterable[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            escape(r.status),
+            escape(r.stuck_reason or ""),
+            escape(r.exception_code or ""),
+            escape(str((r.stuck_since or r.exception_since or r.updated_at).date())),
+        ]
+        for r in rows
+    ]
+
+
+def _corrections(rows: Sequence[CaseRow]) -> list[list[str]]:
+    return [
+        [
+            case_link(r),
+            f"{escape(r.from_region)} → {escape(r.to_region)}",
+            escape(str(r.awaiting_by or "")),
+        ]
+        for r in rows
+        if r.status == "refused_correctable"
+    ]
+
+
+def _regions(service: Service, today: date) -> list[list[str]]:
+    return [
+        [
+            escape(g.code),
+            escape(g.name),
+            "connected 已接入"
+            if service.connectivity.is_connected(g.code, today)
+            else "<b class='overdue'>not connected 未接入</b>",
+        ]
+        for g in service.registry.regions()
+    ]
+
+
+def _facts(
+    service: Service, row: CaseRow, calendar: WorkingDayCalendar, today: date
+) -> list[list[str]]:
+    return [
+        ["status 状态", f"<span id='status'>{escape(row.status)}</span>"],
+        [
+            "working days in status 本状态工作日",
+            str(calendar.working_days_between(row.status_since.date(), today)),
+        ],
+        [
+            "awaiting 等待",
+            escape(
+                f"{row.awaiting_what or '-'} ({row.awaiting_from or '-'}) by {row.awaiting_by or '-'}"
+            ),
+        ],
+        [
+            "deadlines 时限",
+            escape(", ".join(f"{k} {v}" for k, v in (row.deadlines or {}).items())),
+        ],
+        ["escalated 已升级", "yes 是" if row.escalated else "no 否"],
+        ["person 参保人", escape(row.id_masked)],
+        [
+            "workflow",
+            f"<a href='{escape(service.workflow_url('incoming-' + row.case_id))}'>Temporal UI</a>",
+        ],
+    ]
+
+
+def _decisions(events: Sequence[CaseEventRow]) -> list[list[str]]:
+    return [
+        [
+            escape(citation_zh(e.rule) if e.rule else ""),
+            escape(str(e.detail.get("explanation_zh", ""))),
+            escape(str(e.detail.get("explanation_en", ""))),
+            escape(str(e.detail.get("policy_version", ""))),
+        ]
+        for e in events
+        if e.event == "decision"
+    ]
+
+
+def _timeline(names: Names, events: Sequence[CaseEventRow]) -> list[list[str]]:
+    return [
+        [
+            str(e.sequence),
+            escape(e.occurred_at.isoformat(timespec="seconds")),
+            escape(_event_zh(names, e.event, e.detail)),
+            escape(e.status),
+            escape(e.rule or ""),
+        ]
+        for e in events
+        if e.event != "decision"
+    ]
+
+
+def _action_forms(row: CaseRow, session: OpsSession) -> str:
+    """The case page's actions: a button per clerk action, the correction form after a
+    soft refusal, or a note when the actions are the other party's."""
+    if not session.principal.holds(row.to_region):
+        # The outgoing region's clerk reads the case; acting is the incoming agency's.
+        return (
+            f"<p id='not-your-party'>Actions on this case are the incoming agency's "
+            f"(region {escape(row.to_region)}) 此案件由转入地经办机构办理</p>"
+        )
+    forms = (
+        ""
+        if row.terminal
+        else "".join(
+            f"<form method='post' action='/ops/cases/{quote(row.case_id)}/actions/{name}'>"
+            + csrf_input(session)
+            + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
+            f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
+            for name, label in ACTIONS.items()
+        )
+    )
+    if row.status == "refused_correctable":
+        forms = correction_form(row, session) + forms
+    return forms
+
+
+@dataclass(frozen=True)
+class OpsPages:
+    """The page's routes (create_ops_router puts them on a router)."""
+
+    service: Service
+    act: ClerkAct
+    sessions: OpsSessions
+    throttle: LoginThrottle
+
+    def session_of(self, request: Request) -> OpsSession | None:
+        return self.sessions.get(request.cookies.get(SESSION_COOKIE))
+
+    async def posted(self, request: Request) -> tuple[OpsSession, FormData] | Response:
         """The session and form of a POST, or the answer refusing it: no live session
         (to the sign-in form), or a missing or wrong CSRF token (403)."""
-        session = session_of(request)
+        session = self.session_of(request)
         if session is None:
             return to_login()
         form = await request.form()
@@ -261,12 +394,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             return refused(403, "the form's CSRF token is missing or wrong: reload the page")
         return session, form
 
-    def field(form: FormData, name: str) -> str:
-        value = form.get(name)
-        return value.strip() if isinstance(value, str) else ""
-
-    @router.get("/ops/login")
-    async def login_form(request: Request, error: str = "") -> HTMLResponse:
+    async def login_form(self, request: Request, error: str = "") -> HTMLResponse:
         note = f"<p class='flash'>{escape(error)}</p>" if error else ""
         # Sign-in has no session yet: its CSRF token is a cookie the form repeats.
         token = request.cookies.get(LOGIN_COOKIE) or ""
@@ -290,10 +418,9 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         )
         return response
 
-    @router.post("/ops/login")
-    async def login(request: Request) -> Response:
+    async def login(self, request: Request) -> Response:
         client = client_address(request)
-        wait = throttle.attempt(client)
+        wait = self.throttle.attempt(client)
         if wait is not None:
             throttled = refused(429, f"too many failed sign-ins: try again in {wait} seconds")
             throttled.headers["Retry-After"] = str(wait)
@@ -302,18 +429,18 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         if not same_token(request.cookies.get(LOGIN_COOKIE) or "", form.get(CSRF_FIELD)):
             return refused(403, "the sign-in form's CSRF token is missing or wrong: reload it")
         try:
-            principal = service.auth.principal(field(form, "key") or None)
+            principal = self.service.auth.principal(field(form, "key") or None)
         except AuthError:
             return RedirectResponse("/ops/login?error=unknown+key", status_code=303)
         if not principal.roles & {"clerk", "operator"}:
             return RedirectResponse("/ops/login?error=a+clerk+role+is+needed", status_code=303)
-        throttle.succeeded(client)
-        session_id, _ = sessions.start(principal)
+        self.throttle.succeeded(client)
+        session_id, _ = self.sessions.start(principal)
         response = RedirectResponse("/ops", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
             session_id,
-            max_age=int(sessions.absolute_seconds),
+            max_age=int(self.sessions.absolute_seconds),
             path="/ops",
             httponly=True,
             samesite="strict",
@@ -324,19 +451,18 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             response.delete_cookie(LEGACY_KEY_COOKIE)
         return response
 
-    @router.post("/ops/logout")
-    async def logout(request: Request) -> Response:
-        checked = await posted(request)
+    async def logout(self, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
-        sessions.end(request.cookies.get(SESSION_COOKIE))
+        self.sessions.end(request.cookies.get(SESSION_COOKIE))
         response = to_login()
         response.delete_cookie(SESSION_COOKIE, path="/ops")
         return response
 
-    @router.get("/ops")
-    async def overview(request: Request) -> Response:
-        session = session_of(request)
+    def overview(self, request: Request) -> Response:
+        service = self.service
+        session = self.session_of(request)
         if session is None:
             return to_login()
         principal = session.principal
@@ -346,71 +472,29 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         by_status = Counter(r.status for r in rows)
         by_region = Counter(r.to_region for r in rows if not r.terminal)
         classes = {r.case_id: classify(r, today, calendar) for r in rows}
-
-        def listing(kind: str) -> list[list[str]]:
-            return [
-                [
-                    case_link(r),
-                    escape(r.status),
-                    f"{escape(r.from_region)} → {escape(r.to_region)}",
-                    escape(r.awaiting_what or ""),
-                    escape(str(r.awaiting_by or earliest_due(r) or "")),
-                ]
-                for r in rows
-                if classes[r.case_id] == kind
-            ]
-
-        escalations = [
-            [
-                case_link(r),
-                escape(r.status),
-                escape(r.awaiting_what or ""),
-                f"<a href='/ops/cases/{quote(r.case_id)}'>act 处理</a>",
-            ]
-            for r in rows
-            if r.escalated and not r.terminal
-        ]
-        attention = [
-            [
-                case_link(r),
-                escape(r.status),
-                escape(r.stuck_reason or ""),
-                escape(r.exception_code or ""),
-                escape(str((r.stuck_since or r.exception_since or r.updated_at).date())),
-            ]
-            for r in service.repository.needing_attention(visible_to=principal.regions)
-        ]
-        corrections = [
-            [
-                case_link(r),
-                f"{escape(r.from_region)} → {escape(r.to_region)}",
-                escape(str(r.awaiting_by or "")),
-            ]
-            for r in rows
-            if r.status == "refused_correctable"
-        ]
-        regions = [
-            [
-                escape(g.code),
-                escape(g.name),
-                "connected 已接入"
-                if service.connectivity.is_connected(g.code, today)
-                else "<b class='overdue'>not connected 未接入</b>",
-            ]
-            for g in service.registry.regions()
-        ]
+        attention = service.repository.needing_attention(visible_to=principal.regions)
         body = (
             signed_in(session, today)
             + "<h2>Overdue 已超期</h2>"
-            + table(["case", "status", "regions", "awaiting", "due"], listing("overdue"), "overdue")
+            + table(
+                ["case", "status", "regions", "awaiting", "due"],
+                _listing(rows, classes, "overdue"),
+                "overdue",
+            )
             + "<h2>At risk (due within 2 working days) 临期</h2>"
-            + table(["case", "status", "regions", "awaiting", "due"], listing("at_risk"), "at-risk")
+            + table(
+                ["case", "status", "regions", "awaiting", "due"],
+                _listing(rows, classes, "at_risk"),
+                "at-risk",
+            )
             + "<h2>Stuck cases and clerk exceptions 卡住与异常</h2>"
-            + table(["case", "status", "stuck", "exception", "since"], attention, "stuck")
+            + table(
+                ["case", "status", "stuck", "exception", "since"], _attention(attention), "stuck"
+            )
             + "<h2>Escalation queue 待处理</h2>"
-            + table(["case", "status", "awaiting", ""], escalations, "escalations")
+            + table(["case", "status", "awaiting", ""], _escalations(rows), "escalations")
             + "<h2>Soft refusals awaiting a correction 待补正 (R5-R8)</h2>"
-            + table(["case", "regions", "correctable until"], corrections, "corrections")
+            + table(["case", "regions", "correctable until"], _corrections(rows), "corrections")
             + "<h2>Cases by status 按状态</h2>"
             + table(
                 ["status", "cases"],
@@ -430,13 +514,13 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
                 "figures",
             )
             + "<h2>Region connectivity 平台接入</h2>"
-            + table(["region", "name", "platform"], regions, "regions")
+            + table(["region", "name", "platform"], _regions(service, today), "regions")
         )
         return page("Transfers — operations 转移接续运行监控", body)
 
-    @router.get("/ops/cases/{case_id}")
-    async def case_page(case_id: str, request: Request, flash: str = "") -> Response:
-        session = session_of(request)
+    def case_page(self, case_id: str, request: Request, flash: str = "") -> Response:
+        service = self.service
+        session = self.session_of(request)
         if session is None:
             return to_login()
         principal = session.principal
@@ -446,86 +530,28 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         today = service.today()
         calendar = service.calendar(today)
         events = service.repository.events(case_id)
-        facts = [
-            ["status 状态", f"<span id='status'>{escape(row.status)}</span>"],
-            [
-                "working days in status 本状态工作日",
-                str(calendar.working_days_between(row.status_since.date(), today)),
-            ],
-            [
-                "awaiting 等待",
-                escape(
-                    f"{row.awaiting_what or '-'} ({row.awaiting_from or '-'}) by {row.awaiting_by or '-'}"
-                ),
-            ],
-            [
-                "deadlines 时限",
-                escape(", ".join(f"{k} {v}" for k, v in (row.deadlines or {}).items())),
-            ],
-            ["escalated 已升级", "yes 是" if row.escalated else "no 否"],
-            ["person 参保人", escape(row.id_masked)],
-            [
-                "workflow",
-                f"<a href='{escape(service.workflow_url('incoming-' + row.case_id))}'>Temporal UI</a>",
-            ],
-        ]
-        decisions = [
-            [
-                escape(citation_zh(e.rule) if e.rule else ""),
-                escape(str(e.detail.get("explanation_zh", ""))),
-                escape(str(e.detail.get("explanation_en", ""))),
-                escape(str(e.detail.get("policy_version", ""))),
-            ]
-            for e in events
-            if e.event == "decision"
-        ]
-        names = Names(service.registry, row)
-        timeline = [
-            [
-                str(e.sequence),
-                escape(e.occurred_at.isoformat(timespec="seconds")),
-                escape(_event_zh(names, e.event, e.detail)),
-                escape(e.status),
-                escape(e.rule or ""),
-            ]
-            for e in events
-            if e.event != "decision"
-        ]
-        forms = (
-            ""
-            if row.terminal
-            else "".join(
-                f"<form method='post' action='/ops/cases/{quote(case_id)}/actions/{name}'>"
-                + csrf_input(session)
-                + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
-                f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
-                for name, label in ACTIONS.items()
-            )
-        )
-        if row.status == "refused_correctable":
-            forms = correction_form(row, session) + forms
-        if not principal.holds(row.to_region):
-            # The outgoing region's clerk reads the case; acting is the incoming agency's.
-            forms = (
-                f"<p id='not-your-party'>Actions on this case are the incoming agency's "
-                f"(region {escape(row.to_region)}) 此案件由转入地经办机构办理</p>"
-            )
+        forms = _action_forms(row, session)
         note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
         body = (
             note
             + signed_in(session, today)
             + "<p><a href='/ops'>← all cases</a></p>"
-            + table(["", ""], facts, "facts")
+            + table(["", ""], _facts(service, row, calendar, today), "facts")
             + "<h2>Actions 操作</h2>"
             + forms
             + "<h2>Decisions 决定及依据</h2>"
-            + table(["rule", "中文", "English", "policy"], decisions, "decisions")
+            + table(["rule", "中文", "English", "policy"], _decisions(events), "decisions")
             + "<h2>Timeline 办理记录</h2>"
-            + table(["#", "at", "event", "status", "rule"], timeline, "timeline")
+            + table(
+                ["#", "at", "event", "status", "rule"],
+                _timeline(Names(service.registry, row), events),
+                "timeline",
+            )
         )
         return page(f"Case {case_id}", body)
 
     async def acted(
+        self,
         case_id: str,
         principal: Principal,
         action: str,
@@ -533,7 +559,9 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
         correction: Mapping[str, Any] | None = None,
     ) -> Response:
         try:
-            _status, message = await act(case_id, principal, action, reason, correction=correction)
+            _status, message = await self.act(
+                case_id, principal, action, reason, correction=correction
+            )
         except AuthError as exc:  # another agency's case, or not this side's action
             detail: dict[str, Any] = exc.detail if isinstance(exc.detail, dict) else {}
             return refused(exc.status_code, str(detail.get("message_en", "not allowed")))
@@ -542,10 +570,8 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             f"/ops/cases/{quote(case_id)}?flash={quote(message)}", status_code=303
         )
 
-    # Before the generic action route, which would take "accept-correction" as {action}.
-    @router.post("/ops/cases/{case_id}/actions/accept-correction")
-    async def accept_correction(case_id: str, request: Request) -> Response:
-        checked = await posted(request)
+    async def accept_correction(self, case_id: str, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
@@ -559,7 +585,7 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             "resettled_retiree": bool(field(form, "resettled_retiree")),
             "bank_account": account if account["account_number"] else None,
         }
-        return await acted(
+        return await self.acted(
             case_id,
             session.principal,
             ClerkActionName.ACCEPT_CORRECTION,
@@ -567,9 +593,8 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
             correction=correction,
         )
 
-    @router.post("/ops/cases/{case_id}/actions/{action}")
-    async def case_action(case_id: str, action: str, request: Request) -> Response:
-        checked = await posted(request)
+    async def case_action(self, case_id: str, action: str, request: Request) -> Response:
+        checked = await self.posted(request)
         if isinstance(checked, Response):
             return checked
         session, form = checked
@@ -578,10 +603,49 @@ def create_ops_router(  # noqa: C901 (issue 15: split)
                 f"/ops/cases/{quote(case_id)}?flash=unknown+action", status_code=303
             )
         reason = form.get("reason")
-        return await acted(
+        return await self.acted(
             case_id, session.principal, action, reason if isinstance(reason, str) else ""
         )
 
+
+def to_login() -> RedirectResponse:
+    return RedirectResponse("/ops/login", status_code=303)
+
+
+def field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def create_ops_router(
+    service: Service,
+    act: ClerkAct,
+    sessions: OpsSessions | None = None,
+    throttle: LoginThrottle | None = None,
+) -> APIRouter:
+    """The page's routes. Reading takes a session of a clerk or operator key; every POST
+    also takes the session's CSRF token (403 without it), and a case action is the
+    incoming agency's: the key must hold the case's to_region (403 NOT_YOUR_PARTY). The
+    pages that only read are plain functions: their SQL runs in FastAPI's thread pool."""
+    pages = OpsPages(
+        service,
+        act,
+        sessions if sessions is not None else OpsSessions(),
+        throttle if throttle is not None else LoginThrottle(),
+    )
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/ops/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/ops/login", pages.login, methods=["POST"])
+    router.add_api_route("/ops/logout", pages.logout, methods=["POST"])
+    router.add_api_route("/ops", pages.overview, methods=["GET"])
+    router.add_api_route("/ops/cases/{case_id}", pages.case_page, methods=["GET"])
+    # Before the generic action route, which would take "accept-correction" as {action}.
+    router.add_api_route(
+        "/ops/cases/{case_id}/actions/accept-correction", pages.accept_correction, methods=["POST"]
+    )
+    router.add_api_route(
+        "/ops/cases/{case_id}/actions/{action}", pages.case_action, methods=["POST"]
+    )
     return router
 
 

@@ -8,6 +8,7 @@ the platform, and the print route hands out the same signed document every time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from services.common.bootstrap import Service
 from services.common.db import session_scope
 from services.common.repository import utcnow
 from services.common.tables import SentDocumentRow
+from services.outgoing_agency.cases import Refused
 
 log = logging.getLogger("medtransfer.outgoing")
 
@@ -122,41 +124,60 @@ def create_certificate_router(service: Service, agency: AgencyApp) -> APIRouter:
         channel, signed by its region, printed for the person at the counter as often as
         asked (each print is on the audit trail). A case transferred out online answers
         with the information sheet it sent instead."""
-        row = owned_case(service.repository, case_id, principal)
-        require_party(principal, row.from_region, "outgoing")
-        document = certificates.issued(case_id)
-        kind: Literal["insurance_certificate", "information_sheet"] = "insurance_certificate"
-        if document is None:
-            document, kind = certificates.sheet_sent(case_id), "information_sheet"
-        if document is None:
-            return problem(
-                409,
-                "NO_CERTIFICATE",
-                "the case has not been transferred out: there is no certificate to print",
-                rule="R10",
-            )
-        number = None
-        if kind == "insurance_certificate":
-            number = document.document_as(InsuranceCertificate).certificate_number
-            try:
-                document = _signed_with_current_key(service, document)
-            except KeyCustodyError:
-                return problem(
-                    503, "NO_SIGNING_KEY", "no valid key of the region is held here to sign it"
-                )
         reason = body.reason if body is not None else ""
-        record = _note_print(service, case_id, kind, principal.agency, reason)
+        printed = await asyncio.to_thread(
+            _printed, service, certificates, case_id, principal, reason
+        )
+        if isinstance(printed, Refused):
+            return problem(printed.status, printed.code, printed.message, rule=printed.rule)
+        out, record = printed
         if record is not None and agency.publisher is not None:
             await agency.publisher.publish_audit(record)
-        log.info("%s of case %s printed by %s", kind, case_id, principal.agency)
-        return CertificateOut(
-            case_id=case_id,
-            kind=kind,
-            certificate_number=number,
-            document=document.model_dump(mode="json"),
-        )
+        log.info("%s of case %s printed by %s", out.kind, case_id, principal.agency)
+        return out
 
     return router
+
+
+def _printed(
+    service: Service,
+    certificates: CertificateStoreSql,
+    case_id: str,
+    principal: Principal,
+    reason: str,
+) -> tuple[CertificateOut, AuditRecord | None] | Refused:
+    """The document to print (the certificate, signed with the current key, or the sheet
+    sent) and the print noted on the case (off the event loop: it reads and writes)."""
+    row = owned_case(service.repository, case_id, principal)
+    require_party(principal, row.from_region, "outgoing")
+    document = certificates.issued(case_id)
+    kind: Literal["insurance_certificate", "information_sheet"] = "insurance_certificate"
+    if document is None:
+        document, kind = certificates.sheet_sent(case_id), "information_sheet"
+    if document is None:
+        return Refused(
+            409,
+            "NO_CERTIFICATE",
+            "the case has not been transferred out: there is no certificate to print",
+            rule="R10",
+        )
+    number = None
+    if kind == "insurance_certificate":
+        number = document.document_as(InsuranceCertificate).certificate_number
+        try:
+            document = _signed_with_current_key(service, document)
+        except KeyCustodyError:
+            return Refused(
+                503, "NO_SIGNING_KEY", "no valid key of the region is held here to sign it"
+            )
+    record = _note_print(service, case_id, kind, principal.agency, reason)
+    out = CertificateOut(
+        case_id=case_id,
+        kind=kind,
+        certificate_number=number,
+        document=document.model_dump(mode="json"),
+    )
+    return out, record
 
 
 def _signed_with_current_key(service: Service, certificate: Envelope) -> Envelope:

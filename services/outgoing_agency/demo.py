@@ -6,7 +6,7 @@ from datetime import date
 
 from domain.identity import resident_id_check_char
 from services.common.bootstrap import Service
-from services.outgoing_agency.app import EnrolmentIn, upsert_enrolment
+from services.outgoing_agency.enrolments import EnrolmentIn, upsert_enrolment
 
 
 def demo_id(region: str, birth: str, serial: str) -> str:

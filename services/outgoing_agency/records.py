@@ -18,6 +18,7 @@ from contracts.documents import (
 )
 from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
 from domain.identity import normalize_resident_id
+from domain.settlement import BalanceChanged, settle_transfer_out
 from services.common.db import session_scope
 from services.common.faults import crash_point
 from services.common.repository import RegionConnectivity, utcnow
@@ -68,6 +69,31 @@ def _request_facts(req: TransferRequested) -> OutgoingRequestFacts:
         to_scheme=req.to_scheme,
         bank_account_holder=req.bank_account.account_holder if req.bank_account else None,
         resettled_retiree=req.resettled_retiree,
+    )
+
+
+def _information_sheet(
+    row: EnrolmentRow, balance_fen: int, request: TransferOutInput
+) -> InformationSheet:
+    """The information sheet of a transfer-out: the enrolment and the balance moved."""
+    return InformationSheet(
+        person=PersonIdentity(id_number=row.id_number, name=row.name),
+        from_region=row.region,
+        scheme=row.scheme,
+        enrolment_periods=[
+            EnrolmentPeriod(
+                region=row.region,
+                scheme=row.scheme,
+                start=row.enrolled_since,
+                end=row.suspended_on,
+                contribution_months=row.contribution_months,
+                last_paid_month=row.last_paid_month,  # R25-R27
+            )
+        ],
+        total_contribution_months=row.contribution_months,
+        balance_fen=balance_fen,
+        transferred_out_on=request.transferred_out_on,
+        issued_by_region=row.region,
     )
 
 
@@ -195,74 +221,64 @@ class OutgoingRecordsSql:
                     )
                 balance = self._pay_out_retiree(session, row, request)
             elif row.transferred_case_id != request.case_id:
-                # R5: only the case holding the claim transfers out, once (conditional).
-                moved = session.execute(
-                    update(EnrolmentRow)
-                    .where(
-                        col(EnrolmentRow.id) == row.id,
-                        col(EnrolmentRow.claimed_by_case) == request.case_id,
-                        col(EnrolmentRow.transferred_case_id).is_(None),
-                    )
-                    .values(status="transferred_out", transferred_case_id=request.case_id)
-                    .execution_options(synchronize_session=False)
-                )
-                if not moved.rowcount:  # type: ignore[attr-defined]
-                    raise TransferOutRefused(
-                        f"case {request.case_id}: the enrolment is not claimed by this case"
-                    )
-                session.refresh(row)
-                balance = row.balance_fen
-                if balance != request.expected_balance_fen:
-                    # Edits are refused while a case holds the claim; a differing balance
-                    # means the records changed under the case: a clerk looks (stuck list).
-                    raise TransferOutRefused(
-                        f"case {request.case_id}: the balance changed since the check"
-                    )
-                if request.balance_action in ("remit", "pay_to_bank") and balance > 0:
-                    session.add(
-                        LedgerEntry(
-                            case_id=request.case_id,
-                            remittance_id=request.remittance_id,
-                            leg="debit_outgoing",
-                            amount_fen=balance,
-                            created_at=utcnow(),
-                        )
-                    )
-                    row.balance_fen = 0
-                session.add(row)
-                case = session.get(CaseRow, request.case_id)
-                if case is not None:
-                    case.application = {
-                        **case.application,
-                        "balance_fen": balance,
-                        "balance_action": request.balance_action,
-                        "transferred_out_on": request.transferred_out_on.isoformat(),
-                    }
-                    session.add(case)
+                balance = self._end_enrolment(session, row, request)
             else:
                 case = session.get(CaseRow, request.case_id)
                 balance = int(
                     (case.application if case else {}).get("balance_fen", row.balance_fen)
                 )
-            return InformationSheet(
-                person=PersonIdentity(id_number=row.id_number, name=row.name),
-                from_region=row.region,
-                scheme=row.scheme,
-                enrolment_periods=[
-                    EnrolmentPeriod(
-                        region=row.region,
-                        scheme=row.scheme,
-                        start=row.enrolled_since,
-                        end=row.suspended_on,
-                        contribution_months=row.contribution_months,
-                        last_paid_month=row.last_paid_month,  # R25-R27
-                    )
-                ],
-                total_contribution_months=row.contribution_months,
-                balance_fen=balance,
-                transferred_out_on=request.transferred_out_on,
-                issued_by_region=row.region,
+            return _information_sheet(row, balance, request)
+
+    @staticmethod
+    def _end_enrolment(session: Session, row: EnrolmentRow, request: TransferOutInput) -> int:
+        """End the enrolment for the case holding its claim and settle the account (R16:
+        domain/settlement.py); returns the balance moved, which the sheet reports."""
+        # R5: only the case holding the claim transfers out, once (conditional).
+        moved = session.execute(
+            update(EnrolmentRow)
+            .where(
+                col(EnrolmentRow.id) == row.id,
+                col(EnrolmentRow.claimed_by_case) == request.case_id,
+                col(EnrolmentRow.transferred_case_id).is_(None),
             )
+            .values(status="transferred_out", transferred_case_id=request.case_id)
+            .execution_options(synchronize_session=False)
+        )
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            raise TransferOutRefused(
+                f"case {request.case_id}: the enrolment is not claimed by this case"
+            )
+        session.refresh(row)
+        try:
+            settled = settle_transfer_out(
+                row.balance_fen, request.expected_balance_fen, request.balance_action
+            )
+        except BalanceChanged:
+            raise TransferOutRefused(
+                f"case {request.case_id}: the balance changed since the check"
+            ) from None
+        if settled.debit_fen:
+            session.add(
+                LedgerEntry(
+                    case_id=request.case_id,
+                    remittance_id=request.remittance_id,
+                    leg="debit_outgoing",
+                    amount_fen=settled.debit_fen,
+                    created_at=utcnow(),
+                )
+            )
+        row.balance_fen = settled.balance_after_fen
+        session.add(row)
+        case = session.get(CaseRow, request.case_id)
+        if case is not None:
+            case.application = {
+                **case.application,
+                "balance_fen": settled.balance_fen,
+                "balance_action": request.balance_action,
+                "transferred_out_on": request.transferred_out_on.isoformat(),
+            }
+            session.add(case)
+        return settled.balance_fen
 
     @staticmethod
     def _pay_out_retiree(session: Session, row: EnrolmentRow, request: TransferOutInput) -> int:

@@ -403,7 +403,11 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
     from domain.regions import load_region_registry
     from harness.agencies import new_person
     from services.common.repository import RegionConnectivity
-    from services.outgoing_agency.app import EnrolmentIn, EnrolmentInTransfer, upsert_enrolment
+    from services.outgoing_agency.enrolments import (
+        EnrolmentIn,
+        EnrolmentInTransfer,
+        upsert_enrolment,
+    )
     from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
     from services.outgoing_agency.tables import EnrolmentRow
     from workflows.types import CheckRequestInput, TransferOutInput
