@@ -125,8 +125,8 @@ class CaseEventName(StrEnum):
 
 class ClerkActionName(StrEnum):
     """The incoming agency's clerk actions on a case, as the API paths and the operations
-    page name them (services/incoming_agency/app.py perform_action checks each against
-    the case's status)."""
+    page name them (services/incoming_agency/clerk_actions.py: the statuses each is
+    allowed in, its signal and its label)."""
 
     RETRY_DELIVERY = "retry-delivery"  # R23: re-check a region now
     RETRY_STEP = "retry-step"  # a failed step or a held sheet, re-run

@@ -502,7 +502,7 @@ class InMemoryPlatform:
 
     async def _to_outgoing(self, envelope: Envelope) -> None:
         if envelope.type == "WithdrawalRequested":
-            # Like services/outgoing_agency/app.py: a stop for a closed case is answered.
+            # Like services/outgoing_agency/inbox.py: a stop for a closed case is answered.
             late = len(self.late)
             await self._signal(outgoing_workflow_id(envelope.case_id), envelope)
             if len(self.late) > late:
@@ -517,7 +517,7 @@ class InMemoryPlatform:
         if envelope.type != "TransferRequested":
             await self._signal(outgoing_workflow_id(envelope.case_id), envelope)
             return
-        # Like services/outgoing_agency/app.py: the first request starts the case.
+        # Like services/outgoing_agency/inbox.py: the first request starts the case.
         try:
             handle = await self.client.start_workflow(
                 OutgoingCaseWorkflow.run,
