@@ -119,7 +119,7 @@ def build_agency_app(
     _add_codec_route(app, service)
 
     @app.put("/v1/admin/regions/{region}/connectivity", responses={404: {"model": ErrorBody}})
-    async def set_connectivity(
+    def set_connectivity(
         region: str, body: ConnectivityIn, principal: Principal = built.an_operator
     ) -> JSONResponse:
         """Record that a region went live on the platform (or dropped off), R23; only
@@ -258,7 +258,7 @@ def _add_case_routes(
         return {"status": "ok", "side": side}
 
     @app.get("/v1/cases/{case_id}", response_model=CaseOut, responses={404: {"model": ErrorBody}})
-    async def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
+    def get_case(case_id: str, principal: Principal = any_caller) -> CaseOut | JSONResponse:
         """Where the case stands (R17): status, working days in status, what is awaited from
         whom by when, deadlines, escalations, decisions with their rules, and the timeline."""
         row = owned_case(service.repository, case_id, principal)
@@ -272,7 +272,7 @@ def _add_case_routes(
         )
 
     @app.get("/v1/cases", response_model=list[CaseOut])
-    async def list_cases(
+    def list_cases(
         status: str | None = None,
         region: str | None = None,
         escalated: bool | None = None,

@@ -9,6 +9,7 @@ acknowledged, so it never blocks its partition.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Awaitable, Callable
@@ -120,7 +121,7 @@ class InboundHandler:
             await self._dead_letter(problem, raw, topic, partition, offset)
             return "dead_letter"
         digest = content_digest(envelope)
-        earlier = self._repository.received(envelope.message_id)
+        earlier = await asyncio.to_thread(self._repository.received, envelope.message_id)
         if earlier is not None and earlier.digest in (None, digest):
             # Kafka delivers at least once: the same message again is a silent no-op.
             self._counters.redeliveries.labels(self._repository.side, envelope.type).inc()
@@ -129,12 +130,12 @@ class InboundHandler:
             # send the receipt again (same message id, so the sender records it once).
             await self._send_receipt(envelope, earlier.outcome)
             return "duplicate"
-        refusal = self._refusal(envelope, replayed=earlier is not None)
+        refusal = await asyncio.to_thread(self._refusal, envelope, replayed=earlier is not None)
         if refusal is not None:
             await self._dead_letter(refusal, raw, topic, partition, offset)
             return "dead_letter"
         # Before the workflow hears of it: what the money-moving activities may act on.
-        self._repository.record_verified(envelope)
+        await asyncio.to_thread(self._repository.record_verified, envelope)
         try:
             outcome = await self._route(envelope)
         except InboundProblem as problem:
@@ -146,7 +147,8 @@ class InboundHandler:
     async def _after_route(self, envelope: Envelope, outcome: str, digest: str) -> None:
         """Record the document once, open a clerk exception where it cannot be acted on,
         and answer with the receipt."""
-        self._repository.remember(
+        await asyncio.to_thread(
+            self._repository.remember,
             envelope.message_id,
             envelope.case_id,
             envelope.type,
@@ -173,7 +175,8 @@ class InboundHandler:
             envelope.case_id,
             code,
         )
-        record = self._repository.note_attention(
+        record = await asyncio.to_thread(
+            self._repository.note_attention,
             envelope.case_id,
             event_key=f"{event}:{envelope.message_id}",
             event=event,
@@ -189,7 +192,10 @@ class InboundHandler:
         the cause it still has. Returns outcomes by count."""
         counts: dict[str, int] = {}
         now = datetime.now(UTC)
-        for row in self._repository.redrivable(REDRIVABLE, now - timedelta(days=30)):
+        redrivable = await asyncio.to_thread(
+            self._repository.redrivable, REDRIVABLE, now - timedelta(days=30)
+        )
+        for row in redrivable:
             if row.id is None or row.raw_base64 is None:
                 continue
             received = (
@@ -198,7 +204,7 @@ class InboundHandler:
             if now - received < older_than:
                 continue
             outcome = await self._redrive_one(base64.b64decode(row.raw_base64))
-            self._repository.redriven(row.id, outcome)
+            await asyncio.to_thread(self._repository.redriven, row.id, outcome)
             counts[outcome] = counts.get(outcome, 0) + 1
         if counts:
             log.info("dead letters re-driven: %s", counts)
@@ -209,13 +215,13 @@ class InboundHandler:
             envelope = parse_and_verify(raw, self._registry, self._served, self._keys)
         except InboundProblem as problem:
             return reason_code(problem.reason)
-        earlier = self._repository.received(envelope.message_id)
+        earlier = await asyncio.to_thread(self._repository.received, envelope.message_id)
         if earlier is not None:
             return "duplicate"
-        refusal = self._refusal(envelope, replayed=False)
+        refusal = await asyncio.to_thread(self._refusal, envelope, replayed=False)
         if refusal is not None:
             return reason_code(refusal.reason)
-        self._repository.record_verified(envelope)
+        await asyncio.to_thread(self._repository.record_verified, envelope)
         try:
             outcome = await self._route(envelope)
         except InboundProblem as problem:
@@ -245,8 +251,11 @@ class InboundHandler:
             # The other side has our document: stop resending it (services/common/resend.py).
             acknowledged = envelope.payload.get("acknowledges_message_id")
             if isinstance(acknowledged, str):
-                self._repository.receipt_received(
-                    acknowledged, case_id=envelope.case_id, from_region=envelope.from_region
+                await asyncio.to_thread(
+                    self._repository.receipt_received,
+                    acknowledged,
+                    case_id=envelope.case_id,
+                    from_region=envelope.from_region,
                 )
             return
         if outcome in ACCEPTED_OUTCOMES or outcome.startswith(HELD):
@@ -271,7 +280,8 @@ class InboundHandler:
                 "security refusal %s on %s[%s]@%s: not acted on", code, topic, partition, offset
             )
         raw_base64 = base64.b64encode(raw[:MAX_DOCUMENT_BYTES]).decode("ascii")
-        self._repository.dead_letter(
+        await asyncio.to_thread(
+            self._repository.dead_letter,
             reason=problem.reason,
             topic=topic,
             message_id=problem.message_id,

@@ -51,7 +51,8 @@ class ResendSweep:
     async def sweep_once(self) -> int:
         now = utcnow()
         resent = 0
-        for row in self._repository.unacknowledged(now - self._first_wait):
+        due = await asyncio.to_thread(self._repository.unacknowledged, now - self._first_wait)
+        for row in due:
             last = (
                 row.last_sent_at
                 if row.last_sent_at.tzinfo
@@ -63,7 +64,7 @@ class ResendSweep:
                 self._current(Envelope.model_validate(row.envelope))
             )
             escalate = row.attempts + 1 >= self._escalate_after and row.escalated_at is None
-            self._repository.resent(row.message_id, escalated=escalate)
+            await asyncio.to_thread(self._repository.resent, row.message_id, escalated=escalate)
             resent += 1
             if escalate:
                 await self._escalate(row.case_id, row.message_id, row.type, row.attempts + 1)
@@ -88,7 +89,8 @@ class ResendSweep:
             case_id,
             attempts,
         )
-        record = self._repository.note_attention(
+        record = await asyncio.to_thread(
+            self._repository.note_attention,
             case_id,
             event_key=f"no-receipt:{message_id}",
             event="document_not_received",

@@ -122,7 +122,7 @@ class StuckCaseSweep:
 
     async def sweep_once(self) -> SweepResult:
         now = utcnow()
-        rows = self.candidates(now)
+        rows = await asyncio.to_thread(self.candidates, now)
         marked: list[str] = []
         cleared: list[str] = []
         for row in rows:
@@ -150,7 +150,9 @@ class StuckCaseSweep:
         # The key is what every worker's sweep sees alike: the how-manieth time the case
         # is stuck (cleared times so far), so two sweeps at once note it once, and a case
         # stuck again after it moved is noted again.
-        rounds = self._repository.count_events(row.case_id, "stuck_cleared")
+        rounds = await asyncio.to_thread(
+            self._repository.count_events, row.case_id, "stuck_cleared"
+        )
         values = {**values, "stuck_reason": reason if event == "stuck_detected" else None}
         if event == "stuck_detected":
             log.warning("alert: case %s stuck: %s", row.case_id, reason)
@@ -158,7 +160,8 @@ class StuckCaseSweep:
         else:
             log.info("case %s moves again (was stuck: %s)", row.case_id, reason)
             key = f"stuck_cleared:{row.case_id}:{rounds}"
-        record = self._repository.note_attention(
+        record = await asyncio.to_thread(
+            self._repository.note_attention,
             row.case_id,
             event_key=key,
             event=event,
