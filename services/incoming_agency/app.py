@@ -54,19 +54,19 @@ from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import INCOMING_TABLES
 from services.ops.dashboard import create_ops_router
 from services.ops.sessions import OpsSessions
+from workflows.incoming.types import (
+    CorrectionSignal,
+    IncomingResidualInput,
+    MismatchResolution,
+    WithdrawSignal,
+)
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,
     incoming_residual_workflow_id,
     incoming_workflow_id,
 )
-from workflows.types import (
-    ClerkAction,
-    CorrectionSignal,
-    IncomingResidualInput,
-    MismatchResolution,
-    WithdrawSignal,
-)
+from workflows.types import ClerkAction
 
 log = logging.getLogger("medtransfer.incoming")
 

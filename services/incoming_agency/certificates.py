@@ -26,8 +26,8 @@ from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.platform import InboundProblem, content_digest, parse_and_verify
 from services.common.tables import CaseRow
+from workflows.incoming.types import CertificateLoad
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
-from workflows.types import CertificateLoad
 
 log = logging.getLogger("medtransfer.incoming")
 

@@ -36,6 +36,7 @@ from services.common.tables import CaseRow
 from services.outgoing_agency.certificates import create_certificate_router
 from services.outgoing_agency.tables import OUTGOING_TABLES, EnrolmentRow
 from workflows.clock import CHINA_TZ
+from workflows.outgoing.types import OutgoingCaseInput, ResidualInput, StopAnswerInput
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
@@ -45,7 +46,7 @@ from workflows.outgoing.workflows import (
     outgoing_workflow_id,
     residual_remittance_id,
 )
-from workflows.types import ClerkAction, OutgoingCaseInput, ResidualInput, StopAnswerInput
+from workflows.types import ClerkAction
 
 log = logging.getLogger("medtransfer.outgoing")
 

@@ -46,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import ResolvedPolicy
     from domain.regions import same_province
     from domain.vocabulary import CaseEventName, IncomingStatus
-    from workflows.activities import IncomingActivities
     from workflows.case_flow import (
         QUICK,
         QUICK_RETRY,
@@ -55,11 +54,9 @@ with workflow.unsafe.imports_passed_through():
         CaseWorkflowBase,
     )
     from workflows.clock import end_of_day, morning_of, seconds_until
-    from workflows.types import (
-        AuditValue,
-        Awaiting,
+    from workflows.incoming.activities import IncomingActivities
+    from workflows.incoming.types import (
         CertificateLoad,
-        ClerkAction,
         CorrectionSignal,
         CreditInput,
         IncomingCaseInput,
@@ -70,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         TransferInInput,
         WithdrawSignal,
     )
+    from workflows.types import AuditValue, Awaiting, ClerkAction
 
 REPLY_TYPES = ("TransferRefused", "TransferOutCompleted")
 ANSWER = ("WithdrawalAnswered",)

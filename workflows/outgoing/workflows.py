@@ -34,11 +34,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.continuity import balance_decision
     from domain.matching import main_remittance_id
     from domain.vocabulary import CaseEventName, OutgoingStatus
-    from workflows.activities import CaseActivities, CertificateActivities, OutgoingActivities
+    from workflows.activities import CaseActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
-    from workflows.types import (
-        Awaiting,
+    from workflows.outgoing.activities import CertificateActivities, OutgoingActivities
+    from workflows.outgoing.types import (
         BankPayoutInput,
         CheckRequestInput,
         OutgoingCaseInput,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         TransferOutFacts,
         TransferOutInput,
     )
+    from workflows.types import Awaiting
 
 REQUEST = ("TransferRequested",)
 WITHDRAWAL = ("WithdrawalRequested",)
