@@ -2,10 +2,19 @@
 and the failures every side's activities raise. Thin adapters from workflow steps to the
 ports; every one is idempotent (keyed by event_key, message_id or remittance_id) because
 Temporal runs activities at least once. Each side's own activities are in
-workflows/incoming|outgoing/activities.py."""
+workflows/incoming|outgoing/activities.py.
+
+The ports are synchronous (SQL sessions, file reads, signing), so every activity here and
+on both sides calls them through ``asyncio.to_thread``: the worker's event loop keeps
+polling, heartbeating and running other activities while a query waits for a lock. The
+activities stay ``async def`` rather than plain ``def`` on an activity executor because
+the worker configures none and the shared ones await the async Kafka publisher between
+two port calls; one way for all of them."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import date, datetime
 
 from temporalio import activity
@@ -35,10 +44,13 @@ class CaseActivities:
         self._signer = signer
         self._connectivity = connectivity
         self._context = context
+        # The context source re-reads its policy and calendar files when they change and
+        # records the versions it loaded: one load at a time, as when loads ran on the loop.
+        self._loading = threading.Lock()
 
     @activity.defn(name="record_case_event")
     async def record_case_event(self, event: CaseEvent) -> None:
-        record = self._store.append_event(event)
+        record = await asyncio.to_thread(self._store.append_event, event)
         # Publish even when the row existed: the earlier attempt may have died between
         # its commit and its publish. The audit consumer de-duplicates by (case, sequence).
         if record is not None:
@@ -52,12 +64,12 @@ class CaseActivities:
 
     @activity.defn(name="region_connected")
     async def region_connected(self, region: str) -> bool:
-        return self._connectivity.is_connected(region, _today())
+        return await asyncio.to_thread(self._connectivity.is_connected, region, _today())
 
     @activity.defn(name="require_region_connected")
     async def require_region_connected(self, region: str) -> None:
         # R23: fails retryably until the region is live; Temporal's backoff is the wait.
-        if not self._connectivity.is_connected(region, _today()):
+        if not await asyncio.to_thread(self._connectivity.is_connected, region, _today()):
             raise ApplicationError(
                 f"region {region} is not connected to the platform", type=REGION_NOT_CONNECTED
             )
@@ -66,7 +78,8 @@ class CaseActivities:
     async def deliver_document(self, envelope: Envelope) -> str:
         # R23: a region that is not connected cannot receive platform documents; fail
         # retryably so Temporal retries with backoff until the region goes live.
-        if not self._connectivity.is_connected(envelope.to_region, _today()):
+        connected = self._connectivity.is_connected
+        if not await asyncio.to_thread(connected, envelope.to_region, _today()):
             raise ApplicationError(
                 f"region {envelope.to_region} is not connected to the platform",
                 type=REGION_NOT_CONNECTED,
@@ -77,15 +90,19 @@ class CaseActivities:
         sent = envelope.model_copy(
             update={"sent_at": activity.info().current_attempt_scheduled_time}
         )
-        signed = self._signer.sign(sent)
+        signed = await asyncio.to_thread(self._signer.sign, sent)
         await self._publisher.publish_document(signed)
         # Sent until received: the resend sweep sends it again until its receipt.
-        self._store.record_sent(signed)
+        await asyncio.to_thread(self._store.record_sent, signed)
         return envelope.message_id
 
     @activity.defn(name="load_case_context")
     async def load_case_context(self, request: LoadContextInput) -> CaseContext:
-        return self._context.load(request)
+        return await asyncio.to_thread(self._load_context, request)
+
+    def _load_context(self, request: LoadContextInput) -> CaseContext:
+        with self._loading:
+            return self._context.load(request)
 
 
 DOMAIN_ERROR = "DomainError"

@@ -1,8 +1,10 @@
 """The outgoing agency's activities, and the ports they depend on (its records, the
-certificates it issued), wired with real adapters in services/outgoing_agency/worker.py."""
+certificates it issued), wired with real adapters in services/outgoing_agency/worker.py.
+Every port call runs in a thread (``asyncio.to_thread``; why: workflows/activities.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from temporalio import activity
@@ -56,46 +58,52 @@ class OutgoingActivities:
 
     @activity.defn(name="check_transfer_out")
     async def check_transfer_out(self, request: CheckRequestInput) -> TransferOutFacts:
-        return self._records.check_request(request)
+        return await asyncio.to_thread(self._records.check_request, request)
 
     @activity.defn(name="transfer_out")
     async def transfer_out(self, request: TransferOutInput) -> InformationSheet:
-        if not self._verified.has_verified(
-            request.case_id, "TransferRequested", request.request.model_dump(mode="json")
+        if not await asyncio.to_thread(
+            self._verified.has_verified,
+            request.case_id,
+            "TransferRequested",
+            request.request.model_dump(mode="json"),
         ):
             raise unverified_document(request.case_id, "transfer request")
         try:
-            return self._records.transfer_out(request)
+            return await asyncio.to_thread(self._records.transfer_out, request)
         except (LookupError, ValueError) as error:
             raise domain_error(error) from None
 
     @activity.defn(name="was_transferred_out")
     async def was_transferred_out(self, case_id: str) -> bool:
-        return self._records.was_transferred_out(case_id)
+        return await asyncio.to_thread(self._records.was_transferred_out, case_id)
 
     @activity.defn(name="release_enrolment_claim")
     async def release_enrolment_claim(self, case_id: str) -> None:
         """R5: the case ended without a transfer-out; the enrolment is free again."""
-        self._records.release_claim(case_id)
+        await asyncio.to_thread(self._records.release_claim, case_id)
 
     @activity.defn(name="pay_balance_to_bank")
     async def pay_balance_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
-        return self._records.pay_to_bank(request)
+        return await asyncio.to_thread(self._records.pay_to_bank, request)
 
     @activity.defn(name="restore_returned_balance")
     async def restore_returned_balance(self, request: ReturnInput) -> int:
         """The amount restored: this agency's own debit for the remittance, whatever the
         other agency claims to return (0 when there is no such debit, or when no verified
         return names the remittance)."""
-        if not self._verified.has_verified(
-            request.case_id, "BalanceReturned", {"remittance_id": request.remittance_id}
+        if not await asyncio.to_thread(
+            self._verified.has_verified,
+            request.case_id,
+            "BalanceReturned",
+            {"remittance_id": request.remittance_id},
         ):
             return 0
-        return self._records.restore_returned(request)
+        return await asyncio.to_thread(self._records.restore_returned, request)
 
     @activity.defn(name="post_residual_remittance")
     async def post_residual_remittance(self, request: ResidualInput) -> str:
-        return self._records.post_residual(request)
+        return await asyncio.to_thread(self._records.post_residual, request)
 
 
 class CertificateActivities:
@@ -111,11 +119,14 @@ class CertificateActivities:
         """Sign and keep the case's certificate once; a retry, or a second call for the
         case, finds the one kept. Returns its message id (the certificate is not a
         workflow's to hand out: the print route reads it)."""
-        kept = self._certificates.issued(envelope.case_id)
+        kept = await asyncio.to_thread(self._certificates.issued, envelope.case_id)
         if kept is None:
             # Signed with the time it is issued, from Temporal (workflow time in tests).
             issued = envelope.model_copy(
                 update={"sent_at": activity.info().current_attempt_scheduled_time}
             )
-            kept = self._certificates.keep_issued(self._signer.sign(issued))
+            kept = await asyncio.to_thread(self._sign_and_keep, issued)
         return kept.message_id
+
+    def _sign_and_keep(self, envelope: Envelope) -> Envelope:
+        return self._certificates.keep_issued(self._signer.sign(envelope))
