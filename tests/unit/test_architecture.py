@@ -49,8 +49,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/cli/bulk.py", "_row"),
         ("services/outgoing_agency/records.py", "_transfer_out"),
         ("services/outgoing_agency/app.py", "create_app"),
-        ("workflows/case_flow.py", "await_region"),
-        ("workflows/incoming/workflows.py", "run"),
         ("workflows/incoming/workflows.py", "_await_reply"),
         ("workflows/incoming/workflows.py", "_await_certificate"),
         ("workflows/incoming/workflows.py", "_handle_refusal"),

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         continuity_decisions,
         deadline_decision,
     )
+    from domain.limits import CaseDeadlines
     from domain.matching import (
         CaseFile,
         SheetFacts,
@@ -99,6 +100,11 @@ def _codes(refusal: TransferRefused) -> str:
 
 def _lowest_rule(refusal: TransferRefused) -> str:
     return sorted({r.rule for r in refusal.reasons}, key=lambda r: int(r[1:]))[0]
+
+
+def _outgoing_party(flow: CaseFlow) -> str:
+    # The region of the application the case started with (load_context's counterpart).
+    return f"outgoing agency of region {flow.counterpart}"
 
 
 def incoming_workflow_id(case_id: str) -> str:
@@ -185,85 +191,12 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         flow.interrupted = self._stop is not None
         context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None
-        limits = flow.limits
         plan = flow.plan_transfer_out(case.accepted_on)
-        outgoing = f"outgoing agency of region {request.from_region}"
-        async with flow.together():
-            await flow.record(
-                CaseEventName.APPLICATION_ACCEPTED,
-                IncomingStatus.SUBMITTED,
-                rule="R11",
-                detail={
-                    "from_region": request.from_region,
-                    "to_region": request.to_region,
-                    "channel": request.channel,
-                    "policy_version": context.policy_version,
-                },
-                facts={"policy_version": context.policy_version},
-            )
-            await flow.decide(flow.deadline_decisions(plan))
-
-        attempt = 1
-        while True:
-            waited = await flow.await_region(request.from_region, "TransferRequested")
-            if self._stop is not None and self._stop.kind == "offline_channel":
-                waited = await self._offline_before_request(flow, request.from_region) or waited
-            if self._stop is not None and self._stop.kind != "offline_channel":
-                # Before this attempt's request is sent: the stop takes effect at once.
-                return await self._stop_before_request(flow, request.from_region, attempt)
-            if waited or attempt > 1:
-                # R23: the outgoing agency's limit runs from when it can receive the request;
-                # R12: and again from the receipt of a corrected request, so a late
-                # correction is not reminded and escalated the minute it goes out.
-                plan = await flow.replan_transfer_out(flow.today())
-                await flow.decide(flow.deadline_decisions(plan))
-            # R10/R23: a switch taken before the request goes out right after it; the
-            # request says so, so the outgoing agency cannot transfer out online meanwhile.
-            by_certificate = self._stop is not None and self._stop.kind == "offline_channel"
-            request = request.model_copy(
-                update={"limit_starts_on": plan.accepted_on, "by_certificate": by_certificate}
-            )
-            envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
-            await flow.deliver(envelope, region_checked=True)
-            await flow.record(
-                CaseEventName.TRANSFER_REQUEST_SENT,
-                IncomingStatus.AWAITING_TRANSFER_OUT,
-                rule="R12",
-                detail={"message_id": envelope.message_id},
-                awaiting=Awaiting(
-                    what="information sheet or refusal",
-                    from_party=outgoing,
-                    by=plan.transfer_out_due.due,
-                ),
-            )
-            reply = await self._await_reply(
-                flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
-            )
-            if reply is None:  # the outgoing agency accepted the stop
-                return flow.status
-            if reply.type in SHEETS:
-                break
-            corrected: TransferRequested | None = None
-            while reply.type == "TransferRefused":
-                refusal = reply.document_as(TransferRefused)
-                corrected = await self._handle_refusal(flow, refusal, reply)
-                if corrected is not None or flow.terminal or self._stop is None:
-                    break
-                # A stop asked during the correction window: the outgoing agency waits
-                # for a correction, so it accepts; the case ends on its answer.
-                # No R12 reminder or escalation here: the outgoing agency answered in
-                # time (R12 runs again only from a corrected request).
-                answered = await self._await_reply(flow, None, None, request.from_region, attempt)
-                if answered is None:
-                    return flow.status
-                reply = answered
-            if reply.type in SHEETS:
-                break
-            if corrected is None:
-                return flow.status
-            request = corrected.model_copy(update={"correction_of": reply.message_id})
-            attempt += 1
-
+        await self._accept(flow, request, context.policy_version, plan)
+        transferred = await self._request_transfer_out(flow, request, plan)
+        if transferred is None:  # refused, withdrawn, cancelled or gone offline
+            return flow.status
+        request, plan, reply = transferred
         completed = transfer_out_of(reply)
         sheet = completed.info_sheet
         asyncio.get_running_loop().create_task(self._late_answers(flow))
@@ -285,11 +218,161 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
+        transfer_in_due = await self._record_sheet(
+            flow, case, context.policy_version, completed, reply, received_on
+        )
+        await self._transfer_in(
+            flow, completed, reply, request.from_region, received_on, transfer_in_due, plan
+        )
+        # R12: the balance is the outgoing agency's to move within its own limit; a sheet
+        # that came after that limit brings its remittance with it, so the balance is due
+        # by the end of the day the sheet arrived, never at once.
+        balance_due = max(plan.transfer_out_due.due, received_on)
+        settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
+        return await self._close(flow, settled)
+
+    @staticmethod
+    async def _close(flow: CaseFlow, settled: bool) -> str:
+        """R14: the case completes once its balance is settled; R15: a returned one ends it."""
+        if not settled:
+            await flow.record(
+                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
+                IncomingStatus.BALANCE_RETURNED,
+                rule="R15",
+                awaiting=None,
+                terminal=True,
+            )
+            return flow.status
+        await flow.record(
+            CaseEventName.CASE_COMPLETED,
+            IncomingStatus.COMPLETED,
+            rule="R14",
+            awaiting=None,
+            terminal=True,
+        )
+        return flow.status
+
+    async def _accept(
+        self, flow: CaseFlow, request: TransferRequested, policy_version: str, plan: CaseDeadlines
+    ) -> None:
+        async with flow.together():
+            await flow.record(
+                CaseEventName.APPLICATION_ACCEPTED,
+                IncomingStatus.SUBMITTED,
+                rule="R11",
+                detail={
+                    "from_region": request.from_region,
+                    "to_region": request.to_region,
+                    "channel": request.channel,
+                    "policy_version": policy_version,
+                },
+                facts={"policy_version": policy_version},
+            )
+            await flow.decide(flow.deadline_decisions(plan))
+
+    async def _request_transfer_out(
+        self, flow: CaseFlow, request: TransferRequested, plan: CaseDeadlines
+    ) -> tuple[TransferRequested, CaseDeadlines, Envelope] | None:
+        """R12: send the request, and a corrected one after each soft refusal, until the
+        outgoing agency transfers out (the request it answered, its limits and the sheet
+        or certificate); None when the case ended before."""
+        attempt = 1
+        while True:
+            waited = await flow.await_region(request.from_region, "TransferRequested")
+            if self._stop is not None and self._stop.kind == "offline_channel":
+                waited = await self._offline_before_request(flow, request.from_region) or waited
+            if self._stop is not None and self._stop.kind != "offline_channel":
+                # Before this attempt's request is sent: the stop takes effect at once.
+                await self._stop_before_request(flow, request.from_region, attempt)
+                return None
+            if waited or attempt > 1:
+                # R23: the outgoing agency's limit runs from when it can receive the request;
+                # R12: and again from the receipt of a corrected request, so a late
+                # correction is not reminded and escalated the minute it goes out.
+                plan = await flow.replan_transfer_out(flow.today())
+                await flow.decide(flow.deadline_decisions(plan))
+            request, reply = await self._send_request(flow, request, plan, attempt)
+            if reply is None:  # the outgoing agency accepted the stop
+                return None
+            if reply.type in SHEETS:
+                return request, plan, reply
+            answered = await self._after_refusal(flow, reply, request.from_region, attempt)
+            if answered is None:
+                return None
+            reply, corrected = answered
+            if reply.type in SHEETS:
+                return request, plan, reply
+            if corrected is None:
+                return None
+            request = corrected.model_copy(update={"correction_of": reply.message_id})
+            attempt += 1
+
+    async def _send_request(
+        self, flow: CaseFlow, request: TransferRequested, plan: CaseDeadlines, attempt: int
+    ) -> tuple[TransferRequested, Envelope | None]:
+        """Send this attempt's request and wait for its reply (None: the stop was accepted)."""
+        # R10/R23: a switch taken before the request goes out right after it; the
+        # request says so, so the outgoing agency cannot transfer out online meanwhile.
+        by_certificate = self._stop is not None and self._stop.kind == "offline_channel"
+        request = request.model_copy(
+            update={"limit_starts_on": plan.accepted_on, "by_certificate": by_certificate}
+        )
+        envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
+        await flow.deliver(envelope, region_checked=True)
+        await flow.record(
+            CaseEventName.TRANSFER_REQUEST_SENT,
+            IncomingStatus.AWAITING_TRANSFER_OUT,
+            rule="R12",
+            detail={"message_id": envelope.message_id},
+            awaiting=Awaiting(
+                what="information sheet or refusal",
+                from_party=_outgoing_party(flow),
+                by=plan.transfer_out_due.due,
+            ),
+        )
+        reply = await self._await_reply(
+            flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
+        )
+        return request, reply
+
+    async def _after_refusal(
+        self, flow: CaseFlow, reply: Envelope, outgoing_region: str, attempt: int
+    ) -> tuple[Envelope, TransferRequested | None] | None:
+        """A refusal's outcome: the last reply and the corrected request, if any (none when
+        the refusal was final); None when a stop asked meanwhile was accepted."""
+        corrected: TransferRequested | None = None
+        while reply.type == "TransferRefused":
+            refusal = reply.document_as(TransferRefused)
+            corrected = await self._handle_refusal(flow, refusal, reply)
+            if corrected is not None or flow.terminal or self._stop is None:
+                break
+            # A stop asked during the correction window: the outgoing agency waits
+            # for a correction, so it accepts; the case ends on its answer.
+            # No R12 reminder or escalation here: the outgoing agency answered in
+            # time (R12 runs again only from a corrected request).
+            answered = await self._await_reply(flow, None, None, outgoing_region, attempt)
+            if answered is None:
+                return None
+            reply = answered
+        return reply, corrected
+
+    async def _record_sheet(
+        self,
+        flow: CaseFlow,
+        case: IncomingCaseInput,
+        policy_version: str,
+        completed: TransferOutCompleted,
+        reply: Envelope,
+        received_on: date,
+    ) -> date:
+        """The sheet, its R13 limit and the continuity assessment: one write. Returns the
+        R13 due date."""
+        limits = flow.limits
         await flow.refresh_calendar("R13", received_on, limits.transfer_in_days)
         transfer_in_deadline = flow.transfer_in_deadline(received_on)
         transfer_in_due = transfer_in_deadline.due
         flow.deadlines["transfer_in_due"] = transfer_in_due
-        # The sheet, its R13 limit and the continuity assessment: one write.
+        sheet = completed.info_sheet
         async with flow.together():
             await flow.record(
                 CaseEventName.INFORMATION_SHEET_RECEIVED,
@@ -315,14 +398,30 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                         start=received_on,
                         limit_days=limits.transfer_in_days,
                         deadline=transfer_in_deadline,
-                        policy_version=context.policy_version,
+                        policy_version=policy_version,
                     )
                 ]
             )
             await self._assess_continuity(flow, case, sheet, received_on)
+        return transfer_in_due
+
+    async def _transfer_in(
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        reply: Envelope,
+        outgoing_region: str,
+        received_on: date,
+        transfer_in_due: date,
+        plan: CaseDeadlines,
+    ) -> None:
+        """R13/R24: transfer in within the limit (escalated when late), then tell the
+        outgoing agency and wait for the balance."""
         transfer_in = workflow.start_activity_method(
             IncomingActivities.complete_transfer_in,
-            TransferInInput(case_id=case.case_id, sheet=sheet, completed_on=received_on),
+            TransferInInput(
+                case_id=flow.case_id, sheet=completed.info_sheet, completed_on=received_on
+            ),
             start_to_close_timeout=QUICK,
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
@@ -333,13 +432,14 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             timeout=(end_of_day(transfer_in_due) - workflow.now()).total_seconds(),
         )
         if not done:
+            days = flow.limits.transfer_in_days
             await flow.escalate(
                 "transfer_in",
                 "TRANSFER_IN_OVERDUE",
                 transfer_in_due,
-                f"This agency did not complete transfer-in within its {limits.transfer_in_days} "
+                f"This agency did not complete transfer-in within its {days} "
                 "working days of receiving the information sheet.",
-                f"本机构未在收到信息表后{limits.transfer_in_days}个工作日内完成转入。",
+                f"本机构未在收到信息表后{days}个工作日内完成转入。",
                 rule="R13",
             )
         result = await transfer_in
@@ -350,7 +450,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     deemed_contribution_months=result.deemed_contribution_months,
                 ),
                 "transfer-in",
-                request.from_region,
+                outgoing_region,
                 reply.message_id,
             )
         )
@@ -361,33 +461,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             detail={"deemed_contribution_months": result.deemed_contribution_months},
             awaiting=Awaiting(
                 what="balance remittance or balance notice",
-                from_party=outgoing,
+                from_party=_outgoing_party(flow),
                 by=plan.total_due.due,
             ),
         )
-
-        # R12: the balance is the outgoing agency's to move within its own limit; a sheet
-        # that came after that limit brings its remittance with it, so the balance is due
-        # by the end of the day the sheet arrived, never at once.
-        balance_due = max(plan.transfer_out_due.due, received_on)
-        settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
-        if not settled:
-            await flow.record(
-                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
-                IncomingStatus.BALANCE_RETURNED,
-                rule="R15",
-                awaiting=None,
-                terminal=True,
-            )
-            return flow.status
-        await flow.record(
-            CaseEventName.CASE_COMPLETED,
-            IncomingStatus.COMPLETED,
-            rule="R14",
-            awaiting=None,
-            terminal=True,
-        )
-        return flow.status
 
     async def _retiree_payout(
         self,
