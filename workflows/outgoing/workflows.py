@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from temporalio import workflow
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.envelope import Envelope
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
+    from domain.limits import CaseDeadlines
     from domain.matching import main_remittance_id
     from domain.vocabulary import CaseEventName, OutgoingStatus
     from workflows.activities import CaseActivities
@@ -58,6 +60,25 @@ CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch", "B
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
 )
+
+
+@dataclass(frozen=True)
+class _TransferredOut:
+    """What a transfer-out leaves the rest of the case: the request it answered (the
+    first or a corrected one), that request's limits, the balance decision, the sheet."""
+
+    cause: Envelope
+    plan: CaseDeadlines
+    decision: BalanceDecision
+    sheet: InformationSheet
+
+
+def _transfer_out_awaited(plan: CaseDeadlines) -> Awaiting:
+    return Awaiting(
+        what="transfer-out by this agency",
+        from_party="outgoing agency",
+        by=plan.transfer_out_due.due,
+    )
 
 
 def outgoing_workflow_id(case_id: str) -> str:
@@ -131,21 +152,29 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     "incoming_region": incoming_region,
                     "policy_version": context.policy_version,
                 },
-                awaiting=Awaiting(
-                    what="transfer-out by this agency",
-                    from_party="outgoing agency",
-                    by=plan.transfer_out_due.due,
-                ),
+                awaiting=_transfer_out_awaited(plan),
                 facts={"policy_version": context.policy_version},
             )
             await flow.decide(flow.deadline_decisions(plan))
+        out = await self._check_and_transfer_out(flow, first, plan, context.policy_version)
+        if isinstance(out, str):  # refused, withdrawn or stopped before transfer-out
+            return out
+        return await self._after_transfer_out(flow, out, incoming_region)
+
+    async def _check_and_transfer_out(
+        self, flow: CaseFlow, first: Envelope, plan: CaseDeadlines, policy_version: str
+    ) -> _TransferredOut | str:
+        """R5-R9, then the transfer-out, again after each corrected request; the case's
+        status when it ended before a transfer-out."""
+        request = first.document_as(TransferRequested)
+        incoming_region = first.from_region
         attempt = 1
         while True:
             if request.by_certificate:  # the first request or a corrected one
                 await self._await_announced_switch(flow)
             facts = await workflow.execute_activity_method(
                 OutgoingActivities.check_transfer_out,
-                CheckRequestInput(case_id=case.case_id, request=request),
+                CheckRequestInput(case_id=flow.case_id, request=request),
                 start_to_close_timeout=QUICK,
                 retry_policy=QUICK_RETRY,
             )
@@ -162,11 +191,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 attempt += 1
                 # R12: this agency's limit runs again from receipt of the corrected request.
                 plan = await flow.replan_transfer_out(flow.today())
-                flow.awaiting = Awaiting(
-                    what="transfer-out by this agency",
-                    from_party="outgoing agency",
-                    by=plan.transfer_out_due.due,
-                )
+                flow.awaiting = _transfer_out_awaited(plan)
                 await flow.decide(flow.deadline_decisions(plan))
                 continue
             stop = self._take_stop(flow)
@@ -176,10 +201,10 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             # now on is answered "too late" (R16: the balance is on its way).
             self._transferring = True
             decision = self._decide(flow, request, facts, incoming_region)
-            await flow.decide([balance_decision(decision, context.policy_version)])
+            await flow.decide([balance_decision(decision, policy_version)])
             sheet = await self._transfer_out(flow, request, decision, facts)
             if sheet is not None:
-                break
+                return _TransferredOut(first, plan, decision, sheet)
             # The records refused the transfer-out and rolled it back: nothing was
             # debited, so a withdrawal is still accepted; a clerk's retry checks again.
             self._transferring = False
@@ -187,19 +212,26 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             if stop is not None:
                 return await self._withdrawn(flow, stop, incoming_region)
 
+    async def _after_transfer_out(
+        self, flow: CaseFlow, out: _TransferredOut, incoming_region: str
+    ) -> str:
+        """The sheet (or certificate) and the balance, then the incoming side's answers."""
+        decision = out.decision
         asyncio.get_running_loop().create_task(self._answer_late_withdrawals(flow, incoming_region))
         notice: Envelope | None = None  # R10/R23: the certificate's, when not delivered yet
         if self._offline is not None:
-            notice = await self._issue_certificate(flow, sheet, decision, incoming_region)
+            notice = await self._issue_certificate(flow, out.sheet, decision, incoming_region)
         else:
             await flow.deliver(
                 flow.envelope(
                     TransferOutCompleted(
-                        info_sheet=sheet, balance_action=decision.action, balance_rule=decision.rule
+                        info_sheet=out.sheet,
+                        balance_action=decision.action,
+                        balance_rule=decision.rule,
                     ),
                     "sheet",
                     incoming_region,
-                    first.message_id,
+                    out.cause.message_id,
                 )
             )
         await flow.refresh_calendar("R13", flow.today(), flow.limits.transfer_in_days)
@@ -217,16 +249,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             },
         )
         self._sheet_delivered = True
-        # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
-        # escalated only when that has run out (not at R14's mark when this side was late).
-        transfer_in_due = flow.transfer_in_deadline(flow.today()).due
-        if self._offline is not None:
-            # R10: the person brings the certificate by the incoming side's date (the whole
-            # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
-            # the incoming agency's own days run from then, and are watched here too.
-            brought_by = max(plan.total_due.due, transfer_in_due)
-            transfer_in_due = flow.transfer_in_deadline(brought_by).due
-        await self._move_balance(flow, decision, incoming_region, first.message_id)
+        transfer_in_due = self._incoming_transfer_in_due(flow, out.plan)
+        await self._move_balance(flow, decision, incoming_region, out.cause.message_id)
         if notice is not None:  # the balance went first: it did not wait for the region
             await flow.deliver(notice)
         if payout_only:  # R21/R5: the retiree stays enrolled here; the record is free again
@@ -245,6 +269,24 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         settled = await self._await_confirmations(
             flow, decision, incoming_region, transfer_in_due, credit_due
         )
+        return await self._end(flow, settled)
+
+    def _incoming_transfer_in_due(self, flow: CaseFlow, plan: CaseDeadlines) -> date:
+        # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
+        # escalated only when that has run out (not at R14's mark when this side was late).
+        transfer_in_due = flow.transfer_in_deadline(flow.today()).due
+        if self._offline is not None:
+            # R10: the person brings the certificate by the incoming side's date (the whole
+            # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
+            # the incoming agency's own days run from then, and are watched here too.
+            brought_by = max(plan.total_due.due, transfer_in_due)
+            transfer_in_due = flow.transfer_in_deadline(brought_by).due
+        return transfer_in_due
+
+    @staticmethod
+    async def _end(flow: CaseFlow, settled: bool) -> str:
+        """R14: the case completes once the incoming side confirmed; R16: a returned
+        balance ends it."""
         if not settled:
             await flow.record(
                 CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
