@@ -52,7 +52,6 @@ LONG_FUNCTIONS = frozenset(
         ("workflows/incoming/workflows.py", "_await_reply"),
         ("workflows/incoming/workflows.py", "_await_certificate"),
         ("workflows/incoming/workflows.py", "_handle_refusal"),
-        ("workflows/incoming/workflows.py", "_settle_balance"),
         ("workflows/outgoing/workflows.py", "_issue_certificate"),
         ("workflows/outgoing/workflows.py", "_await_confirmations"),
         ("contracts/keys.py", "main"),

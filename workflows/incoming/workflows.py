@@ -1056,6 +1056,51 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
     ) -> bool:
         """Receive the balance or its notice; False when a clerk sent the money back. A
         remittance already in the inbox settles at once, whatever the time (no escalation)."""
+        notice = await self._balance_notice(flow, completed, balance_due, outgoing_region)
+        if notice.type == "BalancePaidToBank":
+            paid = notice.document_as(BalancePaidToBank)
+            await flow.record(
+                CaseEventName.BALANCE_PAID_TO_BANK,
+                rule=paid.rule,
+                detail={
+                    "remittance_id": paid.remittance_id,
+                    "amount_fen": paid.amount_fen,
+                    "account_last4": paid.account_last4,
+                },
+            )
+            return True
+        if notice.type == "BalanceNotTransferred":
+            kept = notice.document_as(BalanceNotTransferred)
+            await flow.record(
+                CaseEventName.BALANCE_NOT_TRANSFERRED,
+                rule=kept.rule,
+                detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
+            )
+            return True
+        remitted = notice.document_as(BalanceRemitted)
+        expected = completed.info_sheet.balance_fen
+        # R15: a mismatch goes to a clerk, never an automatic credit.
+        if not remittance_matches_sheet(amount_fen=remitted.amount_fen, sheet_balance_fen=expected):
+            credit = await self._resolve_mismatch(flow, remitted, expected, notice, outgoing_region)
+            if not credit:
+                return False
+        await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
+        await flow.record(
+            CaseEventName.BALANCE_CREDITED,
+            rule="R15",
+            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
+        )
+        return True
+
+    async def _balance_notice(
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        balance_due: date,
+        outgoing_region: str,
+    ) -> Envelope:
+        """The case's balance notice: escalated when none came by ``balance_due`` (R12);
+        one that does not match the sheet is held for a clerk (R15)."""
         notice = await flow.wait_for(BALANCE_TYPES, end_of_day(balance_due))
         if notice is None:
             days = flow.limits.transfer_out_days
@@ -1089,87 +1134,68 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             notice = await flow.wait_for(BALANCE_TYPES, None)
             assert notice is not None
-        if notice.type == "BalancePaidToBank":
-            paid = notice.document_as(BalancePaidToBank)
-            await flow.record(
-                CaseEventName.BALANCE_PAID_TO_BANK,
-                rule=paid.rule,
-                detail={
-                    "remittance_id": paid.remittance_id,
-                    "amount_fen": paid.amount_fen,
-                    "account_last4": paid.account_last4,
-                },
-            )
-            return True
-        if notice.type == "BalanceNotTransferred":
-            kept = notice.document_as(BalanceNotTransferred)
-            await flow.record(
-                CaseEventName.BALANCE_NOT_TRANSFERRED,
-                rule=kept.rule,
-                detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
-            )
-            return True
-        remitted = notice.document_as(BalanceRemitted)
-        expected = completed.info_sheet.balance_fen
-        # R15: a mismatch goes to a clerk, never an automatic credit.
-        if not remittance_matches_sheet(amount_fen=remitted.amount_fen, sheet_balance_fen=expected):
-            await flow.deliver(
-                flow.envelope(
-                    BalanceMismatch(
-                        remittance_id=remitted.remittance_id,
-                        expected_fen=expected,
-                        received_fen=remitted.amount_fen,
-                    ),
-                    f"mismatch-{remitted.remittance_id}",
-                    outgoing_region,
-                    notice.message_id,
-                )
-            )
-            flow.escalated = True
-            await flow.record(
-                CaseEventName.BALANCE_MISMATCH,
-                IncomingStatus.BALANCE_MISMATCH,
-                rule="R15",
-                detail={
-                    "remittance_id": remitted.remittance_id,
-                    "expected_fen": expected,
-                    "received_fen": remitted.amount_fen,
-                },
-                awaiting=Awaiting(
-                    what="a clerk's decision on the amount mismatch",
-                    from_party="incoming agency clerk",
+        return notice
+
+    async def _resolve_mismatch(
+        self,
+        flow: CaseFlow,
+        remitted: BalanceRemitted,
+        expected: int,
+        notice: Envelope,
+        outgoing_region: str,
+    ) -> bool:
+        """R15: a clerk decides; True to credit what arrived, False when it went back."""
+        await flow.deliver(
+            flow.envelope(
+                BalanceMismatch(
+                    remittance_id=remitted.remittance_id,
+                    expected_fen=expected,
+                    received_fen=remitted.amount_fen,
                 ),
+                f"mismatch-{remitted.remittance_id}",
+                outgoing_region,
+                notice.message_id,
             )
-            await workflow.wait_condition(lambda: self._resolution is not None)
-            assert self._resolution is not None
-            await flow.record(
-                CaseEventName.MISMATCH_RESOLVED,
-                rule="R15",
-                detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
-            )
-            if self._resolution.decision == "return_to_sender":
-                # R15/R16: never credited, never lost: the outgoing agency restores it.
-                await flow.deliver(
-                    flow.envelope(
-                        BalanceReturned(
-                            remittance_id=remitted.remittance_id,
-                            amount_fen=remitted.amount_fen,
-                            reason=self._resolution.note or "returned after an amount mismatch",
-                            returned_on=flow.today(),
-                        ),
-                        f"return-{remitted.remittance_id}",
-                        outgoing_region,
-                        notice.message_id,
-                    )
-                )
-                return False
-        await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
-        await flow.record(
-            CaseEventName.BALANCE_CREDITED,
-            rule="R15",
-            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )
-        return True
+        flow.escalated = True
+        await flow.record(
+            CaseEventName.BALANCE_MISMATCH,
+            IncomingStatus.BALANCE_MISMATCH,
+            rule="R15",
+            detail={
+                "remittance_id": remitted.remittance_id,
+                "expected_fen": expected,
+                "received_fen": remitted.amount_fen,
+            },
+            awaiting=Awaiting(
+                what="a clerk's decision on the amount mismatch",
+                from_party="incoming agency clerk",
+            ),
+        )
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        assert self._resolution is not None
+        await flow.record(
+            CaseEventName.MISMATCH_RESOLVED,
+            rule="R15",
+            detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
+        )
+        if self._resolution.decision != "return_to_sender":
+            return True
+        # R15/R16: never credited, never lost: the outgoing agency restores it.
+        await flow.deliver(
+            flow.envelope(
+                BalanceReturned(
+                    remittance_id=remitted.remittance_id,
+                    amount_fen=remitted.amount_fen,
+                    reason=self._resolution.note or "returned after an amount mismatch",
+                    returned_on=flow.today(),
+                ),
+                f"return-{remitted.remittance_id}",
+                outgoing_region,
+                notice.message_id,
+            )
+        )
+        return False
 
 
 async def credit_and_confirm(
