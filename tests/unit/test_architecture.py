@@ -53,7 +53,6 @@ LONG_FUNCTIONS = frozenset(
         ("workflows/incoming/workflows.py", "_await_certificate"),
         ("workflows/incoming/workflows.py", "_handle_refusal"),
         ("workflows/outgoing/workflows.py", "_issue_certificate"),
-        ("workflows/outgoing/workflows.py", "_await_confirmations"),
         ("contracts/keys.py", "main"),
         ("domain/eligibility.py", "check_transfer_out"),
         ("domain/balance.py", "decide_balance"),

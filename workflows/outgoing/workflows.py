@@ -654,62 +654,11 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     detail={"message_id": document.message_id},
                 )
             elif document.type == "BalanceCredited":
-                confirmed = document.document_as(BalanceCredited)
-                if (
-                    decision.action != "remit"
-                    or confirmed.remittance_id != main_remittance_id(flow.case_id)
-                    or confirmed.amount_fen != decision.amount_fen
-                ):
-                    # R15: a confirmation of another remittance or amount settles nothing.
-                    await flow.escalate(
-                        "confirmation",
-                        "CREDIT_DOES_NOT_MATCH_REMITTANCE",
-                        None,
-                        "A credit confirmation does not match this case's remittance.",
-                        "入账确认与本案划转不符，请经办人员核查。",
-                        rule="R15",
-                    )
-                    continue
-                credited = True
-                await flow.record(
-                    CaseEventName.BALANCE_CREDIT_CONFIRMED,
-                    rule="R15",
-                    detail={"message_id": document.message_id},
-                )
+                if await self._credit_confirmed(flow, decision, document):
+                    credited = True
             elif document.type == "BalanceReturned":
-                back = document.document_as(BalanceReturned)
-                # R16: the returned money goes back to the old account, never lost; only
-                # this agency's own debit of this case, by its own amount.
-                restored: int = await workflow.execute_activity_method(
-                    OutgoingActivities.restore_returned_balance,
-                    ReturnInput(
-                        case_id=flow.case_id,
-                        remittance_id=back.remittance_id,
-                        amount_fen=back.amount_fen,
-                    ),
-                    start_to_close_timeout=QUICK,
-                    retry_policy=PATIENT_RETRY,
-                )
-                if restored != back.amount_fen:
-                    await flow.escalate(
-                        "balance",
-                        "RETURN_DOES_NOT_MATCH_DEBIT",
-                        None,
-                        "A balance return does not match this case's own debit; a clerk checks it.",
-                        "退回金额与本案转出扣减不符，请经办人员核查。",
-                        rule="R16",
-                    )
-                    if restored == 0:
-                        continue  # not this case's money: nothing restored, keep waiting
-                credited = returned = True
-                await flow.escalate(
-                    "balance",
-                    "BALANCE_RETURNED",
-                    None,
-                    "The incoming agency returned the balance after a mismatch; a clerk decides how to pay it.",
-                    "转入地因金额不符退回余额，已恢复至原账户，请经办人员处理。",
-                    rule="R16",
-                )
+                if await self._balance_returned(flow, document):
+                    credited = returned = True
             else:
                 mismatch = document.document_as(BalanceMismatch)
                 flow.escalated = True
@@ -723,6 +672,71 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     },
                 )
         return not returned
+
+    @staticmethod
+    async def _credit_confirmed(
+        flow: CaseFlow, decision: BalanceDecision, document: Envelope
+    ) -> bool:
+        """R15: whether the confirmation is of this case's remittance and amount (one that
+        is not settles nothing and is escalated)."""
+        confirmed = document.document_as(BalanceCredited)
+        if (
+            decision.action != "remit"
+            or confirmed.remittance_id != main_remittance_id(flow.case_id)
+            or confirmed.amount_fen != decision.amount_fen
+        ):
+            await flow.escalate(
+                "confirmation",
+                "CREDIT_DOES_NOT_MATCH_REMITTANCE",
+                None,
+                "A credit confirmation does not match this case's remittance.",
+                "入账确认与本案划转不符，请经办人员核查。",
+                rule="R15",
+            )
+            return False
+        await flow.record(
+            CaseEventName.BALANCE_CREDIT_CONFIRMED,
+            rule="R15",
+            detail={"message_id": document.message_id},
+        )
+        return True
+
+    @staticmethod
+    async def _balance_returned(flow: CaseFlow, document: Envelope) -> bool:
+        """R16: the returned money goes back to the old account, never lost; only this
+        agency's own debit of this case, by its own amount. False when nothing of this
+        case was restored (the case keeps waiting)."""
+        back = document.document_as(BalanceReturned)
+        restored: int = await workflow.execute_activity_method(
+            OutgoingActivities.restore_returned_balance,
+            ReturnInput(
+                case_id=flow.case_id,
+                remittance_id=back.remittance_id,
+                amount_fen=back.amount_fen,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        if restored != back.amount_fen:
+            await flow.escalate(
+                "balance",
+                "RETURN_DOES_NOT_MATCH_DEBIT",
+                None,
+                "A balance return does not match this case's own debit; a clerk checks it.",
+                "退回金额与本案转出扣减不符，请经办人员核查。",
+                rule="R16",
+            )
+            if restored == 0:
+                return False  # not this case's money: nothing restored, keep waiting
+        await flow.escalate(
+            "balance",
+            "BALANCE_RETURNED",
+            None,
+            "The incoming agency returned the balance after a mismatch; a clerk decides how to pay it.",
+            "转入地因金额不符退回余额，已恢复至原账户，请经办人员处理。",
+            rule="R16",
+        )
+        return True
 
     @staticmethod
     async def _confirmation_overdue(
