@@ -826,25 +826,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             flow.transfer_in_deadline(flow.today()).due,
         )
         if notice is not None:
-            issued = notice.document_as(InsuranceCertificateIssued)
-            flow.deadlines["certificate_due"] = due
-            await flow.record(
-                CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
-                IncomingStatus.OFFLINE_CERTIFICATE_ISSUED,
-                rule="R10",
-                detail={
-                    "certificate_number": issued.certificate_number,
-                    "message_id": notice.message_id,
-                    "balance_action": issued.balance_action,
-                    "balance_rule": issued.balance_rule,
-                },
-                awaiting=Awaiting(
-                    what="the person to bring the insurance certificate",
-                    from_party="the insured person",
-                    by=due,
-                ),
-                facts={"stop": "offline_certificate_issued"},
-            )
+            await self._record_certificate_issued(flow, notice, due)
         escalated = notice is None  # brought already: nothing to escalate
 
         def ready() -> bool:
@@ -871,39 +853,67 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     rule="R23",
                 )
                 continue
-            certificate = load.envelope.document_as(InsuranceCertificate)
-            verified: bool = await workflow.execute_activity_method(
-                IncomingActivities.certificate_verified,
-                LoadedCertificateInput(
-                    case_id=flow.case_id,
-                    certificate_number=certificate.certificate_number,
-                    certificate=certificate.model_dump(mode="json"),
-                ),
-                start_to_close_timeout=QUICK,
-                retry_policy=QUICK_RETRY,
+            if await self._take_certificate(flow, load):
+                return load.envelope
+
+    @staticmethod
+    async def _record_certificate_issued(flow: CaseFlow, notice: Envelope, due: date) -> None:
+        issued = notice.document_as(InsuranceCertificateIssued)
+        flow.deadlines["certificate_due"] = due
+        await flow.record(
+            CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
+            IncomingStatus.OFFLINE_CERTIFICATE_ISSUED,
+            rule="R10",
+            detail={
+                "certificate_number": issued.certificate_number,
+                "message_id": notice.message_id,
+                "balance_action": issued.balance_action,
+                "balance_rule": issued.balance_rule,
+            },
+            awaiting=Awaiting(
+                what="the person to bring the insurance certificate",
+                from_party="the insured person",
+                by=due,
+            ),
+            facts={"stop": "offline_certificate_issued"},
+        )
+
+    async def _take_certificate(self, flow: CaseFlow, load: CertificateLoad) -> bool:
+        """R10: go on with a loaded certificate once its verification is found (True);
+        one that reached the case around the API is escalated and not loaded."""
+        certificate = load.envelope.document_as(InsuranceCertificate)
+        verified: bool = await workflow.execute_activity_method(
+            IncomingActivities.certificate_verified,
+            LoadedCertificateInput(
+                case_id=flow.case_id,
+                certificate_number=certificate.certificate_number,
+                certificate=certificate.model_dump(mode="json"),
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        if not verified:  # not through the API: nothing is loaded from it
+            await flow.escalate(
+                "transfer_in",
+                "CERTIFICATE_NOT_VERIFIED",
+                None,
+                "An insurance certificate reached the case without the API's check; it "
+                "is not loaded.",
+                "参保凭证未经核验，不予导入。",
+                rule="R10",
             )
-            if not verified:  # not through the API: nothing is loaded from it
-                await flow.escalate(
-                    "transfer_in",
-                    "CERTIFICATE_NOT_VERIFIED",
-                    None,
-                    "An insurance certificate reached the case without the API's check; it "
-                    "is not loaded.",
-                    "参保凭证未经核验，不予导入。",
-                    rule="R10",
-                )
-                continue
-            self._certificate_taken = True
-            detail: dict[str, AuditValue] = {
-                "certificate_number": certificate.certificate_number,
-                "message_id": load.envelope.message_id,
-                "clerk": load.clerk,
-                "signature": "verified",
-            }
-            if load.reason:
-                detail["reason"] = load.reason
-            await flow.record(CaseEventName.INSURANCE_CERTIFICATE_LOADED, rule="R10", detail=detail)
-            return load.envelope
+            return False
+        self._certificate_taken = True
+        detail: dict[str, AuditValue] = {
+            "certificate_number": certificate.certificate_number,
+            "message_id": load.envelope.message_id,
+            "clerk": load.clerk,
+            "signature": "verified",
+        }
+        if load.reason:
+            detail["reason"] = load.reason
+        await flow.record(CaseEventName.INSURANCE_CERTIFICATE_LOADED, rule="R10", detail=detail)
+        return True
 
     async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
         """The outgoing agency accepted the stop: nothing was transferred out."""
