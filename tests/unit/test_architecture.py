@@ -50,7 +50,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/outgoing_agency/records.py", "_transfer_out"),
         ("services/outgoing_agency/app.py", "create_app"),
         ("workflows/incoming/workflows.py", "_await_reply"),
-        ("workflows/incoming/workflows.py", "_handle_refusal"),
         ("workflows/outgoing/workflows.py", "_issue_certificate"),
         ("contracts/keys.py", "main"),
         ("domain/eligibility.py", "check_transfer_out"),

@@ -1021,6 +1021,13 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 )
         if self._stop is not None:
             return None
+        return await self._take_correction(flow, codes, rules, rule)
+
+    async def _take_correction(
+        self, flow: CaseFlow, codes: str, rules: str, rule: str
+    ) -> TransferRequested | None:
+        """The correction the window brought, recorded with who submitted it; None when
+        the window closed without one (the refusal is final)."""
         if self._correction is None:
             await flow.record(
                 CaseEventName.CORRECTION_WINDOW_EXPIRED,
