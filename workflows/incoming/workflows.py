@@ -712,17 +712,24 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     return None
                 await self._stop_refused_too_late(flow, document, answer)
                 continue
-            if document.type == "TransferRefused" and self._stop_sent and not self._stop_refused:
-                refusal = document.document_as(TransferRefused)
-                if all(r.soft for r in refusal.reasons) and refusal.correctable_until:
-                    # Crossed with our stop: the outgoing agency accepts the stop next.
-                    await flow.record(
-                        CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
-                        rule=_lowest_rule(refusal),
-                        detail={"codes": _codes(refusal), "message_id": document.message_id},
-                    )
-                    continue
+            if await self._refusal_crossed_stop(flow, document):
+                continue
             return document
+
+    async def _refusal_crossed_stop(self, flow: CaseFlow, document: Envelope) -> bool:
+        """A soft refusal that crossed with our stop: recorded, and the case waits on (the
+        outgoing agency accepts the stop next)."""
+        if document.type != "TransferRefused" or not self._stop_sent or self._stop_refused:
+            return False
+        refusal = document.document_as(TransferRefused)
+        if not (all(r.soft for r in refusal.reasons) and refusal.correctable_until):
+            return False
+        await flow.record(
+            CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
+            rule=_lowest_rule(refusal),
+            detail={"codes": _codes(refusal), "message_id": document.message_id},
+        )
+        return True
 
     async def _remind_or_escalate(
         self, flow: CaseFlow, stage: str, due: date, outgoing_region: str, attempt: int
