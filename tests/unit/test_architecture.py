@@ -49,7 +49,6 @@ LONG_FUNCTIONS = frozenset(
         ("services/cli/bulk.py", "_row"),
         ("services/outgoing_agency/records.py", "_transfer_out"),
         ("services/outgoing_agency/app.py", "create_app"),
-        ("workflows/outgoing/workflows.py", "_issue_certificate"),
         ("contracts/keys.py", "main"),
         ("domain/eligibility.py", "check_transfer_out"),
         ("domain/balance.py", "decide_balance"),

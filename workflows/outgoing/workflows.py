@@ -454,20 +454,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         after the balance, which does not wait for that region (R19)."""
         stop = self._offline
         assert stop is not None
-        certificate = InsuranceCertificate(
-            certificate_number=certificate_number(flow.region, flow.case_id),
-            issued_on=flow.today(),
-            to_region=incoming_region,
-            info_sheet=sheet,
-            balance_action=decision.action,
-            balance_rule=decision.rule,
-        )
-        await workflow.execute_activity_method(
-            CertificateActivities.issue_insurance_certificate,
-            flow.envelope(certificate, "certificate", incoming_region, stop.message_id),
-            start_to_close_timeout=QUICK,
-            retry_policy=PATIENT_RETRY,
-        )
+        certificate = await self._sign_certificate(flow, sheet, decision, incoming_region, stop)
         notice = flow.envelope(
             InsuranceCertificateIssued(
                 certificate_number=certificate.certificate_number,
@@ -504,6 +491,31 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             ),
         )
         return None if connected else notice
+
+    @staticmethod
+    async def _sign_certificate(
+        flow: CaseFlow,
+        sheet: InformationSheet,
+        decision: BalanceDecision,
+        incoming_region: str,
+        switch: Envelope,
+    ) -> InsuranceCertificate:
+        """The case's insurance certificate, signed and kept by the issuing activity."""
+        certificate = InsuranceCertificate(
+            certificate_number=certificate_number(flow.region, flow.case_id),
+            issued_on=flow.today(),
+            to_region=incoming_region,
+            info_sheet=sheet,
+            balance_action=decision.action,
+            balance_rule=decision.rule,
+        )
+        await workflow.execute_activity_method(
+            CertificateActivities.issue_insurance_certificate,
+            flow.envelope(certificate, "certificate", incoming_region, switch.message_id),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        return certificate
 
     async def _answer_late_withdrawals(self, flow: CaseFlow, incoming_region: str) -> None:
         """After transfer-out a withdrawal is refused as too late, with the reason; the
