@@ -26,15 +26,9 @@ from services.incoming_agency.tables import INCOMING_TABLES
 from services.outgoing_agency.inbox import record_case
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import OUTGOING_TABLES
-from workflows.types import (
-    Awaiting,
-    CaseEvent,
-    CheckRequestInput,
-    CreditInput,
-    Side,
-    TransferInInput,
-    TransferOutInput,
-)
+from workflows.incoming.types import CreditInput, TransferInInput
+from workflows.outgoing.types import CheckRequestInput, TransferOutInput
+from workflows.types import Awaiting, CaseEvent, Side
 
 # (event, status, terminal) per side, as the workflows record them on the happy R18 path.
 INCOMING_EVENTS = [

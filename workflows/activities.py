@@ -1,44 +1,29 @@
-"""Activities: thin adapters from workflow steps to the ports. Every one is idempotent
-(keyed by event_key, message_id or remittance_id) because Temporal runs activities at
-least once."""
+"""Activities both sides share (the timeline and audit trail, delivery, the case context)
+and the failures every side's activities raise. Thin adapters from workflow steps to the
+ports; every one is idempotent (keyed by event_key, message_id or remittance_id) because
+Temporal runs activities at least once. Each side's own activities are in
+workflows/incoming|outgoing/activities.py.
+
+The ports are synchronous (SQL sessions, file reads, signing), so every activity here and
+on both sides calls them through ``asyncio.to_thread``: the worker's event loop keeps
+polling, heartbeating and running other activities while a query waits for a lock. The
+activities stay ``async def`` rather than plain ``def`` on an activity executor because
+the worker configures none and the shared ones await the async Kafka publisher between
+two port calls; one way for all of them."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import date, datetime
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from contracts.documents import InformationSheet
 from contracts.envelope import Envelope
 from workflows.clock import CHINA_TZ
-from workflows.ports import (
-    CaseStore,
-    CertificateStore,
-    Connectivity,
-    ContextSource,
-    DocumentPublisher,
-    IncomingRecords,
-    OutgoingRecords,
-    Signer,
-    VerifiedDocuments,
-)
-from workflows.types import (
-    BankPayoutInput,
-    BankPayoutResult,
-    CaseContext,
-    CaseEvent,
-    CheckRequestInput,
-    CreditInput,
-    LoadContextInput,
-    LoadedCertificateInput,
-    ResidualInput,
-    ReturnInput,
-    TransferInInput,
-    TransferInResult,
-    TransferOutFacts,
-    TransferOutInput,
-)
+from workflows.ports import CaseStore, Connectivity, ContextSource, DocumentPublisher, Signer
+from workflows.types import CaseContext, CaseEvent, LoadContextInput
 
 REGION_NOT_CONNECTED = "RegionNotConnected"
 
@@ -59,10 +44,13 @@ class CaseActivities:
         self._signer = signer
         self._connectivity = connectivity
         self._context = context
+        # The context source re-reads its policy and calendar files when they change and
+        # records the versions it loaded: one load at a time, as when loads ran on the loop.
+        self._loading = threading.Lock()
 
     @activity.defn(name="record_case_event")
     async def record_case_event(self, event: CaseEvent) -> None:
-        record = self._store.append_event(event)
+        record = await asyncio.to_thread(self._store.append_event, event)
         # Publish even when the row existed: the earlier attempt may have died between
         # its commit and its publish. The audit consumer de-duplicates by (case, sequence).
         if record is not None:
@@ -76,12 +64,12 @@ class CaseActivities:
 
     @activity.defn(name="region_connected")
     async def region_connected(self, region: str) -> bool:
-        return self._connectivity.is_connected(region, _today())
+        return await asyncio.to_thread(self._connectivity.is_connected, region, _today())
 
     @activity.defn(name="require_region_connected")
     async def require_region_connected(self, region: str) -> None:
         # R23: fails retryably until the region is live; Temporal's backoff is the wait.
-        if not self._connectivity.is_connected(region, _today()):
+        if not await asyncio.to_thread(self._connectivity.is_connected, region, _today()):
             raise ApplicationError(
                 f"region {region} is not connected to the platform", type=REGION_NOT_CONNECTED
             )
@@ -90,7 +78,8 @@ class CaseActivities:
     async def deliver_document(self, envelope: Envelope) -> str:
         # R23: a region that is not connected cannot receive platform documents; fail
         # retryably so Temporal retries with backoff until the region goes live.
-        if not self._connectivity.is_connected(envelope.to_region, _today()):
+        connected = self._connectivity.is_connected
+        if not await asyncio.to_thread(connected, envelope.to_region, _today()):
             raise ApplicationError(
                 f"region {envelope.to_region} is not connected to the platform",
                 type=REGION_NOT_CONNECTED,
@@ -101,24 +90,26 @@ class CaseActivities:
         sent = envelope.model_copy(
             update={"sent_at": activity.info().current_attempt_scheduled_time}
         )
-        signed = self._signer.sign(sent)
+        signed = await asyncio.to_thread(self._signer.sign, sent)
         await self._publisher.publish_document(signed)
         # Sent until received: the resend sweep sends it again until its receipt.
-        self._store.record_sent(signed)
+        await asyncio.to_thread(self._store.record_sent, signed)
         return envelope.message_id
 
     @activity.defn(name="load_case_context")
     async def load_case_context(self, request: LoadContextInput) -> CaseContext:
-        return self._context.load(request)
+        return await asyncio.to_thread(self._load_context, request)
+
+    def _load_context(self, request: LoadContextInput) -> CaseContext:
+        with self._loading:
+            return self._context.load(request)
 
 
 DOMAIN_ERROR = "DomainError"
-
-
 UNVERIFIED_DOCUMENT = "UnverifiedDocument"
 
 
-def _unverified(case_id: str, what: str) -> ApplicationError:
+def unverified_document(case_id: str, what: str) -> ApplicationError:
     """Money is moved only on a document whose signature the inbound path verified: a
     request or remittance that reached the workflow any other way (a signal sent to
     Temporal directly) moves nothing; not retried, so the case is escalated."""
@@ -129,113 +120,11 @@ def _unverified(case_id: str, what: str) -> ApplicationError:
     )
 
 
-def _domain_error(error: Exception) -> ApplicationError:
+def domain_error(error: Exception) -> ApplicationError:
     """A records error no retry can fix (a vanished record, a lost claim, a changed
     balance): not retried, so the workflow escalates it (CaseFlow.step). The message
     names the case, never the person."""
     return ApplicationError(str(error)[:200], type=DOMAIN_ERROR, non_retryable=True)
-
-
-class OutgoingActivities:
-    def __init__(self, records: OutgoingRecords, verified: VerifiedDocuments) -> None:
-        self._records = records
-        self._verified = verified
-
-    @activity.defn(name="check_transfer_out")
-    async def check_transfer_out(self, request: CheckRequestInput) -> TransferOutFacts:
-        return self._records.check_request(request)
-
-    @activity.defn(name="transfer_out")
-    async def transfer_out(self, request: TransferOutInput) -> InformationSheet:
-        if not self._verified.has_verified(
-            request.case_id, "TransferRequested", request.request.model_dump(mode="json")
-        ):
-            raise _unverified(request.case_id, "transfer request")
-        try:
-            return self._records.transfer_out(request)
-        except (LookupError, ValueError) as error:
-            raise _domain_error(error) from None
-
-    @activity.defn(name="was_transferred_out")
-    async def was_transferred_out(self, case_id: str) -> bool:
-        return self._records.was_transferred_out(case_id)
-
-    @activity.defn(name="release_enrolment_claim")
-    async def release_enrolment_claim(self, case_id: str) -> None:
-        """R5: the case ended without a transfer-out; the enrolment is free again."""
-        self._records.release_claim(case_id)
-
-    @activity.defn(name="pay_balance_to_bank")
-    async def pay_balance_to_bank(self, request: BankPayoutInput) -> BankPayoutResult:
-        return self._records.pay_to_bank(request)
-
-    @activity.defn(name="restore_returned_balance")
-    async def restore_returned_balance(self, request: ReturnInput) -> int:
-        """The amount restored: this agency's own debit for the remittance, whatever the
-        other agency claims to return (0 when there is no such debit, or when no verified
-        return names the remittance)."""
-        if not self._verified.has_verified(
-            request.case_id, "BalanceReturned", {"remittance_id": request.remittance_id}
-        ):
-            return 0
-        return self._records.restore_returned(request)
-
-    @activity.defn(name="post_residual_remittance")
-    async def post_residual_remittance(self, request: ResidualInput) -> str:
-        return self._records.post_residual(request)
-
-
-class CertificateActivities:
-    """R10/R23: the outgoing agency's insurance certificate, signed with its region's key
-    like the platform documents and kept for printing."""
-
-    def __init__(self, signer: Signer, certificates: CertificateStore) -> None:
-        self._signer = signer
-        self._certificates = certificates
-
-    @activity.defn(name="issue_insurance_certificate")
-    async def issue_insurance_certificate(self, envelope: Envelope) -> str:
-        """Sign and keep the case's certificate once; a retry, or a second call for the
-        case, finds the one kept. Returns its message id (the certificate is not a
-        workflow's to hand out: the print route reads it)."""
-        kept = self._certificates.issued(envelope.case_id)
-        if kept is None:
-            # Signed with the time it is issued, from Temporal (workflow time in tests).
-            issued = envelope.model_copy(
-                update={"sent_at": activity.info().current_attempt_scheduled_time}
-            )
-            kept = self._certificates.keep_issued(self._signer.sign(issued))
-        return kept.message_id
-
-
-class IncomingActivities:
-    def __init__(self, records: IncomingRecords, verified: VerifiedDocuments) -> None:
-        self._records = records
-        self._verified = verified
-
-    @activity.defn(name="certificate_verified")
-    async def certificate_verified(self, request: LoadedCertificateInput) -> bool:
-        """R10/R23: whether the API verified this insurance certificate of the case (a
-        certificate signalled to Temporal any other way is not gone on with)."""
-        return self._verified.has_verified(
-            request.case_id,
-            "InsuranceCertificate",
-            {**request.certificate, "certificate_number": request.certificate_number},
-        )
-
-    @activity.defn(name="complete_transfer_in")
-    async def complete_transfer_in(self, request: TransferInInput) -> TransferInResult:
-        return self._records.complete_transfer_in(request)
-
-    @activity.defn(name="credit_balance")
-    async def credit_balance(self, request: CreditInput) -> None:
-        remittance = {"remittance_id": request.remittance_id, "amount_fen": request.amount_fen}
-        if not self._verified.has_verified(request.case_id, "BalanceRemitted", remittance):
-            raise _unverified(request.case_id, "remittance")
-        try:
-            self._records.credit(request)
-        except LookupError as error:
-            raise _domain_error(error) from None
 
 
 def _today() -> date:

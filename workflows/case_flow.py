@@ -513,20 +513,25 @@ class CaseFlow:
             ),
         )
         escalate_on = self.not_connected_escalation(self.today()).due
+        if not await self._wait_until_connected(region, escalate_on, interruptible):
+            return True
+        self.status, self.awaiting = previous
+        await self.record(
+            CaseEventName.REGION_CONNECTED,
+            rule="R23",
+            detail={"region": region, "document": document},
+        )
+        return True
+
+    async def _wait_until_connected(
+        self, region: str, escalate_on: date, interruptible: bool
+    ) -> bool:
+        """The R23 wait itself: True once ``region`` is live, False when the case was
+        interrupted. Escalated once, on ``escalate_on``; a clerk's retry checks at once."""
         escalate_at = end_of_day(escalate_on)
         escalated = False
         while True:
-            # Temporal's retry backoff is the wait: the activity fails until the region is
-            # live, and retries add no history events however long it takes.
-            handle = workflow.start_activity_method(
-                CaseActivities.require_region_connected,
-                region,
-                start_to_close_timeout=QUICK,
-                retry_policy=self._delivery_retry(),
-                # A clerk's "check now" starts a fresh check at once; the one in backoff
-                # is simply dropped (it has no effect but an answer).
-                cancellation_type=ActivityCancellationType.ABANDON,
-            )
+            handle = self._check_region(region)
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     partial(self._woken, handle, interruptible),
@@ -534,12 +539,12 @@ class CaseFlow:
                 )
             if handle.done():
                 await handle
-                break
+                return True
             handle.cancel()
             with contextlib.suppress(ActivityError, asyncio.CancelledError):
                 await handle
             if interruptible and self.interrupted:
-                return True
+                return False
             if self.retry_requested is not None:
                 action, self.retry_requested = self.retry_requested, None
                 await self.record(
@@ -557,13 +562,19 @@ class CaseFlow:
                 f"地区{region}仍未接入平台，经办人员可改用线下渠道。",
                 rule="R23",
             )
-        self.status, self.awaiting = previous
-        await self.record(
-            CaseEventName.REGION_CONNECTED,
-            rule="R23",
-            detail={"region": region, "document": document},
+
+    def _check_region(self, region: str) -> workflow.ActivityHandle[None]:
+        # Temporal's retry backoff is the wait: the activity fails until the region is
+        # live, and retries add no history events however long it takes.
+        return workflow.start_activity_method(
+            CaseActivities.require_region_connected,
+            region,
+            start_to_close_timeout=QUICK,
+            retry_policy=self._delivery_retry(),
+            # A clerk's "check now" starts a fresh check at once; the one in backoff
+            # is simply dropped (it has no effect but an answer).
+            cancellation_type=ActivityCancellationType.ABANDON,
         )
-        return True
 
     async def deliver(self, envelope: Envelope, *, region_checked: bool = False) -> bool:
         """Deliver a document (after the R23 wait for its region unless the caller did

@@ -1,28 +1,15 @@
-"""Ports the activities depend on. Services wire real adapters (SQL, Kafka, keys);
-workflow tests register fakes under the same activity names."""
+"""Ports both sides' activities depend on; each side's records ports sit beside its
+activities (workflows/incoming|outgoing/activities.py). Services wire real adapters (SQL,
+Kafka, keys); workflow tests register fakes under the same activity names."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any, Protocol
 
-from contracts.documents import AuditRecord, InformationSheet
+from contracts.documents import AuditRecord
 from contracts.envelope import Envelope
-from workflows.types import (
-    BankPayoutInput,
-    BankPayoutResult,
-    CaseContext,
-    CaseEvent,
-    CheckRequestInput,
-    CreditInput,
-    LoadContextInput,
-    ResidualInput,
-    ReturnInput,
-    TransferInInput,
-    TransferInResult,
-    TransferOutFacts,
-    TransferOutInput,
-)
+from workflows.types import CaseContext, CaseEvent, LoadContextInput
 
 
 class CaseStore(Protocol):
@@ -57,36 +44,3 @@ class Connectivity(Protocol):
 
 class ContextSource(Protocol):
     def load(self, request: LoadContextInput) -> CaseContext: ...
-
-
-class OutgoingRecords(Protocol):
-    def check_request(self, request: CheckRequestInput) -> TransferOutFacts: ...
-
-    def transfer_out(self, request: TransferOutInput) -> InformationSheet: ...
-
-    def pay_to_bank(self, request: BankPayoutInput) -> BankPayoutResult: ...
-
-    def post_residual(self, request: ResidualInput) -> str: ...
-
-    def restore_returned(self, request: ReturnInput) -> int: ...
-
-    def release_claim(self, case_id: str) -> None: ...
-
-    def was_transferred_out(self, case_id: str) -> bool: ...
-
-
-class IncomingRecords(Protocol):
-    def complete_transfer_in(self, request: TransferInInput) -> TransferInResult: ...
-
-    def credit(self, request: CreditInput) -> None: ...
-
-
-class CertificateStore(Protocol):
-    """R10/R23: the insurance certificates this agency issued, kept signed for printing
-    (the person carries them; the platform never sends them)."""
-
-    def issued(self, case_id: str) -> Envelope | None:
-        """The case's certificate as it was signed, or None."""
-
-    def keep_issued(self, envelope: Envelope) -> Envelope:
-        """Keep a signed certificate once per case; return the one kept (the first)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
 
@@ -28,6 +28,11 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # pysqlite would BEGIN only before the first INSERT/UPDATE/DELETE, so a read
+            # before it sat outside the transaction and a read-then-write could overwrite
+            # another connection's commit. SQLAlchemy's documented recipe: the driver
+            # begins nothing, _begin_immediate below does.
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             # WAL lets the API read while the worker writes; busy_timeout waits for a lock
             # instead of failing at once.
@@ -36,6 +41,22 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _begin_immediate(
+            connection: Connection, cursor: Any, statement: str, *_args: Any
+        ) -> None:
+            # Each transaction begins IMMEDIATE, before its first statement: that takes the
+            # write lock at once, waiting up to busy_timeout. A deferred transaction that
+            # read and then writes after another connection committed fails at once with
+            # "database is locked" (a WAL snapshot cannot be upgraded; busy_timeout does not
+            # apply), and the worker runs activities in threads, so read-then-write
+            # transactions of one process overlap. A transaction that begins itself
+            # (migrate.py's lock) is left to do so.
+            if connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                return
+            if not statement.lstrip().upper().startswith("BEGIN"):
+                cursor.execute("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)

@@ -24,7 +24,7 @@ from services.common.bootstrap import Service
 from services.common.repository import utcnow
 from services.common.tables import CaseRow
 from services.incoming_agency.progress import ProgressRecords
-from workflows.types import IncomingCaseInput
+from workflows.incoming.types import IncomingCaseInput
 
 log = logging.getLogger("medtransfer.incoming")
 

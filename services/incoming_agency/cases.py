@@ -30,7 +30,7 @@ from services.common.auth import Principal, require_party
 from services.common.repository import CaseRepository
 from services.common.tables import CaseRow
 from services.incoming_agency.applications import ApplicationIn
-from workflows.types import CorrectionSignal, MismatchResolution, WithdrawSignal
+from workflows.incoming.types import CorrectionSignal, MismatchResolution, WithdrawSignal
 
 OPEN_FOR_WITHDRAWAL = frozenset(
     {

@@ -28,7 +28,7 @@ from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
 from services.incoming_agency.cases import CaseSignal, Refused, SignalCase
-from workflows.types import CertificateLoad
+from workflows.incoming.types import CertificateLoad
 
 log = logging.getLogger("medtransfer.incoming")
 

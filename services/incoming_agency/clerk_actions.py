@@ -25,7 +25,8 @@ from services.incoming_agency.cases import (
     free_text_problem,
     stop_refusal,
 )
-from workflows.types import ClerkAction, CorrectionSignal, MismatchResolution, WithdrawSignal
+from workflows.incoming.types import CorrectionSignal, MismatchResolution, WithdrawSignal
+from workflows.types import ClerkAction
 
 log = logging.getLogger("medtransfer.incoming")
 

@@ -20,13 +20,13 @@ from services.common.tables import CaseRow
 from services.incoming_agency.applications import case_input
 from services.incoming_agency.cases import CaseSignal
 from services.incoming_agency.records import IncomingRecordsSql
+from workflows.incoming.types import IncomingResidualInput
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,
     incoming_residual_workflow_id,
     incoming_workflow_id,
 )
-from workflows.types import IncomingResidualInput
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from services.common.db import session_scope
 from services.common.repository import utcnow
 from services.common.tables import CaseRow, LedgerEntry
 from services.incoming_agency.tables import TransferInRow
-from workflows.types import CreditInput, TransferInInput, TransferInResult
+from workflows.incoming.types import CreditInput, TransferInInput, TransferInResult
 
 
 class IncomingRecordsSql:

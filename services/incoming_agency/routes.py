@@ -38,7 +38,7 @@ from services.incoming_agency.cases import (
     WithdrawIn,
 )
 from services.incoming_agency.clerk_actions import CLERK_ACTIONS, PerformClerkAction
-from workflows.types import MismatchResolution
+from workflows.incoming.types import MismatchResolution
 
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": ErrorBody}}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.bootstrap import Service, run_worker
 from services.incoming_agency.records import IncomingRecordsSql
-from workflows.activities import IncomingActivities
+from workflows.incoming.activities import IncomingActivities
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,

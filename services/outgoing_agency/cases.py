@@ -21,6 +21,7 @@ from services.common.api import owned_case
 from services.common.auth import Principal, require_party
 from services.common.inbound import signal
 from services.common.repository import CaseRepository
+from workflows.outgoing.types import OutgoingCaseInput, ResidualInput, StopAnswerInput
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,
@@ -30,7 +31,7 @@ from workflows.outgoing.workflows import (
     outgoing_workflow_id,
     residual_remittance_id,
 )
-from workflows.types import ClerkAction, OutgoingCaseInput, ResidualInput, StopAnswerInput
+from workflows.types import ClerkAction
 
 log = logging.getLogger("medtransfer.outgoing")
 

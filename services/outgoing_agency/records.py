@@ -24,7 +24,7 @@ from services.common.faults import crash_point
 from services.common.repository import RegionConnectivity, utcnow
 from services.common.tables import CaseRow, LedgerEntry, SentDocumentRow
 from services.outgoing_agency.tables import EnrolmentRow, PayoutRow
-from workflows.types import (
+from workflows.outgoing.types import (
     BankPayoutInput,
     BankPayoutResult,
     CheckRequestInput,

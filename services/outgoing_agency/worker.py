@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.common.bootstrap import Service, run_worker
 from services.outgoing_agency.certificates import CertificateStoreSql
 from services.outgoing_agency.records import OutgoingRecordsSql
-from workflows.activities import CertificateActivities, OutgoingActivities
+from workflows.outgoing.activities import CertificateActivities, OutgoingActivities
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
     OutgoingResidualWorkflow,

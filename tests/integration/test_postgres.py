@@ -410,7 +410,7 @@ def _claim_race(url: str, cases: int) -> tuple[list[list[str]], list[str]]:
     )
     from services.outgoing_agency.records import OutgoingRecordsSql, TransferOutRefused
     from services.outgoing_agency.tables import EnrolmentRow
-    from workflows.types import CheckRequestInput, TransferOutInput
+    from workflows.outgoing.types import CheckRequestInput, TransferOutInput
 
     engine = make_engine(url)
     migrate.upgrade(engine, "outgoing")

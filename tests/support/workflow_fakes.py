@@ -47,17 +47,32 @@ from domain.regions import load_region_registry
 from services.common.bootstrap import PASSTHROUGH_MODULES
 from services.common.config import Settings
 from services.common.policy_context import PolicyContext
-from workflows.activities import (
-    CaseActivities,
-    CertificateActivities,
-    IncomingActivities,
-    OutgoingActivities,
-)
+from workflows.activities import CaseActivities
 from workflows.clock import china_date
+from workflows.incoming.activities import IncomingActivities
+from workflows.incoming.types import (
+    CertificateLoad,
+    CreditInput,
+    IncomingCaseInput,
+    TransferInInput,
+    TransferInResult,
+)
 from workflows.incoming.workflows import (
     IncomingCaseWorkflow,
     IncomingResidualWorkflow,
     incoming_workflow_id,
+)
+from workflows.outgoing.activities import CertificateActivities, OutgoingActivities
+from workflows.outgoing.types import (
+    BankPayoutInput,
+    BankPayoutResult,
+    CheckRequestInput,
+    OutgoingCaseInput,
+    ResidualInput,
+    ReturnInput,
+    StopAnswerInput,
+    TransferOutFacts,
+    TransferOutInput,
 )
 from workflows.outgoing.workflows import (
     OutgoingCaseWorkflow,
@@ -66,27 +81,7 @@ from workflows.outgoing.workflows import (
     outgoing_stop_answer_workflow_id,
     outgoing_workflow_id,
 )
-from workflows.types import (
-    BankPayoutInput,
-    BankPayoutResult,
-    CaseContext,
-    CaseEvent,
-    CaseView,
-    CertificateLoad,
-    CheckRequestInput,
-    CreditInput,
-    IncomingCaseInput,
-    LoadContextInput,
-    OutgoingCaseInput,
-    ResidualInput,
-    ReturnInput,
-    Side,
-    StopAnswerInput,
-    TransferInInput,
-    TransferInResult,
-    TransferOutFacts,
-    TransferOutInput,
-)
+from workflows.types import CaseContext, CaseEvent, CaseView, LoadContextInput, Side
 
 ALL_WORKFLOWS: list[type] = [
     IncomingCaseWorkflow,

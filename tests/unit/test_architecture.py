@@ -53,15 +53,6 @@ LONG_FUNCTIONS = frozenset(
     {
         ("services/common/migrations/versions/incoming/incoming_0001_baseline.py", "upgrade"),
         ("services/common/migrations/versions/outgoing/outgoing_0001_baseline.py", "upgrade"),
-        ("workflows/case_flow.py", "await_region"),
-        ("workflows/incoming/workflows.py", "run"),
-        ("workflows/incoming/workflows.py", "_await_reply"),
-        ("workflows/incoming/workflows.py", "_await_certificate"),
-        ("workflows/incoming/workflows.py", "_handle_refusal"),
-        ("workflows/incoming/workflows.py", "_settle_balance"),
-        ("workflows/outgoing/workflows.py", "_run"),
-        ("workflows/outgoing/workflows.py", "_issue_certificate"),
-        ("workflows/outgoing/workflows.py", "_await_confirmations"),
     }
 )
 

@@ -40,8 +40,8 @@ from tests.support.retiree_records import (
     records,
     retiree_request,
 )
+from workflows.outgoing.types import BankPayoutInput, CheckRequestInput, TransferOutInput
 from workflows.outgoing.workflows import certificate_number
-from workflows.types import BankPayoutInput, CheckRequestInput, TransferOutInput
 
 pytestmark = pytest.mark.unit
 

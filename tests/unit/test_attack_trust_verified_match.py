@@ -27,8 +27,8 @@ from tests.support.workflow_fakes import (
     FakeOutgoingRecords,
     transfer_request,
 )
-from workflows.activities import OutgoingActivities
-from workflows.types import TransferOutInput
+from workflows.outgoing.activities import OutgoingActivities
+from workflows.outgoing.types import TransferOutInput
 
 pytestmark = pytest.mark.unit
 

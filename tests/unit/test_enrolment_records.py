@@ -18,7 +18,7 @@ from services.common.tables import CaseEventRow
 from services.outgoing_agency.records import OutgoingRecordsSql
 from services.outgoing_agency.tables import EnrolmentRow
 from tests.support.inprocess import inprocess_app, kafka_memory
-from workflows.types import TransferOutInput
+from workflows.outgoing.types import TransferOutInput
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from workflows.types import WithdrawSignal
+from workflows.incoming.types import WithdrawSignal
 
 pytestmark = pytest.mark.unit
 

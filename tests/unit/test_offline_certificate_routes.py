@@ -29,8 +29,8 @@ from domain.identity import resident_id_check_char
 from services.incoming_agency.applications import new_case_row
 from services.outgoing_agency.certificates import CertificateStoreSql
 from tests.support.inprocess import InProcessAgency, inprocess_app, kafka_memory
+from workflows.incoming.types import CertificateLoad
 from workflows.outgoing.workflows import certificate_number
-from workflows.types import CertificateLoad
 
 pytestmark = pytest.mark.unit
 

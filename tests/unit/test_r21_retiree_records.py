@@ -24,7 +24,7 @@ from tests.support.retiree_records import (
     records,
     retiree_request,
 )
-from workflows.types import BankPayoutInput, CheckRequestInput, TransferOutInput
+from workflows.outgoing.types import BankPayoutInput, CheckRequestInput, TransferOutInput
 
 pytestmark = pytest.mark.unit
 

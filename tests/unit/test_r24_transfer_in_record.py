@@ -14,7 +14,7 @@ from services.cli.migrate import upgrade as migrate_database
 from services.common.db import make_engine
 from services.incoming_agency.records import IncomingRecordsSql
 from services.incoming_agency.tables import TransferInRow
-from workflows.types import TransferInInput
+from workflows.incoming.types import TransferInInput
 
 pytestmark = pytest.mark.unit
 

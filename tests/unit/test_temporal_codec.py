@@ -27,8 +27,11 @@ from tests.support.workflow_fakes import (
     FakeOutgoingRecords,
     FakeVerifiedDocuments,
 )
-from workflows.activities import UNVERIFIED_DOCUMENT, IncomingActivities, OutgoingActivities
-from workflows.types import CreditInput, ReturnInput
+from workflows.activities import UNVERIFIED_DOCUMENT
+from workflows.incoming.activities import IncomingActivities
+from workflows.incoming.types import CreditInput
+from workflows.outgoing.activities import OutgoingActivities
+from workflows.outgoing.types import ReturnInput
 
 pytestmark = pytest.mark.unit
 

@@ -25,9 +25,11 @@ from tests.support.workflow_fakes import (
     running_platform,
     wait_until,
 )
+from workflows.incoming.types import CertificateLoad
 from workflows.incoming.workflows import IncomingCaseWorkflow
+from workflows.outgoing.types import TransferOutInput
 from workflows.outgoing.workflows import OutgoingCaseWorkflow
-from workflows.types import CertificateLoad, ClerkAction, TransferOutInput
+from workflows.types import ClerkAction
 
 pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 

@@ -20,8 +20,9 @@ from tests.support.workflow_fakes import (
     transfer_request,
     wait_until,
 )
+from workflows.incoming.types import CorrectionSignal, WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import ClerkAction, CorrectionSignal, WithdrawSignal
+from workflows.types import ClerkAction
 
 pytestmark = pytest.mark.workflow
 

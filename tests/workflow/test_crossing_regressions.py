@@ -23,8 +23,10 @@ from tests.support.workflow_fakes import (
     running_platform,
     wait_until,
 )
+from workflows.incoming.types import WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import ClerkAction, TransferOutInput, WithdrawSignal
+from workflows.outgoing.types import TransferOutInput
+from workflows.types import ClerkAction
 
 pytestmark = pytest.mark.workflow
 

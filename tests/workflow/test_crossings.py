@@ -23,8 +23,9 @@ from tests.support.workflow_fakes import (
     running_platform,
     wait_until,
 )
+from workflows.incoming.types import WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import ClerkAction, WithdrawSignal
+from workflows.types import ClerkAction
 
 pytestmark = pytest.mark.workflow
 

@@ -20,8 +20,8 @@ from tests.support.workflow_fakes import (
     wait_until,
 )
 from workflows.clock import china_date
+from workflows.incoming.types import MismatchResolution, WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import MismatchResolution, WithdrawSignal
 
 pytestmark = pytest.mark.workflow
 

@@ -27,9 +27,10 @@ from tests.support.workflow_fakes import (
     transfer_request,
     wait_until,
 )
+from workflows.incoming.types import CertificateLoad, WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.outgoing.workflows import certificate_number
-from workflows.types import CertificateLoad, ClerkAction, WithdrawSignal
+from workflows.types import ClerkAction
 
 pytestmark = pytest.mark.workflow
 

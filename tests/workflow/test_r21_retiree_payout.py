@@ -20,7 +20,7 @@ from tests.support.workflow_fakes import (
     running_platform,
     transfer_request,
 )
-from workflows.types import CheckRequestInput, TransferOutFacts
+from workflows.outgoing.types import CheckRequestInput, TransferOutFacts
 
 pytestmark = pytest.mark.workflow
 

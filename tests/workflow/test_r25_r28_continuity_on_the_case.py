@@ -21,8 +21,9 @@ from tests.support.workflow_fakes import (
     running_platform,
     transfer_request,
 )
+from workflows.incoming.types import IncomingCaseInput
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
-from workflows.types import IncomingCaseInput, TransferOutInput
+from workflows.outgoing.types import TransferOutInput
 
 pytestmark = pytest.mark.workflow
 

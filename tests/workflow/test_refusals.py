@@ -19,8 +19,8 @@ from tests.support.workflow_fakes import (
     wait_until,
 )
 from workflows.clock import china_date, end_of_day
+from workflows.incoming.types import CorrectionSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import CorrectionSignal
 
 pytestmark = pytest.mark.workflow
 

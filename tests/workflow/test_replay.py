@@ -37,9 +37,9 @@ from tests.support.workflow_fakes import (
     transfer_request,
     wait_until,
 )
+from workflows.incoming.types import IncomingCaseInput, WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
 from workflows.outgoing.workflows import OutgoingCaseWorkflow
-from workflows.types import IncomingCaseInput, WithdrawSignal
 
 pytestmark = pytest.mark.workflow
 

@@ -21,9 +21,9 @@ from tests.support.workflow_fakes import (
     refusal_reason,
     wait_until,
 )
-from workflows.activities import OutgoingActivities
+from workflows.incoming.types import WithdrawSignal
 from workflows.incoming.workflows import IncomingCaseWorkflow
-from workflows.types import WithdrawSignal
+from workflows.outgoing.activities import OutgoingActivities
 
 pytestmark = [pytest.mark.workflow, pytest.mark.own_server]
 

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         continuity_decisions,
         deadline_decision,
     )
+    from domain.limits import CaseDeadlines
     from domain.matching import (
         CaseFile,
         SheetFacts,
@@ -46,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import ResolvedPolicy
     from domain.regions import same_province
     from domain.vocabulary import CaseEventName, IncomingStatus
-    from workflows.activities import IncomingActivities
     from workflows.case_flow import (
         QUICK,
         QUICK_RETRY,
@@ -55,11 +55,9 @@ with workflow.unsafe.imports_passed_through():
         CaseWorkflowBase,
     )
     from workflows.clock import end_of_day, morning_of, seconds_until
-    from workflows.types import (
-        AuditValue,
-        Awaiting,
+    from workflows.incoming.activities import IncomingActivities
+    from workflows.incoming.types import (
         CertificateLoad,
-        ClerkAction,
         CorrectionSignal,
         CreditInput,
         IncomingCaseInput,
@@ -70,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         TransferInInput,
         WithdrawSignal,
     )
+    from workflows.types import AuditValue, Awaiting, ClerkAction
 
 REPLY_TYPES = ("TransferRefused", "TransferOutCompleted")
 ANSWER = ("WithdrawalAnswered",)
@@ -101,6 +100,11 @@ def _codes(refusal: TransferRefused) -> str:
 
 def _lowest_rule(refusal: TransferRefused) -> str:
     return sorted({r.rule for r in refusal.reasons}, key=lambda r: int(r[1:]))[0]
+
+
+def _outgoing_party(flow: CaseFlow) -> str:
+    # The region of the application the case started with (load_context's counterpart).
+    return f"outgoing agency of region {flow.counterpart}"
 
 
 def incoming_workflow_id(case_id: str) -> str:
@@ -187,85 +191,12 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         flow.interrupted = self._stop is not None
         context = await flow.load_context(case.accepted_on, counterpart=request.from_region)
         assert flow.calendar is not None
-        limits = flow.limits
         plan = flow.plan_transfer_out(case.accepted_on)
-        outgoing = f"outgoing agency of region {request.from_region}"
-        async with flow.together():
-            await flow.record(
-                CaseEventName.APPLICATION_ACCEPTED,
-                IncomingStatus.SUBMITTED,
-                rule="R11",
-                detail={
-                    "from_region": request.from_region,
-                    "to_region": request.to_region,
-                    "channel": request.channel,
-                    "policy_version": context.policy_version,
-                },
-                facts={"policy_version": context.policy_version},
-            )
-            await flow.decide(flow.deadline_decisions(plan))
-
-        attempt = 1
-        while True:
-            waited = await flow.await_region(request.from_region, "TransferRequested")
-            if self._stop is not None and self._stop.kind == "offline_channel":
-                waited = await self._offline_before_request(flow, request.from_region) or waited
-            if self._stop is not None and self._stop.kind != "offline_channel":
-                # Before this attempt's request is sent: the stop takes effect at once.
-                return await self._stop_before_request(flow, request.from_region, attempt)
-            if waited or attempt > 1:
-                # R23: the outgoing agency's limit runs from when it can receive the request;
-                # R12: and again from the receipt of a corrected request, so a late
-                # correction is not reminded and escalated the minute it goes out.
-                plan = await flow.replan_transfer_out(flow.today())
-                await flow.decide(flow.deadline_decisions(plan))
-            # R10/R23: a switch taken before the request goes out right after it; the
-            # request says so, so the outgoing agency cannot transfer out online meanwhile.
-            by_certificate = self._stop is not None and self._stop.kind == "offline_channel"
-            request = request.model_copy(
-                update={"limit_starts_on": plan.accepted_on, "by_certificate": by_certificate}
-            )
-            envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
-            await flow.deliver(envelope, region_checked=True)
-            await flow.record(
-                CaseEventName.TRANSFER_REQUEST_SENT,
-                IncomingStatus.AWAITING_TRANSFER_OUT,
-                rule="R12",
-                detail={"message_id": envelope.message_id},
-                awaiting=Awaiting(
-                    what="information sheet or refusal",
-                    from_party=outgoing,
-                    by=plan.transfer_out_due.due,
-                ),
-            )
-            reply = await self._await_reply(
-                flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
-            )
-            if reply is None:  # the outgoing agency accepted the stop
-                return flow.status
-            if reply.type in SHEETS:
-                break
-            corrected: TransferRequested | None = None
-            while reply.type == "TransferRefused":
-                refusal = reply.document_as(TransferRefused)
-                corrected = await self._handle_refusal(flow, refusal, reply)
-                if corrected is not None or flow.terminal or self._stop is None:
-                    break
-                # A stop asked during the correction window: the outgoing agency waits
-                # for a correction, so it accepts; the case ends on its answer.
-                # No R12 reminder or escalation here: the outgoing agency answered in
-                # time (R12 runs again only from a corrected request).
-                answered = await self._await_reply(flow, None, None, request.from_region, attempt)
-                if answered is None:
-                    return flow.status
-                reply = answered
-            if reply.type in SHEETS:
-                break
-            if corrected is None:
-                return flow.status
-            request = corrected.model_copy(update={"correction_of": reply.message_id})
-            attempt += 1
-
+        await self._accept(flow, request, context.policy_version, plan)
+        transferred = await self._request_transfer_out(flow, request, plan)
+        if transferred is None:  # refused, withdrawn, cancelled or gone offline
+            return flow.status
+        request, plan, reply = transferred
         completed = transfer_out_of(reply)
         sheet = completed.info_sheet
         asyncio.get_running_loop().create_task(self._late_answers(flow))
@@ -287,11 +218,161 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
         # R13: the incoming side has 5 working days from receipt of the sheet.
         received_on = flow.today()
+        transfer_in_due = await self._record_sheet(
+            flow, case, context.policy_version, completed, reply, received_on
+        )
+        await self._transfer_in(
+            flow, completed, reply, request.from_region, received_on, transfer_in_due, plan
+        )
+        # R12: the balance is the outgoing agency's to move within its own limit; a sheet
+        # that came after that limit brings its remittance with it, so the balance is due
+        # by the end of the day the sheet arrived, never at once.
+        balance_due = max(plan.transfer_out_due.due, received_on)
+        settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
+        return await self._close(flow, settled)
+
+    @staticmethod
+    async def _close(flow: CaseFlow, settled: bool) -> str:
+        """R14: the case completes once its balance is settled; R15: a returned one ends it."""
+        if not settled:
+            await flow.record(
+                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
+                IncomingStatus.BALANCE_RETURNED,
+                rule="R15",
+                awaiting=None,
+                terminal=True,
+            )
+            return flow.status
+        await flow.record(
+            CaseEventName.CASE_COMPLETED,
+            IncomingStatus.COMPLETED,
+            rule="R14",
+            awaiting=None,
+            terminal=True,
+        )
+        return flow.status
+
+    async def _accept(
+        self, flow: CaseFlow, request: TransferRequested, policy_version: str, plan: CaseDeadlines
+    ) -> None:
+        async with flow.together():
+            await flow.record(
+                CaseEventName.APPLICATION_ACCEPTED,
+                IncomingStatus.SUBMITTED,
+                rule="R11",
+                detail={
+                    "from_region": request.from_region,
+                    "to_region": request.to_region,
+                    "channel": request.channel,
+                    "policy_version": policy_version,
+                },
+                facts={"policy_version": policy_version},
+            )
+            await flow.decide(flow.deadline_decisions(plan))
+
+    async def _request_transfer_out(
+        self, flow: CaseFlow, request: TransferRequested, plan: CaseDeadlines
+    ) -> tuple[TransferRequested, CaseDeadlines, Envelope] | None:
+        """R12: send the request, and a corrected one after each soft refusal, until the
+        outgoing agency transfers out (the request it answered, its limits and the sheet
+        or certificate); None when the case ended before."""
+        attempt = 1
+        while True:
+            waited = await flow.await_region(request.from_region, "TransferRequested")
+            if self._stop is not None and self._stop.kind == "offline_channel":
+                waited = await self._offline_before_request(flow, request.from_region) or waited
+            if self._stop is not None and self._stop.kind != "offline_channel":
+                # Before this attempt's request is sent: the stop takes effect at once.
+                await self._stop_before_request(flow, request.from_region, attempt)
+                return None
+            if waited or attempt > 1:
+                # R23: the outgoing agency's limit runs from when it can receive the request;
+                # R12: and again from the receipt of a corrected request, so a late
+                # correction is not reminded and escalated the minute it goes out.
+                plan = await flow.replan_transfer_out(flow.today())
+                await flow.decide(flow.deadline_decisions(plan))
+            request, reply = await self._send_request(flow, request, plan, attempt)
+            if reply is None:  # the outgoing agency accepted the stop
+                return None
+            if reply.type in SHEETS:
+                return request, plan, reply
+            answered = await self._after_refusal(flow, reply, request.from_region, attempt)
+            if answered is None:
+                return None
+            reply, corrected = answered
+            if reply.type in SHEETS:
+                return request, plan, reply
+            if corrected is None:
+                return None
+            request = corrected.model_copy(update={"correction_of": reply.message_id})
+            attempt += 1
+
+    async def _send_request(
+        self, flow: CaseFlow, request: TransferRequested, plan: CaseDeadlines, attempt: int
+    ) -> tuple[TransferRequested, Envelope | None]:
+        """Send this attempt's request and wait for its reply (None: the stop was accepted)."""
+        # R10/R23: a switch taken before the request goes out right after it; the
+        # request says so, so the outgoing agency cannot transfer out online meanwhile.
+        by_certificate = self._stop is not None and self._stop.kind == "offline_channel"
+        request = request.model_copy(
+            update={"limit_starts_on": plan.accepted_on, "by_certificate": by_certificate}
+        )
+        envelope = flow.envelope(request, f"request-{attempt}", request.from_region)
+        await flow.deliver(envelope, region_checked=True)
+        await flow.record(
+            CaseEventName.TRANSFER_REQUEST_SENT,
+            IncomingStatus.AWAITING_TRANSFER_OUT,
+            rule="R12",
+            detail={"message_id": envelope.message_id},
+            awaiting=Awaiting(
+                what="information sheet or refusal",
+                from_party=_outgoing_party(flow),
+                by=plan.transfer_out_due.due,
+            ),
+        )
+        reply = await self._await_reply(
+            flow, plan.reminder_on, plan.transfer_out_due.due, request.from_region, attempt
+        )
+        return request, reply
+
+    async def _after_refusal(
+        self, flow: CaseFlow, reply: Envelope, outgoing_region: str, attempt: int
+    ) -> tuple[Envelope, TransferRequested | None] | None:
+        """A refusal's outcome: the last reply and the corrected request, if any (none when
+        the refusal was final); None when a stop asked meanwhile was accepted."""
+        corrected: TransferRequested | None = None
+        while reply.type == "TransferRefused":
+            refusal = reply.document_as(TransferRefused)
+            corrected = await self._handle_refusal(flow, refusal, reply)
+            if corrected is not None or flow.terminal or self._stop is None:
+                break
+            # A stop asked during the correction window: the outgoing agency waits
+            # for a correction, so it accepts; the case ends on its answer.
+            # No R12 reminder or escalation here: the outgoing agency answered in
+            # time (R12 runs again only from a corrected request).
+            answered = await self._await_reply(flow, None, None, outgoing_region, attempt)
+            if answered is None:
+                return None
+            reply = answered
+        return reply, corrected
+
+    async def _record_sheet(
+        self,
+        flow: CaseFlow,
+        case: IncomingCaseInput,
+        policy_version: str,
+        completed: TransferOutCompleted,
+        reply: Envelope,
+        received_on: date,
+    ) -> date:
+        """The sheet, its R13 limit and the continuity assessment: one write. Returns the
+        R13 due date."""
+        limits = flow.limits
         await flow.refresh_calendar("R13", received_on, limits.transfer_in_days)
         transfer_in_deadline = flow.transfer_in_deadline(received_on)
         transfer_in_due = transfer_in_deadline.due
         flow.deadlines["transfer_in_due"] = transfer_in_due
-        # The sheet, its R13 limit and the continuity assessment: one write.
+        sheet = completed.info_sheet
         async with flow.together():
             await flow.record(
                 CaseEventName.INFORMATION_SHEET_RECEIVED,
@@ -317,14 +398,30 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                         start=received_on,
                         limit_days=limits.transfer_in_days,
                         deadline=transfer_in_deadline,
-                        policy_version=context.policy_version,
+                        policy_version=policy_version,
                     )
                 ]
             )
             await self._assess_continuity(flow, case, sheet, received_on)
+        return transfer_in_due
+
+    async def _transfer_in(
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        reply: Envelope,
+        outgoing_region: str,
+        received_on: date,
+        transfer_in_due: date,
+        plan: CaseDeadlines,
+    ) -> None:
+        """R13/R24: transfer in within the limit (escalated when late), then tell the
+        outgoing agency and wait for the balance."""
         transfer_in = workflow.start_activity_method(
             IncomingActivities.complete_transfer_in,
-            TransferInInput(case_id=case.case_id, sheet=sheet, completed_on=received_on),
+            TransferInInput(
+                case_id=flow.case_id, sheet=completed.info_sheet, completed_on=received_on
+            ),
             start_to_close_timeout=QUICK,
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
@@ -335,13 +432,14 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             timeout=(end_of_day(transfer_in_due) - workflow.now()).total_seconds(),
         )
         if not done:
+            days = flow.limits.transfer_in_days
             await flow.escalate(
                 "transfer_in",
                 "TRANSFER_IN_OVERDUE",
                 transfer_in_due,
-                f"This agency did not complete transfer-in within its {limits.transfer_in_days} "
+                f"This agency did not complete transfer-in within its {days} "
                 "working days of receiving the information sheet.",
-                f"本机构未在收到信息表后{limits.transfer_in_days}个工作日内完成转入。",
+                f"本机构未在收到信息表后{days}个工作日内完成转入。",
                 rule="R13",
             )
         result = await transfer_in
@@ -352,7 +450,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     deemed_contribution_months=result.deemed_contribution_months,
                 ),
                 "transfer-in",
-                request.from_region,
+                outgoing_region,
                 reply.message_id,
             )
         )
@@ -363,33 +461,10 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             detail={"deemed_contribution_months": result.deemed_contribution_months},
             awaiting=Awaiting(
                 what="balance remittance or balance notice",
-                from_party=outgoing,
+                from_party=_outgoing_party(flow),
                 by=plan.total_due.due,
             ),
         )
-
-        # R12: the balance is the outgoing agency's to move within its own limit; a sheet
-        # that came after that limit brings its remittance with it, so the balance is due
-        # by the end of the day the sheet arrived, never at once.
-        balance_due = max(plan.transfer_out_due.due, received_on)
-        settled = await self._settle_balance(flow, completed, balance_due, request.from_region)
-        if not settled:
-            await flow.record(
-                CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
-                IncomingStatus.BALANCE_RETURNED,
-                rule="R15",
-                awaiting=None,
-                terminal=True,
-            )
-            return flow.status
-        await flow.record(
-            CaseEventName.CASE_COMPLETED,
-            IncomingStatus.COMPLETED,
-            rule="R14",
-            awaiting=None,
-            terminal=True,
-        )
-        return flow.status
 
     async def _retiree_payout(
         self,
@@ -637,17 +712,24 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     return None
                 await self._stop_refused_too_late(flow, document, answer)
                 continue
-            if document.type == "TransferRefused" and self._stop_sent and not self._stop_refused:
-                refusal = document.document_as(TransferRefused)
-                if all(r.soft for r in refusal.reasons) and refusal.correctable_until:
-                    # Crossed with our stop: the outgoing agency accepts the stop next.
-                    await flow.record(
-                        CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
-                        rule=_lowest_rule(refusal),
-                        detail={"codes": _codes(refusal), "message_id": document.message_id},
-                    )
-                    continue
+            if await self._refusal_crossed_stop(flow, document):
+                continue
             return document
+
+    async def _refusal_crossed_stop(self, flow: CaseFlow, document: Envelope) -> bool:
+        """A soft refusal that crossed with our stop: recorded, and the case waits on (the
+        outgoing agency accepts the stop next)."""
+        if document.type != "TransferRefused" or not self._stop_sent or self._stop_refused:
+            return False
+        refusal = document.document_as(TransferRefused)
+        if not (all(r.soft for r in refusal.reasons) and refusal.correctable_until):
+            return False
+        await flow.record(
+            CaseEventName.TRANSFER_REFUSED_CORRECTABLE,
+            rule=_lowest_rule(refusal),
+            detail={"codes": _codes(refusal), "message_id": document.message_id},
+        )
+        return True
 
     async def _remind_or_escalate(
         self, flow: CaseFlow, stage: str, due: date, outgoing_region: str, attempt: int
@@ -751,25 +833,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             flow.transfer_in_deadline(flow.today()).due,
         )
         if notice is not None:
-            issued = notice.document_as(InsuranceCertificateIssued)
-            flow.deadlines["certificate_due"] = due
-            await flow.record(
-                CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
-                IncomingStatus.OFFLINE_CERTIFICATE_ISSUED,
-                rule="R10",
-                detail={
-                    "certificate_number": issued.certificate_number,
-                    "message_id": notice.message_id,
-                    "balance_action": issued.balance_action,
-                    "balance_rule": issued.balance_rule,
-                },
-                awaiting=Awaiting(
-                    what="the person to bring the insurance certificate",
-                    from_party="the insured person",
-                    by=due,
-                ),
-                facts={"stop": "offline_certificate_issued"},
-            )
+            await self._record_certificate_issued(flow, notice, due)
         escalated = notice is None  # brought already: nothing to escalate
 
         def ready() -> bool:
@@ -796,39 +860,67 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                     rule="R23",
                 )
                 continue
-            certificate = load.envelope.document_as(InsuranceCertificate)
-            verified: bool = await workflow.execute_activity_method(
-                IncomingActivities.certificate_verified,
-                LoadedCertificateInput(
-                    case_id=flow.case_id,
-                    certificate_number=certificate.certificate_number,
-                    certificate=certificate.model_dump(mode="json"),
-                ),
-                start_to_close_timeout=QUICK,
-                retry_policy=QUICK_RETRY,
+            if await self._take_certificate(flow, load):
+                return load.envelope
+
+    @staticmethod
+    async def _record_certificate_issued(flow: CaseFlow, notice: Envelope, due: date) -> None:
+        issued = notice.document_as(InsuranceCertificateIssued)
+        flow.deadlines["certificate_due"] = due
+        await flow.record(
+            CaseEventName.INSURANCE_CERTIFICATE_ISSUED,
+            IncomingStatus.OFFLINE_CERTIFICATE_ISSUED,
+            rule="R10",
+            detail={
+                "certificate_number": issued.certificate_number,
+                "message_id": notice.message_id,
+                "balance_action": issued.balance_action,
+                "balance_rule": issued.balance_rule,
+            },
+            awaiting=Awaiting(
+                what="the person to bring the insurance certificate",
+                from_party="the insured person",
+                by=due,
+            ),
+            facts={"stop": "offline_certificate_issued"},
+        )
+
+    async def _take_certificate(self, flow: CaseFlow, load: CertificateLoad) -> bool:
+        """R10: go on with a loaded certificate once its verification is found (True);
+        one that reached the case around the API is escalated and not loaded."""
+        certificate = load.envelope.document_as(InsuranceCertificate)
+        verified: bool = await workflow.execute_activity_method(
+            IncomingActivities.certificate_verified,
+            LoadedCertificateInput(
+                case_id=flow.case_id,
+                certificate_number=certificate.certificate_number,
+                certificate=certificate.model_dump(mode="json"),
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=QUICK_RETRY,
+        )
+        if not verified:  # not through the API: nothing is loaded from it
+            await flow.escalate(
+                "transfer_in",
+                "CERTIFICATE_NOT_VERIFIED",
+                None,
+                "An insurance certificate reached the case without the API's check; it "
+                "is not loaded.",
+                "参保凭证未经核验，不予导入。",
+                rule="R10",
             )
-            if not verified:  # not through the API: nothing is loaded from it
-                await flow.escalate(
-                    "transfer_in",
-                    "CERTIFICATE_NOT_VERIFIED",
-                    None,
-                    "An insurance certificate reached the case without the API's check; it "
-                    "is not loaded.",
-                    "参保凭证未经核验，不予导入。",
-                    rule="R10",
-                )
-                continue
-            self._certificate_taken = True
-            detail: dict[str, AuditValue] = {
-                "certificate_number": certificate.certificate_number,
-                "message_id": load.envelope.message_id,
-                "clerk": load.clerk,
-                "signature": "verified",
-            }
-            if load.reason:
-                detail["reason"] = load.reason
-            await flow.record(CaseEventName.INSURANCE_CERTIFICATE_LOADED, rule="R10", detail=detail)
-            return load.envelope
+            return False
+        self._certificate_taken = True
+        detail: dict[str, AuditValue] = {
+            "certificate_number": certificate.certificate_number,
+            "message_id": load.envelope.message_id,
+            "clerk": load.clerk,
+            "signature": "verified",
+        }
+        if load.reason:
+            detail["reason"] = load.reason
+        await flow.record(CaseEventName.INSURANCE_CERTIFICATE_LOADED, rule="R10", detail=detail)
+        return True
 
     async def _stopped(self, flow: CaseFlow, answer: Envelope) -> None:
         """The outgoing agency accepted the stop: nothing was transferred out."""
@@ -936,6 +1028,13 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
                 )
         if self._stop is not None:
             return None
+        return await self._take_correction(flow, codes, rules, rule)
+
+    async def _take_correction(
+        self, flow: CaseFlow, codes: str, rules: str, rule: str
+    ) -> TransferRequested | None:
+        """The correction the window brought, recorded with who submitted it; None when
+        the window closed without one (the refusal is final)."""
         if self._correction is None:
             await flow.record(
                 CaseEventName.CORRECTION_WINDOW_EXPIRED,
@@ -981,6 +1080,51 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
     ) -> bool:
         """Receive the balance or its notice; False when a clerk sent the money back. A
         remittance already in the inbox settles at once, whatever the time (no escalation)."""
+        notice = await self._balance_notice(flow, completed, balance_due, outgoing_region)
+        if notice.type == "BalancePaidToBank":
+            paid = notice.document_as(BalancePaidToBank)
+            await flow.record(
+                CaseEventName.BALANCE_PAID_TO_BANK,
+                rule=paid.rule,
+                detail={
+                    "remittance_id": paid.remittance_id,
+                    "amount_fen": paid.amount_fen,
+                    "account_last4": paid.account_last4,
+                },
+            )
+            return True
+        if notice.type == "BalanceNotTransferred":
+            kept = notice.document_as(BalanceNotTransferred)
+            await flow.record(
+                CaseEventName.BALANCE_NOT_TRANSFERRED,
+                rule=kept.rule,
+                detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
+            )
+            return True
+        remitted = notice.document_as(BalanceRemitted)
+        expected = completed.info_sheet.balance_fen
+        # R15: a mismatch goes to a clerk, never an automatic credit.
+        if not remittance_matches_sheet(amount_fen=remitted.amount_fen, sheet_balance_fen=expected):
+            credit = await self._resolve_mismatch(flow, remitted, expected, notice, outgoing_region)
+            if not credit:
+                return False
+        await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
+        await flow.record(
+            CaseEventName.BALANCE_CREDITED,
+            rule="R15",
+            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
+        )
+        return True
+
+    async def _balance_notice(
+        self,
+        flow: CaseFlow,
+        completed: TransferOutCompleted,
+        balance_due: date,
+        outgoing_region: str,
+    ) -> Envelope:
+        """The case's balance notice: escalated when none came by ``balance_due`` (R12);
+        one that does not match the sheet is held for a clerk (R15)."""
         notice = await flow.wait_for(BALANCE_TYPES, end_of_day(balance_due))
         if notice is None:
             days = flow.limits.transfer_out_days
@@ -1014,87 +1158,68 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             )
             notice = await flow.wait_for(BALANCE_TYPES, None)
             assert notice is not None
-        if notice.type == "BalancePaidToBank":
-            paid = notice.document_as(BalancePaidToBank)
-            await flow.record(
-                CaseEventName.BALANCE_PAID_TO_BANK,
-                rule=paid.rule,
-                detail={
-                    "remittance_id": paid.remittance_id,
-                    "amount_fen": paid.amount_fen,
-                    "account_last4": paid.account_last4,
-                },
-            )
-            return True
-        if notice.type == "BalanceNotTransferred":
-            kept = notice.document_as(BalanceNotTransferred)
-            await flow.record(
-                CaseEventName.BALANCE_NOT_TRANSFERRED,
-                rule=kept.rule,
-                detail={"amount_fen": kept.amount_fen, "reason_en": kept.reason_en},
-            )
-            return True
-        remitted = notice.document_as(BalanceRemitted)
-        expected = completed.info_sheet.balance_fen
-        # R15: a mismatch goes to a clerk, never an automatic credit.
-        if not remittance_matches_sheet(amount_fen=remitted.amount_fen, sheet_balance_fen=expected):
-            await flow.deliver(
-                flow.envelope(
-                    BalanceMismatch(
-                        remittance_id=remitted.remittance_id,
-                        expected_fen=expected,
-                        received_fen=remitted.amount_fen,
-                    ),
-                    f"mismatch-{remitted.remittance_id}",
-                    outgoing_region,
-                    notice.message_id,
-                )
-            )
-            flow.escalated = True
-            await flow.record(
-                CaseEventName.BALANCE_MISMATCH,
-                IncomingStatus.BALANCE_MISMATCH,
-                rule="R15",
-                detail={
-                    "remittance_id": remitted.remittance_id,
-                    "expected_fen": expected,
-                    "received_fen": remitted.amount_fen,
-                },
-                awaiting=Awaiting(
-                    what="a clerk's decision on the amount mismatch",
-                    from_party="incoming agency clerk",
+        return notice
+
+    async def _resolve_mismatch(
+        self,
+        flow: CaseFlow,
+        remitted: BalanceRemitted,
+        expected: int,
+        notice: Envelope,
+        outgoing_region: str,
+    ) -> bool:
+        """R15: a clerk decides; True to credit what arrived, False when it went back."""
+        await flow.deliver(
+            flow.envelope(
+                BalanceMismatch(
+                    remittance_id=remitted.remittance_id,
+                    expected_fen=expected,
+                    received_fen=remitted.amount_fen,
                 ),
+                f"mismatch-{remitted.remittance_id}",
+                outgoing_region,
+                notice.message_id,
             )
-            await workflow.wait_condition(lambda: self._resolution is not None)
-            assert self._resolution is not None
-            await flow.record(
-                CaseEventName.MISMATCH_RESOLVED,
-                rule="R15",
-                detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
-            )
-            if self._resolution.decision == "return_to_sender":
-                # R15/R16: never credited, never lost: the outgoing agency restores it.
-                await flow.deliver(
-                    flow.envelope(
-                        BalanceReturned(
-                            remittance_id=remitted.remittance_id,
-                            amount_fen=remitted.amount_fen,
-                            reason=self._resolution.note or "returned after an amount mismatch",
-                            returned_on=flow.today(),
-                        ),
-                        f"return-{remitted.remittance_id}",
-                        outgoing_region,
-                        notice.message_id,
-                    )
-                )
-                return False
-        await credit_and_confirm(flow, remitted, outgoing_region, notice.message_id)
-        await flow.record(
-            CaseEventName.BALANCE_CREDITED,
-            rule="R15",
-            detail={"remittance_id": remitted.remittance_id, "amount_fen": remitted.amount_fen},
         )
-        return True
+        flow.escalated = True
+        await flow.record(
+            CaseEventName.BALANCE_MISMATCH,
+            IncomingStatus.BALANCE_MISMATCH,
+            rule="R15",
+            detail={
+                "remittance_id": remitted.remittance_id,
+                "expected_fen": expected,
+                "received_fen": remitted.amount_fen,
+            },
+            awaiting=Awaiting(
+                what="a clerk's decision on the amount mismatch",
+                from_party="incoming agency clerk",
+            ),
+        )
+        await workflow.wait_condition(lambda: self._resolution is not None)
+        assert self._resolution is not None
+        await flow.record(
+            CaseEventName.MISMATCH_RESOLVED,
+            rule="R15",
+            detail={"decision": self._resolution.decision, "clerk": self._resolution.clerk},
+        )
+        if self._resolution.decision != "return_to_sender":
+            return True
+        # R15/R16: never credited, never lost: the outgoing agency restores it.
+        await flow.deliver(
+            flow.envelope(
+                BalanceReturned(
+                    remittance_id=remitted.remittance_id,
+                    amount_fen=remitted.amount_fen,
+                    reason=self._resolution.note or "returned after an amount mismatch",
+                    returned_on=flow.today(),
+                ),
+                f"return-{remitted.remittance_id}",
+                outgoing_region,
+                notice.message_id,
+            )
+        )
+        return False
 
 
 async def credit_and_confirm(

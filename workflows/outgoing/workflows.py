@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from temporalio import workflow
@@ -32,13 +33,14 @@ with workflow.unsafe.imports_passed_through():
     from contracts.envelope import Envelope
     from domain.balance import BalanceDecision, BalancePolicy, decide_balance
     from domain.continuity import balance_decision
+    from domain.limits import CaseDeadlines
     from domain.matching import main_remittance_id
     from domain.vocabulary import CaseEventName, OutgoingStatus
-    from workflows.activities import CaseActivities, CertificateActivities, OutgoingActivities
+    from workflows.activities import CaseActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
-    from workflows.types import (
-        Awaiting,
+    from workflows.outgoing.activities import CertificateActivities, OutgoingActivities
+    from workflows.outgoing.types import (
         BankPayoutInput,
         CheckRequestInput,
         OutgoingCaseInput,
@@ -48,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         TransferOutFacts,
         TransferOutInput,
     )
+    from workflows.types import Awaiting
 
 REQUEST = ("TransferRequested",)
 WITHDRAWAL = ("WithdrawalRequested",)
@@ -57,6 +60,25 @@ CONFIRMATIONS = ("TransferInCompleted", "BalanceCredited", "BalanceMismatch", "B
 PATIENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
 )
+
+
+@dataclass(frozen=True)
+class _TransferredOut:
+    """What a transfer-out leaves the rest of the case: the request it answered (the
+    first or a corrected one), that request's limits, the balance decision, the sheet."""
+
+    cause: Envelope
+    plan: CaseDeadlines
+    decision: BalanceDecision
+    sheet: InformationSheet
+
+
+def _transfer_out_awaited(plan: CaseDeadlines) -> Awaiting:
+    return Awaiting(
+        what="transfer-out by this agency",
+        from_party="outgoing agency",
+        by=plan.transfer_out_due.due,
+    )
 
 
 def outgoing_workflow_id(case_id: str) -> str:
@@ -130,21 +152,29 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     "incoming_region": incoming_region,
                     "policy_version": context.policy_version,
                 },
-                awaiting=Awaiting(
-                    what="transfer-out by this agency",
-                    from_party="outgoing agency",
-                    by=plan.transfer_out_due.due,
-                ),
+                awaiting=_transfer_out_awaited(plan),
                 facts={"policy_version": context.policy_version},
             )
             await flow.decide(flow.deadline_decisions(plan))
+        out = await self._check_and_transfer_out(flow, first, plan, context.policy_version)
+        if isinstance(out, str):  # refused, withdrawn or stopped before transfer-out
+            return out
+        return await self._after_transfer_out(flow, out, incoming_region)
+
+    async def _check_and_transfer_out(
+        self, flow: CaseFlow, first: Envelope, plan: CaseDeadlines, policy_version: str
+    ) -> _TransferredOut | str:
+        """R5-R9, then the transfer-out, again after each corrected request; the case's
+        status when it ended before a transfer-out."""
+        request = first.document_as(TransferRequested)
+        incoming_region = first.from_region
         attempt = 1
         while True:
             if request.by_certificate:  # the first request or a corrected one
                 await self._await_announced_switch(flow)
             facts = await workflow.execute_activity_method(
                 OutgoingActivities.check_transfer_out,
-                CheckRequestInput(case_id=case.case_id, request=request),
+                CheckRequestInput(case_id=flow.case_id, request=request),
                 start_to_close_timeout=QUICK,
                 retry_policy=QUICK_RETRY,
             )
@@ -161,11 +191,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                 attempt += 1
                 # R12: this agency's limit runs again from receipt of the corrected request.
                 plan = await flow.replan_transfer_out(flow.today())
-                flow.awaiting = Awaiting(
-                    what="transfer-out by this agency",
-                    from_party="outgoing agency",
-                    by=plan.transfer_out_due.due,
-                )
+                flow.awaiting = _transfer_out_awaited(plan)
                 await flow.decide(flow.deadline_decisions(plan))
                 continue
             stop = self._take_stop(flow)
@@ -175,10 +201,10 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             # now on is answered "too late" (R16: the balance is on its way).
             self._transferring = True
             decision = self._decide(flow, request, facts, incoming_region)
-            await flow.decide([balance_decision(decision, context.policy_version)])
+            await flow.decide([balance_decision(decision, policy_version)])
             sheet = await self._transfer_out(flow, request, decision, facts)
             if sheet is not None:
-                break
+                return _TransferredOut(first, plan, decision, sheet)
             # The records refused the transfer-out and rolled it back: nothing was
             # debited, so a withdrawal is still accepted; a clerk's retry checks again.
             self._transferring = False
@@ -186,19 +212,26 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             if stop is not None:
                 return await self._withdrawn(flow, stop, incoming_region)
 
+    async def _after_transfer_out(
+        self, flow: CaseFlow, out: _TransferredOut, incoming_region: str
+    ) -> str:
+        """The sheet (or certificate) and the balance, then the incoming side's answers."""
+        decision = out.decision
         asyncio.get_running_loop().create_task(self._answer_late_withdrawals(flow, incoming_region))
         notice: Envelope | None = None  # R10/R23: the certificate's, when not delivered yet
         if self._offline is not None:
-            notice = await self._issue_certificate(flow, sheet, decision, incoming_region)
+            notice = await self._issue_certificate(flow, out.sheet, decision, incoming_region)
         else:
             await flow.deliver(
                 flow.envelope(
                     TransferOutCompleted(
-                        info_sheet=sheet, balance_action=decision.action, balance_rule=decision.rule
+                        info_sheet=out.sheet,
+                        balance_action=decision.action,
+                        balance_rule=decision.rule,
                     ),
                     "sheet",
                     incoming_region,
-                    first.message_id,
+                    out.cause.message_id,
                 )
             )
         await flow.refresh_calendar("R13", flow.today(), flow.limits.transfer_in_days)
@@ -216,16 +249,8 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             },
         )
         self._sheet_delivered = True
-        # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
-        # escalated only when that has run out (not at R14's mark when this side was late).
-        transfer_in_due = flow.transfer_in_deadline(flow.today()).due
-        if self._offline is not None:
-            # R10: the person brings the certificate by the incoming side's date (the whole
-            # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
-            # the incoming agency's own days run from then, and are watched here too.
-            brought_by = max(plan.total_due.due, transfer_in_due)
-            transfer_in_due = flow.transfer_in_deadline(brought_by).due
-        await self._move_balance(flow, decision, incoming_region, first.message_id)
+        transfer_in_due = self._incoming_transfer_in_due(flow, out.plan)
+        await self._move_balance(flow, decision, incoming_region, out.cause.message_id)
         if notice is not None:  # the balance went first: it did not wait for the region
             await flow.deliver(notice)
         if payout_only:  # R21/R5: the retiree stays enrolled here; the record is free again
@@ -244,6 +269,24 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         settled = await self._await_confirmations(
             flow, decision, incoming_region, transfer_in_due, credit_due
         )
+        return await self._end(flow, settled)
+
+    def _incoming_transfer_in_due(self, flow: CaseFlow, plan: CaseDeadlines) -> date:
+        # R13: the incoming agency's own limit runs from its receipt of the sheet; it is
+        # escalated only when that has run out (not at R14's mark when this side was late).
+        transfer_in_due = flow.transfer_in_deadline(flow.today()).due
+        if self._offline is not None:
+            # R10: the person brings the certificate by the incoming side's date (the whole
+            # case's limit, at least the R13 days from now: CERTIFICATE_NOT_BROUGHT there);
+            # the incoming agency's own days run from then, and are watched here too.
+            brought_by = max(plan.total_due.due, transfer_in_due)
+            transfer_in_due = flow.transfer_in_deadline(brought_by).due
+        return transfer_in_due
+
+    @staticmethod
+    async def _end(flow: CaseFlow, settled: bool) -> str:
+        """R14: the case completes once the incoming side confirmed; R16: a returned
+        balance ends it."""
         if not settled:
             await flow.record(
                 CaseEventName.CASE_CLOSED_BALANCE_RETURNED,
@@ -411,20 +454,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         after the balance, which does not wait for that region (R19)."""
         stop = self._offline
         assert stop is not None
-        certificate = InsuranceCertificate(
-            certificate_number=certificate_number(flow.region, flow.case_id),
-            issued_on=flow.today(),
-            to_region=incoming_region,
-            info_sheet=sheet,
-            balance_action=decision.action,
-            balance_rule=decision.rule,
-        )
-        await workflow.execute_activity_method(
-            CertificateActivities.issue_insurance_certificate,
-            flow.envelope(certificate, "certificate", incoming_region, stop.message_id),
-            start_to_close_timeout=QUICK,
-            retry_policy=PATIENT_RETRY,
-        )
+        certificate = await self._sign_certificate(flow, sheet, decision, incoming_region, stop)
         notice = flow.envelope(
             InsuranceCertificateIssued(
                 certificate_number=certificate.certificate_number,
@@ -461,6 +491,31 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
             ),
         )
         return None if connected else notice
+
+    @staticmethod
+    async def _sign_certificate(
+        flow: CaseFlow,
+        sheet: InformationSheet,
+        decision: BalanceDecision,
+        incoming_region: str,
+        switch: Envelope,
+    ) -> InsuranceCertificate:
+        """The case's insurance certificate, signed and kept by the issuing activity."""
+        certificate = InsuranceCertificate(
+            certificate_number=certificate_number(flow.region, flow.case_id),
+            issued_on=flow.today(),
+            to_region=incoming_region,
+            info_sheet=sheet,
+            balance_action=decision.action,
+            balance_rule=decision.rule,
+        )
+        await workflow.execute_activity_method(
+            CertificateActivities.issue_insurance_certificate,
+            flow.envelope(certificate, "certificate", incoming_region, switch.message_id),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        return certificate
 
     async def _answer_late_withdrawals(self, flow: CaseFlow, incoming_region: str) -> None:
         """After transfer-out a withdrawal is refused as too late, with the reason; the
@@ -611,62 +666,11 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     detail={"message_id": document.message_id},
                 )
             elif document.type == "BalanceCredited":
-                confirmed = document.document_as(BalanceCredited)
-                if (
-                    decision.action != "remit"
-                    or confirmed.remittance_id != main_remittance_id(flow.case_id)
-                    or confirmed.amount_fen != decision.amount_fen
-                ):
-                    # R15: a confirmation of another remittance or amount settles nothing.
-                    await flow.escalate(
-                        "confirmation",
-                        "CREDIT_DOES_NOT_MATCH_REMITTANCE",
-                        None,
-                        "A credit confirmation does not match this case's remittance.",
-                        "入账确认与本案划转不符，请经办人员核查。",
-                        rule="R15",
-                    )
-                    continue
-                credited = True
-                await flow.record(
-                    CaseEventName.BALANCE_CREDIT_CONFIRMED,
-                    rule="R15",
-                    detail={"message_id": document.message_id},
-                )
+                if await self._credit_confirmed(flow, decision, document):
+                    credited = True
             elif document.type == "BalanceReturned":
-                back = document.document_as(BalanceReturned)
-                # R16: the returned money goes back to the old account, never lost; only
-                # this agency's own debit of this case, by its own amount.
-                restored: int = await workflow.execute_activity_method(
-                    OutgoingActivities.restore_returned_balance,
-                    ReturnInput(
-                        case_id=flow.case_id,
-                        remittance_id=back.remittance_id,
-                        amount_fen=back.amount_fen,
-                    ),
-                    start_to_close_timeout=QUICK,
-                    retry_policy=PATIENT_RETRY,
-                )
-                if restored != back.amount_fen:
-                    await flow.escalate(
-                        "balance",
-                        "RETURN_DOES_NOT_MATCH_DEBIT",
-                        None,
-                        "A balance return does not match this case's own debit; a clerk checks it.",
-                        "退回金额与本案转出扣减不符，请经办人员核查。",
-                        rule="R16",
-                    )
-                    if restored == 0:
-                        continue  # not this case's money: nothing restored, keep waiting
-                credited = returned = True
-                await flow.escalate(
-                    "balance",
-                    "BALANCE_RETURNED",
-                    None,
-                    "The incoming agency returned the balance after a mismatch; a clerk decides how to pay it.",
-                    "转入地因金额不符退回余额，已恢复至原账户，请经办人员处理。",
-                    rule="R16",
-                )
+                if await self._balance_returned(flow, document):
+                    credited = returned = True
             else:
                 mismatch = document.document_as(BalanceMismatch)
                 flow.escalated = True
@@ -680,6 +684,71 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
                     },
                 )
         return not returned
+
+    @staticmethod
+    async def _credit_confirmed(
+        flow: CaseFlow, decision: BalanceDecision, document: Envelope
+    ) -> bool:
+        """R15: whether the confirmation is of this case's remittance and amount (one that
+        is not settles nothing and is escalated)."""
+        confirmed = document.document_as(BalanceCredited)
+        if (
+            decision.action != "remit"
+            or confirmed.remittance_id != main_remittance_id(flow.case_id)
+            or confirmed.amount_fen != decision.amount_fen
+        ):
+            await flow.escalate(
+                "confirmation",
+                "CREDIT_DOES_NOT_MATCH_REMITTANCE",
+                None,
+                "A credit confirmation does not match this case's remittance.",
+                "入账确认与本案划转不符，请经办人员核查。",
+                rule="R15",
+            )
+            return False
+        await flow.record(
+            CaseEventName.BALANCE_CREDIT_CONFIRMED,
+            rule="R15",
+            detail={"message_id": document.message_id},
+        )
+        return True
+
+    @staticmethod
+    async def _balance_returned(flow: CaseFlow, document: Envelope) -> bool:
+        """R16: the returned money goes back to the old account, never lost; only this
+        agency's own debit of this case, by its own amount. False when nothing of this
+        case was restored (the case keeps waiting)."""
+        back = document.document_as(BalanceReturned)
+        restored: int = await workflow.execute_activity_method(
+            OutgoingActivities.restore_returned_balance,
+            ReturnInput(
+                case_id=flow.case_id,
+                remittance_id=back.remittance_id,
+                amount_fen=back.amount_fen,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=PATIENT_RETRY,
+        )
+        if restored != back.amount_fen:
+            await flow.escalate(
+                "balance",
+                "RETURN_DOES_NOT_MATCH_DEBIT",
+                None,
+                "A balance return does not match this case's own debit; a clerk checks it.",
+                "退回金额与本案转出扣减不符，请经办人员核查。",
+                rule="R16",
+            )
+            if restored == 0:
+                return False  # not this case's money: nothing restored, keep waiting
+        await flow.escalate(
+            "balance",
+            "BALANCE_RETURNED",
+            None,
+            "The incoming agency returned the balance after a mismatch; a clerk decides how to pay it.",
+            "转入地因金额不符退回余额，已恢复至原账户，请经办人员处理。",
+            rule="R16",
+        )
+        return True
 
     @staticmethod
     async def _confirmation_overdue(
