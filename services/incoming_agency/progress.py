@@ -35,6 +35,7 @@ from domain.guidance import (
 )
 from domain.identity import fingerprint
 from domain.regions import RegionRegistry
+from domain.vocabulary import StopAnswerCode
 from services.common.db import session_scope
 from services.common.repository import CaseRepository, utcnow
 from services.common.tables import CaseEventRow, CaseRow
@@ -252,7 +253,9 @@ def refusal_codes(row: CaseRow, events: Sequence[CaseEventRow]) -> list[str]:
             codes += [c for c in str((refused.detail or {}).get("codes", "")).split(",") if c]
     stop = _latest(events, STOP_EVENTS)
     if stop is not None and stop.event == "withdrawal_refused":
-        codes.append(str((stop.detail or {}).get("reason_code") or "TOO_LATE_TRANSFERRED_OUT"))
+        codes.append(
+            str((stop.detail or {}).get("reason_code") or StopAnswerCode.TOO_LATE_TRANSFERRED_OUT)
+        )
     return list(dict.fromkeys(codes))
 
 

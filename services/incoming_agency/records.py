@@ -8,6 +8,7 @@ from sqlmodel import select
 from domain.continuity import deemed_employee_months
 from domain.identity import fingerprint
 from domain.matching import main_remittance_id
+from domain.vocabulary import LedgerLeg
 from services.common.db import session_scope
 from services.common.repository import utcnow
 from services.common.tables import CaseRow, LedgerEntry
@@ -51,7 +52,7 @@ class IncomingRecordsSql:
                 select(LedgerEntry).where(
                     LedgerEntry.case_id == case_id,
                     LedgerEntry.remittance_id == main_remittance_id(case_id),
-                    LedgerEntry.leg == "credit_incoming",
+                    LedgerEntry.leg == LedgerLeg.CREDIT_INCOMING,
                 )
             ).first()
             case = session.get(CaseRow, case_id)
@@ -63,7 +64,7 @@ class IncomingRecordsSql:
             exists = session.exec(
                 select(LedgerEntry).where(
                     LedgerEntry.remittance_id == request.remittance_id,
-                    LedgerEntry.leg == "credit_incoming",
+                    LedgerEntry.leg == LedgerLeg.CREDIT_INCOMING,
                 )
             ).first()
             if exists is not None and exists.case_id != request.case_id:
@@ -77,7 +78,7 @@ class IncomingRecordsSql:
                     LedgerEntry(
                         case_id=request.case_id,
                         remittance_id=request.remittance_id,
-                        leg="credit_incoming",
+                        leg=LedgerLeg.CREDIT_INCOMING,
                         amount_fen=request.amount_fen,
                         created_at=utcnow(),
                     )

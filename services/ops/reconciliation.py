@@ -33,13 +33,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from domain.money import format_fen
+from domain.vocabulary import LedgerLeg
 from services.common.tables import InboxRow, LedgerEntry
 
-DEBIT = "debit_outgoing"
-CREDIT = "credit_incoming"
-BANK_PAYOUT = "bank_payout"
-RETURNED = "returned_to_outgoing"
-LATE_CONTRIBUTION = "late_contribution"
+DEBIT = LedgerLeg.DEBIT_OUTGOING
+CREDIT = LedgerLeg.CREDIT_INCOMING
+BANK_PAYOUT = LedgerLeg.BANK_PAYOUT
+RETURNED = LedgerLeg.RETURNED_TO_OUTGOING
+LATE_CONTRIBUTION = LedgerLeg.LATE_CONTRIBUTION
 SETTLEMENT_LEGS = (CREDIT, BANK_PAYOUT, RETURNED)
 REMITTANCE_MESSAGE_TYPES = ("BalanceRemitted", "BalancePaidToBank")
 

@@ -19,6 +19,7 @@ from contracts.documents import (
 from domain.eligibility import EnrolmentFacts, OutgoingRequestFacts, check_transfer_out
 from domain.identity import normalize_resident_id
 from domain.settlement import BalanceChanged, settle_transfer_out
+from domain.vocabulary import LedgerLeg
 from services.common.db import session_scope
 from services.common.faults import crash_point
 from services.common.repository import RegionConnectivity, utcnow
@@ -187,7 +188,7 @@ class OutgoingRecordsSql:
             ).first()
             debited = session.exec(
                 select(LedgerEntry).where(
-                    LedgerEntry.case_id == case_id, LedgerEntry.leg == "debit_outgoing"
+                    LedgerEntry.case_id == case_id, LedgerEntry.leg == LedgerLeg.DEBIT_OUTGOING
                 )
             ).first()
             # A sheet sent is a transfer-out done, also for an R21 payout of an empty
@@ -262,7 +263,7 @@ class OutgoingRecordsSql:
                 LedgerEntry(
                     case_id=request.case_id,
                     remittance_id=request.remittance_id,
-                    leg="debit_outgoing",
+                    leg=LedgerLeg.DEBIT_OUTGOING,
                     amount_fen=settled.debit_fen,
                     created_at=utcnow(),
                 )
@@ -290,7 +291,7 @@ class OutgoingRecordsSql:
             select(LedgerEntry).where(
                 LedgerEntry.case_id == request.case_id,
                 LedgerEntry.remittance_id == request.remittance_id,
-                LedgerEntry.leg == "debit_outgoing",
+                LedgerEntry.leg == LedgerLeg.DEBIT_OUTGOING,
             )
         ).first()
         if debit is not None:  # a retry after the commit: paid out once
@@ -322,7 +323,7 @@ class OutgoingRecordsSql:
                 LedgerEntry(
                     case_id=request.case_id,
                     remittance_id=request.remittance_id,
-                    leg="debit_outgoing",
+                    leg=LedgerLeg.DEBIT_OUTGOING,
                     amount_fen=balance,
                     created_at=utcnow(),
                 )
@@ -365,7 +366,7 @@ class OutgoingRecordsSql:
                 LedgerEntry(
                     case_id=request.case_id,
                     remittance_id=request.remittance_id,
-                    leg="bank_payout",
+                    leg=LedgerLeg.BANK_PAYOUT,
                     amount_fen=request.amount_fen,
                     created_at=utcnow(),
                 )
@@ -383,7 +384,7 @@ class OutgoingRecordsSql:
                 select(LedgerEntry).where(
                     LedgerEntry.case_id == request.case_id,
                     LedgerEntry.remittance_id == request.remittance_id,
-                    LedgerEntry.leg == "debit_outgoing",
+                    LedgerEntry.leg == LedgerLeg.DEBIT_OUTGOING,
                 )
             ).first()
             if debit is None:
@@ -391,7 +392,7 @@ class OutgoingRecordsSql:
             exists = session.exec(
                 select(LedgerEntry).where(
                     LedgerEntry.remittance_id == request.remittance_id,
-                    LedgerEntry.leg == "returned_to_outgoing",
+                    LedgerEntry.leg == LedgerLeg.RETURNED_TO_OUTGOING,
                 )
             ).first()
             if exists is not None:
@@ -400,7 +401,7 @@ class OutgoingRecordsSql:
                 LedgerEntry(
                     case_id=request.case_id,
                     remittance_id=request.remittance_id,
-                    leg="returned_to_outgoing",
+                    leg=LedgerLeg.RETURNED_TO_OUTGOING,
                     amount_fen=debit.amount_fen,
                     created_at=utcnow(),
                 )
@@ -420,7 +421,8 @@ class OutgoingRecordsSql:
         with session_scope(self.engine) as session:
             exists = session.exec(
                 select(LedgerEntry).where(
-                    LedgerEntry.remittance_id == remittance_id, LedgerEntry.leg == "debit_outgoing"
+                    LedgerEntry.remittance_id == remittance_id,
+                    LedgerEntry.leg == LedgerLeg.DEBIT_OUTGOING,
                 )
             ).first()
             if exists is None:
@@ -428,7 +430,7 @@ class OutgoingRecordsSql:
                     LedgerEntry(
                         case_id=request.case_id,
                         remittance_id=remittance_id,
-                        leg="late_contribution",
+                        leg=LedgerLeg.LATE_CONTRIBUTION,
                         amount_fen=request.amount_fen,
                         created_at=utcnow(),
                     )
@@ -437,7 +439,7 @@ class OutgoingRecordsSql:
                     LedgerEntry(
                         case_id=request.case_id,
                         remittance_id=remittance_id,
-                        leg="debit_outgoing",
+                        leg=LedgerLeg.DEBIT_OUTGOING,
                         amount_fen=request.amount_fen,
                         created_at=utcnow(),
                     )

@@ -8,10 +8,19 @@ import ast
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from domain.vocabulary import CaseEventName, ClerkActionName, IncomingStatus, OutgoingStatus
+from contracts.documents import WithdrawalAnswered
+from domain.vocabulary import (
+    CaseEventName,
+    ClerkActionName,
+    EscalationReason,
+    IncomingStatus,
+    OutgoingStatus,
+    StopAnswerCode,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -106,3 +115,37 @@ def test_the_operations_page_offers_every_clerk_action() -> None:
 
     # accept-correction has a form of its own (the corrected document), not a button.
     assert set(ACTIONS) | {ClerkActionName.ACCEPT_CORRECTION} == set(ClerkActionName)
+
+
+def _legs_named(path: Path) -> Iterator[tuple[ast.AST, int]]:
+    """Each value given as a ledger leg: ``leg=...`` or compared with ``<x>.leg``."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            yield from ((k.value, node.lineno) for k in node.keywords if k.arg == "leg")
+        elif isinstance(node, ast.Compare) and len(node.comparators) == 1:
+            left = node.left
+            if isinstance(left, ast.Attribute) and left.attr == "leg":
+                yield node.comparators[0], node.lineno
+
+
+def test_every_ledger_leg_is_named_by_the_vocabulary() -> None:
+    bare = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in CODE
+        if "migrations" not in path.parts
+        for value, line in _legs_named(path)
+        if not (isinstance(value, ast.Attribute) and ast.unparse(value).startswith("LedgerLeg."))
+    ]
+    assert bare == []
+
+
+def test_the_stop_answer_codes_are_the_documents_codes() -> None:
+    annotation = WithdrawalAnswered.model_fields["reason_code"].annotation
+    assert set(get_args(annotation)) == {code.value for code in StopAnswerCode}
+
+
+def test_escalation_reasons_are_named_by_the_vocabulary() -> None:
+    text = "\n".join(path.read_text(encoding="utf-8") for path in CODE)
+    for reason in EscalationReason:
+        assert f'"{reason.value}"' not in text, reason
+        assert f"EscalationReason.{reason.name}" in text, reason

@@ -46,7 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import ResolvedPolicy
     from domain.regions import same_province
-    from domain.vocabulary import CaseEventName, IncomingStatus
+    from domain.vocabulary import CaseEventName, EscalationReason, IncomingStatus, StopAnswerCode
     from workflows.case_flow import (
         QUICK,
         QUICK_RETRY,
@@ -435,7 +435,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             days = flow.limits.transfer_in_days
             await flow.escalate(
                 "transfer_in",
-                "TRANSFER_IN_OVERDUE",
+                EscalationReason.TRANSFER_IN_OVERDUE,
                 transfer_in_due,
                 f"This agency did not complete transfer-in within its {days} "
                 "working days of receiving the information sheet.",
@@ -580,7 +580,11 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         await flow.record(
             CaseEventName.WITHDRAWAL_REFUSED,
             rule="R16",
-            detail={"reason_code": "TOO_LATE_TRANSFERRED_OUT", "kind": stop.kind, "after": after},
+            detail={
+                "reason_code": StopAnswerCode.TOO_LATE_TRANSFERRED_OUT,
+                "kind": stop.kind,
+                "after": after,
+            },
             facts={"stop": "refused"},
         )
 
@@ -750,7 +754,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
         elif stage == "escalation":
             escalation = await flow.escalate(
                 "transfer_out",
-                "TRANSFER_OUT_OVERDUE",
+                EscalationReason.TRANSFER_OUT_OVERDUE,
                 due,
                 f"The outgoing agency of {outgoing_region} did not answer within its "
                 f"{flow.limits.transfer_out_days} working days.",
@@ -1131,7 +1135,7 @@ class IncomingCaseWorkflow(CaseWorkflowBase):
             name = flow.region_name(outgoing_region)
             await flow.escalate(
                 "balance",
-                "BALANCE_OVERDUE",
+                EscalationReason.BALANCE_OVERDUE,
                 balance_due,
                 f"The outgoing agency of {outgoing_region} has sent no balance remittance or "
                 f"notice within its {days} working days.",

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.continuity import balance_decision
     from domain.limits import CaseDeadlines
     from domain.matching import main_remittance_id
-    from domain.vocabulary import CaseEventName, OutgoingStatus
+    from domain.vocabulary import CaseEventName, EscalationReason, OutgoingStatus, StopAnswerCode
     from workflows.activities import CaseActivities
     from workflows.case_flow import QUICK, QUICK_RETRY, CaseFlow, CaseWorkflowBase
     from workflows.clock import end_of_day
@@ -760,7 +760,7 @@ class OutgoingCaseWorkflow(CaseWorkflowBase):
         if kind == "transfer_in":
             await flow.escalate(
                 "confirmation",
-                "TRANSFER_IN_OVERDUE",
+                EscalationReason.TRANSFER_IN_OVERDUE,
                 due,
                 f"The incoming agency of {incoming_region} has not confirmed transfer-in "
                 f"within its {days} working days of receiving the information sheet.",
@@ -787,7 +787,7 @@ def stop_answer(request: WithdrawalRequested, *, transferred_out: bool) -> Withd
         return WithdrawalAnswered(
             kind=request.kind,
             accepted=False,
-            reason_code="TOO_LATE_TRANSFERRED_OUT",
+            reason_code=StopAnswerCode.TOO_LATE_TRANSFERRED_OUT,
             rule="R16",
             message_en=(
                 "Too late: the enrolment was transferred out and the balance moved; "
@@ -798,7 +798,7 @@ def stop_answer(request: WithdrawalRequested, *, transferred_out: bool) -> Withd
     return WithdrawalAnswered(
         kind=request.kind,
         accepted=True,
-        reason_code="ACCEPTED_BEFORE_TRANSFER_OUT",
+        reason_code=StopAnswerCode.ACCEPTED_BEFORE_TRANSFER_OUT,
         rule="R16",
         message_en="Accepted: nothing was transferred out; the case ends here.",
         message_zh="已受理：尚未办理转出，本案终止。",
