@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol, get_args
 from domain.balance import BalanceDecision
 from domain.calendar import Deadline
 from domain.eligibility import Scheme
-from domain.limits import CaseDeadlines
+from domain.limits import CaseDeadlines, CaseLimits
 from domain.money import Fen, format_fen
 from domain.policy import MAX_WAITING_PERIOD_MONTHS, PolicySource, ResolvedPolicy
 from domain.regions import is_region_code
@@ -1037,24 +1037,23 @@ def calendar_loaded_decision(
 
 
 def case_deadline_decisions(
-    deadlines: CaseDeadlines, policy: ResolvedPolicy
+    deadlines: CaseDeadlines, limits: CaseLimits, policy_version: str
 ) -> tuple[Decision, Decision]:
     """R12 transfer-out and R14 whole-case deadlines fixed at acceptance."""
-    limits = policy.limits()
     return (
         deadline_decision(
             rule="R12",
             start=deadlines.accepted_on,
             limit_days=limits.transfer_out_days,
             deadline=deadlines.transfer_out_due,
-            policy_version=policy.version_label,
+            policy_version=policy_version,
         ),
         deadline_decision(
             rule="R14",
             start=deadlines.accepted_on,
             limit_days=limits.total_days,
             deadline=deadlines.total_due,
-            policy_version=policy.version_label,
+            policy_version=policy_version,
         ),
     )
 

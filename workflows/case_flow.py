@@ -25,7 +25,11 @@ with workflow.unsafe.imports_passed_through():
     from contracts.documents import Escalation
     from contracts.envelope import Envelope
     from domain.calendar import Deadline, WorkingDayCalendar
-    from domain.continuity import Decision, calendar_loaded_decision, deadline_decision
+    from domain.continuity import (
+        Decision,
+        calendar_loaded_decision,
+        case_deadline_decisions,
+    )
     from domain.limits import (
         CaseDeadlines,
         CaseLimits,
@@ -256,23 +260,7 @@ class CaseFlow:
 
     def deadline_decisions(self, plan: CaseDeadlines) -> list[Decision]:
         """R12 and R14 as decisions: which limit, from when, under which policy."""
-        version = self._context().policy_version
-        return [
-            deadline_decision(
-                rule="R12",
-                start=plan.accepted_on,
-                limit_days=self.limits.transfer_out_days,
-                deadline=plan.transfer_out_due,
-                policy_version=version,
-            ),
-            deadline_decision(
-                rule="R14",
-                start=plan.accepted_on,
-                limit_days=self.limits.total_days,
-                deadline=plan.total_due,
-                policy_version=version,
-            ),
-        ]
+        return list(case_deadline_decisions(plan, self.limits, self._context().policy_version))
 
     def _note_fallback(self, deadline: Deadline) -> None:
         for year in deadline.fallback_years:

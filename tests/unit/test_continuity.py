@@ -987,7 +987,7 @@ def test_r12_r14_case_deadline_decisions(
 ) -> None:
     policy = load_policy_table(DEFAULT_POLICY_FILE, registry).resolve("620800", D("2026-02-13"))
     deadlines = compute_transfer_out_deadlines(D("2026-02-13"), policy.limits(), calendar)
-    r12, r14 = case_deadline_decisions(deadlines, policy)
+    r12, r14 = case_deadline_decisions(deadlines, policy.limits(), policy.version_label)
     assert (r12.rule, r14.rule) == ("R12", "R14")
     assert r12.outcome == f"due {deadlines.transfer_out_due.due.isoformat()}"
     assert r14.outcome == f"due {deadlines.total_due.due.isoformat()}"
