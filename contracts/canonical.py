@@ -47,46 +47,57 @@ def canonical_json(value: Any) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
-def _write(value: Any, parts: list[str]) -> None:  # noqa: C901 (issue 15: split)
+_LITERALS: dict[Any, str] = {None: "null", True: "true", False: "false"}
+
+
+def _write(value: Any, parts: list[str]) -> None:
     # bool before int: True is an int in Python, but JSON's true.
-    if value is None:
-        parts.append("null")
-    elif value is True:
-        parts.append("true")
-    elif value is False:
-        parts.append("false")
+    if value is None or value is True or value is False:
+        parts.append(_LITERALS[value])
     elif isinstance(value, str):
         parts.append(_string(value))
     elif isinstance(value, int):
-        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise ValueError(
-                f"integer {value} is beyond +/-(2**53 - 1): a JCS peer reads numbers as "
-                "IEEE doubles and would not get it back exactly"
-            )
-        parts.append(str(int(value)))
+        parts.append(_integer(value))
     elif isinstance(value, float):
         parts.append(_number(value))
     elif isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise TypeError(f"object keys must be strings, got {type(key).__name__}")
-        parts.append("{")
-        for index, key in enumerate(sorted(value, key=_utf16_units)):
-            if index:
-                parts.append(",")
-            parts.append(_string(key))
-            parts.append(":")
-            _write(value[key], parts)
-        parts.append("}")
+        _write_object(value, parts)
     elif isinstance(value, list | tuple):
-        parts.append("[")
-        for index, item in enumerate(value):
-            if index:
-                parts.append(",")
-            _write(item, parts)
-        parts.append("]")
+        _write_array(value, parts)
     else:
         raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _integer(value: int) -> str:
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise ValueError(
+            f"integer {value} is beyond +/-(2**53 - 1): a JCS peer reads numbers as "
+            "IEEE doubles and would not get it back exactly"
+        )
+    return str(int(value))
+
+
+def _write_object(value: dict[Any, Any], parts: list[str]) -> None:
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"object keys must be strings, got {type(key).__name__}")
+    parts.append("{")
+    for index, key in enumerate(sorted(value, key=_utf16_units)):
+        if index:
+            parts.append(",")
+        parts.append(_string(key))
+        parts.append(":")
+        _write(value[key], parts)
+    parts.append("}")
+
+
+def _write_array(value: list[Any] | tuple[Any, ...], parts: list[str]) -> None:
+    parts.append("[")
+    for index, item in enumerate(value):
+        if index:
+            parts.append(",")
+        _write(item, parts)
+    parts.append("]")
 
 
 def _utf16_units(key: str) -> bytes:
