@@ -4,6 +4,7 @@ the case views, region connectivity administration."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -206,6 +207,17 @@ def problem_body(
         error=message_en,
         reasons=[ErrorReason(code=code, rule=rule, message_en=message_en, message_zh=message_zh)],
     )
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A use case's answer when it does not act: the HTTP status, a code, why (never a
+    person's data) and the rule; the route turns it into the error body."""
+
+    status: int
+    code: str
+    message: str
+    rule: str | None = None
 
 
 def problem(

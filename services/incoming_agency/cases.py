@@ -25,7 +25,7 @@ from contracts.documents import (
     TransferRequested,
 )
 from domain.identity import fingerprint, normalize_resident_id, personal_data_in_text
-from services.common.api import owned_case
+from services.common.api import Refused, owned_case
 from services.common.auth import Principal, require_party
 from services.common.repository import CaseRepository
 from services.common.tables import CaseRow
@@ -49,16 +49,6 @@ class CaseSignal:
 
     name: str
     payload: Any
-
-
-@dataclass(frozen=True)
-class Refused:
-    """Not asked: the HTTP status, a code, why (never a person's data) and the rule."""
-
-    status: int
-    code: str
-    message: str
-    rule: str | None = None
 
 
 class CaseCommand(Protocol):

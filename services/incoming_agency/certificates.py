@@ -23,11 +23,11 @@ from contracts.documents import FreeText, InsuranceCertificate, TransferRequeste
 from contracts.envelope import Envelope
 from domain.matching import CaseFile, SheetFacts, sheet_mismatch
 from services.common.acceptance import InboundProblem, content_digest, parse_and_verify
-from services.common.api import ErrorBody, owned_case, problem
+from services.common.api import ErrorBody, Refused, owned_case, problem
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
-from services.incoming_agency.cases import CaseSignal, Refused, SignalCase
+from services.incoming_agency.cases import CaseSignal, SignalCase
 from workflows.incoming.types import CertificateLoad
 
 log = logging.getLogger("medtransfer.incoming")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from domain.vocabulary import ClerkActionName
+from services.common.api import Refused
 from services.common.auth import Principal
 from services.common.tables import CaseRow
 from services.incoming_agency.cases import (
@@ -19,7 +20,6 @@ from services.incoming_agency.cases import (
     OPEN_FOR_WITHDRAWAL,
     CaseCommands,
     CaseSignal,
-    Refused,
     corrected_request,
     correction_from_form,
     free_text_problem,

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from contracts.documents import FreeText
 from domain.vocabulary import ClerkActionName
-from services.common.api import ErrorBody, owned_case, problem
+from services.common.api import ErrorBody, Refused, owned_case, problem
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
@@ -32,7 +32,6 @@ from services.incoming_agency.cases import (
     OPEN_FOR_WITHDRAWAL,
     CaseCommands,
     CorrectApplication,
-    Refused,
     ResolveMismatch,
     Withdraw,
     WithdrawIn,

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from services.common.api import ErrorBody, problem
+from services.common.api import ErrorBody, Refused, problem
 from services.common.app_factory import build_agency_app
 from services.common.auth import Principal
 from services.common.bootstrap import Service, build_service
@@ -18,7 +18,6 @@ from services.outgoing_agency.cases import (
     LateContributionIn,
     OutgoingWorkflows,
     PostLateContribution,
-    Refused,
     RetryIn,
     RetryStep,
 )

@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from contracts.documents import MAX_FEN, FreeText
 from contracts.envelope import Envelope
-from services.common.api import owned_case
+from services.common.api import Refused, owned_case
 from services.common.auth import Principal, require_party
 from services.common.inbound import signal
 from services.common.repository import CaseRepository
@@ -34,16 +34,6 @@ from workflows.outgoing.workflows import (
 from workflows.types import ClerkAction
 
 log = logging.getLogger("medtransfer.outgoing")
-
-
-@dataclass(frozen=True)
-class Refused:
-    """Not done: the HTTP status, a code, why (never a person's data) and the rule."""
-
-    status: int
-    code: str
-    message: str
-    rule: str | None = None
 
 
 class RetryIn(BaseModel):

@@ -24,14 +24,13 @@ from sqlmodel import col, select
 from contracts.documents import AuditRecord, FreeText, InsuranceCertificate
 from contracts.envelope import Envelope
 from contracts.keyring import KeyCustodyError
-from services.common.api import ErrorBody, owned_case, problem
+from services.common.api import ErrorBody, Refused, owned_case, problem
 from services.common.app_factory import AgencyApp
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.db import session_scope
 from services.common.repository import utcnow
 from services.common.tables import SentDocumentRow
-from services.outgoing_agency.cases import Refused
 
 log = logging.getLogger("medtransfer.outgoing")
 

@@ -17,10 +17,10 @@ from sqlmodel import col, select
 from contracts.documents import MAX_FEN, AuditRecord
 from domain.continuity import last_paid_month_problem
 from domain.identity import is_valid_resident_id, mask_id, normalize_resident_id
+from services.common.api import Refused
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.db import session_scope
-from services.outgoing_agency.cases import Refused
 from services.outgoing_agency.tables import EnrolmentRow
 from workflows.clock import CHINA_TZ
 
