@@ -99,6 +99,17 @@ def _add_missing_nullable_columns(engine: Engine, tables: list[type[SQLModel]]) 
                 )
 
 
+def serialise_on(session: Session, key: str) -> None:
+    """Hold ``key`` until this transaction ends: another transaction asking for the same
+    key waits (a check and the write it decides, made atomic across threads and
+    processes). PostgreSQL: a transaction advisory lock; SQLite needs none, every
+    transaction there begins IMMEDIATE and so runs alone (make_engine)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on any error."""

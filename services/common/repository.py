@@ -18,7 +18,7 @@ from sqlmodel import col, or_, select
 from contracts.documents import AuditRecord
 from contracts.envelope import Envelope
 from domain.regions import RegionRegistry
-from services.common.db import session_scope
+from services.common.db import serialise_on, session_scope
 from services.common.tables import (
     CaseEventRow,
     CaseRow,
@@ -265,17 +265,31 @@ class CaseRepository:
         with session_scope(self.engine) as session:
             return session.exec(select(CaseRow).where(CaseRow.open_key == open_key)).first()
 
-    def open_case_of_person(
-        self, person_key: str, *, except_open_key: str | None
-    ) -> CaseRow | None:
-        """R5: another open case of the same person (other regions) at this agency."""
-        with session_scope(self.engine) as session:
-            query = select(CaseRow).where(
-                CaseRow.person_key == person_key, col(CaseRow.open_key).is_not(None)
-            )
-            if except_open_key is not None:
-                query = query.where(CaseRow.open_key != except_open_key)
-            return session.exec(query).first()
+    def open_case(self, row: CaseRow) -> CaseRow | None:
+        """R5: insert a new open case unless the person has one for other regions (None).
+        A second submission for the same regions gets the open case it duplicates. The
+        check and the insert are one transaction, serialised per person, so two
+        submissions at once (threads, API replicas) cannot both pass the check."""
+        try:
+            with session_scope(self.engine) as session:
+                serialise_on(session, f"open-case:{row.person_key}")
+                open_cases = session.exec(
+                    select(CaseRow).where(
+                        CaseRow.person_key == row.person_key, col(CaseRow.open_key).is_not(None)
+                    )
+                ).all()
+                if any(case.open_key != row.open_key for case in open_cases):
+                    return None
+                if open_cases:
+                    return open_cases[0]
+                session.add(row)
+            return row
+        except IntegrityError:
+            # The same open key inserted another way (not through here): its case.
+            existing = self.find_open(row.open_key) if row.open_key is not None else None
+            if existing is None:
+                raise
+            return existing
 
     def insert_case(self, row: CaseRow) -> CaseRow:
         """Insert a new case; when another open case holds the same open_key, return it."""

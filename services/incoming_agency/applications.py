@@ -213,13 +213,11 @@ class SubmitApplication:
 
     def _record(self, candidate: CaseRow) -> CaseRow | Rejected:
         """The case row: the candidate inserted, or the open case it duplicates."""
-        elsewhere = self.service.repository.open_case_of_person(
-            candidate.person_key, except_open_key=candidate.open_key
-        )
-        if elsewhere is not None:
+        row = self.service.repository.open_case(candidate)
+        if row is None:
             # R5: two transfers of one person at once would enrol the person twice.
             return _refused(409, [refusal(RefusalCode.OPEN_CASE_ELSEWHERE)])
-        return self.service.repository.insert_case(candidate)
+        return row
 
 
 def application_facts(body: ApplicationIn, applied_on: date) -> ApplicationFacts:

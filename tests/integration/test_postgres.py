@@ -519,3 +519,66 @@ def test_r5_concurrent_checks_of_one_enrolment_let_exactly_one_case_transfer_it_
     assert len(passed) == 1, outcomes
     assert all(o == ["ENROLMENT_IN_TRANSFER"] for o in outcomes if o), outcomes
     assert len(transferred) == 1
+
+
+def test_r5_applications_of_one_person_at_once_open_one_case_on_both_databases(
+    new_url: Callable[[str], str],
+) -> None:
+    """R5 at the incoming agency: eight applications of one person from eight outgoing
+    regions reach the check together (threads, as the API's routes run it; or replicas).
+    The check and the insert are one transaction serialised per person
+    (CaseRepository.open_case), so exactly one case opens on SQLite and on PostgreSQL, and
+    a resubmission of the winner's application gets the winner's case."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+
+    from contracts.documents import PersonIdentity, TransferRequested
+    from harness.agencies import new_person
+    from services.common.repository import CaseRepository
+    from services.common.tables import CaseRow
+    from services.incoming_agency.applications import new_case_row
+
+    engine = make_engine(new_url("incoming"))
+    migrate.upgrade(engine, "incoming")
+    repository = CaseRepository(engine, "incoming")
+    person = new_person("620800")
+    origins = ["620800", "620100", "110000", "350100", "440100", "440300", "441900", "620800"]
+
+    def candidate(from_region: str) -> CaseRow:
+        request = TransferRequested(
+            person=PersonIdentity(id_number=person.id_number, name=person.name),
+            from_region=from_region,
+            to_region="610100",
+            from_scheme="employee",
+            to_scheme="employee",
+            reason="new job",
+            applied_on=date(2026, 12, 1),
+            channel="online",
+            incoming_agency="agency",
+        )
+        return new_case_row(request, date(2026, 11, 1))
+
+    together = threading.Barrier(len(origins))
+
+    def apply(from_region: str) -> CaseRow | None:
+        row = candidate(from_region)
+        together.wait(timeout=30)
+        return repository.open_case(row)
+
+    with ThreadPoolExecutor(max_workers=len(origins)) as pool:
+        answers = list(pool.map(apply, origins))
+    person_key = candidate("620800").person_key
+    with Session(engine) as session:
+        open_rows = session.exec(
+            select(CaseRow).where(
+                CaseRow.person_key == person_key, col(CaseRow.open_key).is_not(None)
+            )
+        ).all()
+    engine.dispose()
+    assert len(open_rows) == 1, [(r.from_region, r.case_id) for r in open_rows]
+    winner = open_rows[0]
+    opened = [a for a in answers if a is not None]
+    # The winner, and (when its region comes twice) its duplicate resubmission: one case.
+    assert {a.case_id for a in opened} == {winner.case_id}
+    assert all(a is None for a, o in zip(answers, origins, strict=True) if o != winner.from_region)
