@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,17 +70,21 @@ class OpsSessions:
         self.max_sessions = max_sessions
         self.clock = clock
         self._sessions: dict[str, OpsSession] = {}
+        # The pages that only read run in FastAPI's threadpool, the forms on the event
+        # loop: every look-up, expiry and purge holds the lock.
+        self._lock = threading.Lock()
 
     def start(self, principal: Principal) -> tuple[str, OpsSession]:
         """A new session for ``principal``: its id (the cookie's value) and the session."""
-        now = self.clock()
-        self._purge(now)
-        while len(self._sessions) >= self.max_sessions:
-            oldest = min(self._sessions, key=lambda k: self._sessions[k].started)
-            del self._sessions[oldest]
         session_id = new_token()
-        session = OpsSession(principal, new_token(), started=now, last_seen=now)
-        self._sessions[_session_key(session_id)] = session
+        with self._lock:
+            now = self.clock()
+            self._purge(now)
+            while len(self._sessions) >= self.max_sessions:
+                oldest = min(self._sessions, key=lambda k: self._sessions[k].started)
+                del self._sessions[oldest]
+            session = OpsSession(principal, new_token(), started=now, last_seen=now)
+            self._sessions[_session_key(session_id)] = session
         return session_id, session
 
     def get(self, session_id: str | None) -> OpsSession | None:
@@ -87,19 +92,21 @@ class OpsSessions:
         if not session_id:
             return None
         key = _session_key(session_id)
-        session = self._sessions.get(key)
-        if session is None:
-            return None
-        now = self.clock()
-        if self._expired(session, now):
-            del self._sessions[key]
-            return None
-        session.last_seen = now
-        return session
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is None:
+                return None
+            now = self.clock()
+            if self._expired(session, now):
+                del self._sessions[key]
+                return None
+            session.last_seen = now
+            return session
 
     def end(self, session_id: str | None) -> None:
         if session_id:
-            self._sessions.pop(_session_key(session_id), None)
+            with self._lock:
+                self._sessions.pop(_session_key(session_id), None)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -111,5 +118,6 @@ class OpsSessions:
         )
 
     def _purge(self, now: float) -> None:
+        """Drop the expired sessions (the lock held by the caller)."""
         for key in [k for k, s in self._sessions.items() if self._expired(s, now)]:
             del self._sessions[key]

@@ -247,3 +247,42 @@ def test_ops_login_throttle_counts_failures_per_client_address() -> None:
     assert throttle.retry_after("10.0.0.2") is None
     clock.now += LOGIN_WINDOW_SECONDS
     assert throttle.retry_after("10.0.0.1") is None
+
+
+def test_two_page_loads_of_an_expired_session_both_go_to_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages that only read run in FastAPI's threadpool: two loads of one expired
+    session at once both find it expired; the second must not fail deleting it (500). The
+    slow clock widens the window between the look-up and the delete."""
+    import asyncio
+    import time
+
+    import httpx
+
+    agency = without_broker(inprocess_app("incoming", tmp_path, monkeypatch))
+    sessions = agency.app.state.ops_sessions
+    session_id, _ = sessions.start(agency.service.auth.principal("demo-clerk"))
+    started = time.monotonic()
+
+    def slow_late_clock() -> float:
+        time.sleep(0.3)
+        return started + sessions.idle_seconds + 1  # the session has expired
+
+    sessions.clock = slow_late_clock
+
+    async def run() -> list[int]:
+        transport = httpx.ASGITransport(app=agency.app, raise_app_exceptions=False)
+        async with (
+            agency.app.router.lifespan_context(agency.app),
+            httpx.AsyncClient(
+                transport=transport, base_url="http://t", cookies={SESSION_COOKIE: session_id}
+            ) as client,
+        ):
+            answers = await asyncio.gather(client.get("/ops"), client.get("/ops"))
+        return sorted(a.status_code for a in answers)
+
+    try:
+        assert asyncio.run(run()) == [303, 303]
+    finally:
+        agency.service.engine.dispose()
