@@ -23,11 +23,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from contracts.audit_trust import AuditCheckpoint
 from contracts.keyring import KeyRegistryError, RegionSigner
 from services.audit.config import AuditSettings
 from services.audit.export import trail_csv, trail_json
 from services.audit.store import AuditStore
-from services.audit.trust import AuditCheckpoint
 
 cli = typer.Typer(
     name="python -m services.audit",
@@ -159,7 +159,7 @@ def checkpoint(
     """Sign the head of each chain of this agency side (periodically, or at case close):
     one checkpoint per case as JSON lines, to keep and hand to the other agency. Runs with
     the agency's settings: its database, its keys, the registry."""
-    from services.audit.emitter import AuditRecordSigner
+    from services.common.audit_records import AuditRecordSigner
     from services.common.config import Settings
     from services.common.db import make_engine
     from services.common.keys import load_registry, load_trust, served_regions

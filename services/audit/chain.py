@@ -9,7 +9,7 @@ newest row of a chain can be rewritten together with its hash unnoticed, which i
 export carries each chain's head hash: a copy of it held elsewhere pins the whole trail.
 
 That chain is the store's own. With the public-key registry (``keys``) verification also
-checks what the emitting agencies vouch for (services/audit/trust.py): each record's
+checks what the emitting agencies vouch for (contracts/audit_trust.py): each record's
 signature, its ``prev_hash`` link to the emitter's previous record, one region per chain,
 and the chain against the emitters' signed checkpoints, so the store's operator cannot
 rewrite, forge, drop or truncate unnoticed.
@@ -27,14 +27,14 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from contracts.documents import AuditRecord
-from services.audit.trust import (
+from contracts.audit_trust import (
     AuditCheckpoint,
     PublicKeys,
     archived_problem,
     checkpoint_problem,
     expected_prev_hash,
 )
+from contracts.documents import AuditRecord
 
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of the first record of every chain."""

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
+from contracts.audit_trust import AuditCheckpoint, PublicKeys, record_problem
 from contracts.documents import AuditRecord
 from services.audit.chain import (
     GENESIS_HASH,
@@ -45,7 +46,6 @@ from services.audit.chain import (
     link_hash,
     verify_chain,
 )
-from services.audit.trust import AuditCheckpoint, PublicKeys, record_problem
 from services.common.db import make_engine, session_scope
 from services.common.logging import scrub
 from services.common.migrate import VERSIONS_DIR, History

@@ -12,7 +12,7 @@ from contracts.documents import AuditRecord
 from contracts.envelope import Envelope
 from contracts.keyring import RegionSigner
 from contracts.topics import Topics
-from services.audit.emitter import AuditRecordSigner, AuditTimeline
+from services.common.audit_records import AuditRecordSigner, AuditTimeline
 from services.common.config import Settings, Side
 from services.common.tracing import kafka_middlewares
 from services.common.transport import kafka_security

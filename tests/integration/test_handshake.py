@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from contracts.audit_trust import archived_problem, expected_prev_hash
 from contracts.documents import AuditRecord
 from contracts.keyring import KeyRegistrySource
 from harness.agencies import AgencyStack
-from services.audit.trust import archived_problem, expected_prev_hash
 
 pytestmark = pytest.mark.integration
 

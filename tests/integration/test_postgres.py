@@ -23,12 +23,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 
+from contracts.audit_trust import sign_record
 from contracts.documents import AuditRecord
 from harness.agencies import AgencyStack, free_port, stack_env
 from harness.invariants import wait_for_invariants
 from harness.servers import REPO_DIR, ScriptServer
 from services.audit.store import AuditStore, RecordRefused
-from services.audit.trust import sign_record
 from services.cli import migrate
 from services.cli.migrate import DATABASES, Database
 from services.common import migrate as runner

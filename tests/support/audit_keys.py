@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from contracts.audit_trust import expected_prev_hash, sign_record
 from contracts.documents import AuditRecord
 from contracts.keyring import (
     KeyEntry,
@@ -21,7 +22,6 @@ from contracts.keyring import (
     write_private_key,
 )
 from contracts.signing import public_key_b64
-from services.audit.trust import expected_prev_hash, sign_record
 
 OUTGOING_REGION = "620800"
 INCOMING_REGION = "610100"

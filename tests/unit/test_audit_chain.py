@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from contracts.audit_trust import sign_record
 from contracts.documents import AuditRecord
 from services.audit.__main__ import cli
 from services.audit.chain import (
@@ -33,7 +34,6 @@ from services.audit.chain import (
 from services.audit.consumer import receive
 from services.audit.export import trail_csv, trail_json
 from services.audit.store import AuditStore
-from services.audit.trust import sign_record
 from tests.support.audit_keys import T0, AuditTrust, make_trust, signed
 from tests.support.audit_keys import content as record
 

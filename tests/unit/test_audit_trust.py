@@ -19,6 +19,7 @@ from faststream.kafka import KafkaBroker
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
+from contracts.audit_trust import AuditCheckpoint, sign_checkpoint
 from contracts.documents import AUDIT_GENESIS, AuditRecord, AuditSignature
 from contracts.keyring import KeyCustodyError, KeyEntry, KeyRegistryError, held_keys
 from contracts.signing import SignatureInvalid, public_key_b64
@@ -27,9 +28,8 @@ from services.audit.__main__ import cli
 from services.audit.chain import GENESIS_HASH, link_hash
 from services.audit.config import AuditSettings
 from services.audit.consumer import receive
-from services.audit.emitter import AuditRecordSigner
 from services.audit.store import AuditStore, RecordRefused
-from services.audit.trust import AuditCheckpoint, sign_checkpoint
+from services.common.audit_records import AuditRecordSigner
 from services.common.broker import KafkaDocumentPublisher
 from services.common.db import create_tables, make_engine
 from services.common.repository import CaseRepository

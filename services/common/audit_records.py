@@ -19,15 +19,15 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from contracts.documents import AuditRecord
-from contracts.keyring import KeyCustodyError
-from services.audit.trust import (
+from contracts.audit_trust import (
     AuditCheckpoint,
     ByteSigner,
     expected_prev_hash,
     sign_checkpoint,
     sign_record,
 )
+from contracts.documents import AuditRecord
+from contracts.keyring import KeyCustodyError
 from services.common.db import session_scope
 from services.common.tables import CaseEventRow
 
