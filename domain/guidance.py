@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from domain.regions import RegionRegistry
 from domain.vocabulary import RefusalCode, StopAnswerCode
 
 Party = Literal["outgoing", "incoming", "applicant", "platform", "nobody"]
@@ -575,3 +576,51 @@ def agency_zh(region_name: str) -> str:
 
 def agency_en(region_name: str) -> str:
     return f"the medical insurance agency of {region_name}"
+
+
+class AgencyNames:
+    """The two agencies of a case, by their regions' names (never codes), for the texts
+    above: ``{outgoing}``, ``{incoming}`` and ``{region}`` filled in."""
+
+    def __init__(self, registry: RegionRegistry, from_region: str, to_region: str) -> None:
+        self.registry = registry
+        self.outgoing = self.region_zh(from_region)
+        self.incoming = self.region_zh(to_region)
+        self.outgoing_en = self.region_en(from_region)
+        self.incoming_en = self.region_en(to_region)
+
+    def region_zh(self, code: str) -> str:
+        region = self.registry.get(code)
+        return region.name if region is not None else "该地区"
+
+    def region_en(self, code: str) -> str:
+        region = self.registry.get(code)
+        if region is None:
+            return "that region"
+        return region.name_en or region.name
+
+    def zh(self, text: str, region: str = "") -> str:
+        return text.format(
+            outgoing=agency_zh(self.outgoing),
+            incoming=agency_zh(self.incoming),
+            region=self.region_zh(region) if region else self.outgoing,
+        )
+
+    def en(self, text: str, region: str = "") -> str:
+        return text.format(
+            outgoing=agency_en(self.outgoing_en),
+            incoming=agency_en(self.incoming_en),
+            region=self.region_en(region) if region else self.outgoing_en,
+        )
+
+    def party(self, guidance: StatusGuidance) -> tuple[str, str]:
+        return {
+            "outgoing": (agency_zh(self.outgoing), agency_en(self.outgoing_en)),
+            "incoming": (agency_zh(self.incoming), agency_en(self.incoming_en)),
+            "applicant": ("您（参保人或用人单位）", "you (the person or the employer)"),
+            "platform": (
+                f"全国医保信息平台（{self.outgoing}尚未接入）",
+                f"the national platform ({self.outgoing_en} not yet connected)",
+            ),
+            "nobody": ("", ""),
+        }[guidance.party]

@@ -8,6 +8,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from starlette.requests import Request
+
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_SECONDS = 300
 MAX_TRACKED_CLIENTS = 10_000
@@ -69,3 +71,9 @@ class LoginThrottle:
         if not recent:
             self._failed.pop(client, None)
         return recent
+
+
+def client_address(request: Request) -> str:
+    # The peer as the server sees it (uvicorn --proxy-headers puts a trusted proxy's
+    # X-Forwarded-For here); never a header the client could set itself.
+    return request.client.host if request.client else "unknown"

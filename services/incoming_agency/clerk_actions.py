@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -164,6 +165,11 @@ CLERK_ACTIONS: Mapping[ClerkActionName, ClerkActionRule] = {
     ),
 }
 
+# The actions the operations page offers as buttons, by name, with their labels.
+PAGE_LABELS: Mapping[str, str] = MappingProxyType(
+    {name: rule.label for name, rule in CLERK_ACTIONS.items() if rule.label is not None}
+)
+
 
 @dataclass(frozen=True)
 class PerformClerkAction:
@@ -172,6 +178,11 @@ class PerformClerkAction:
     HTTP status and a message naming fields at most (the page puts it in a URL)."""
 
     cases: CaseCommands
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The actions the operations page offers as buttons."""
+        return PAGE_LABELS
 
     async def __call__(
         self,

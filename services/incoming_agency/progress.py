@@ -26,9 +26,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from domain.guidance import (
+    AgencyNames,
     StatusGuidance,
-    agency_en,
-    agency_zh,
     refusal_guidance,
     status_guidance,
     step_text,
@@ -191,53 +190,6 @@ def date_zh(day: date) -> str:
     return f"{day.year}年{day.month}月{day.day}日"
 
 
-class Names:
-    """The two agencies of a case, by their regions' names (never codes)."""
-
-    def __init__(self, registry: RegionRegistry, row: CaseRow) -> None:
-        self.registry = registry
-        self.outgoing = self.region_zh(row.from_region)
-        self.incoming = self.region_zh(row.to_region)
-        self.outgoing_en = self.region_en(row.from_region)
-        self.incoming_en = self.region_en(row.to_region)
-
-    def region_zh(self, code: str) -> str:
-        region = self.registry.get(code)
-        return region.name if region is not None else "该地区"
-
-    def region_en(self, code: str) -> str:
-        region = self.registry.get(code)
-        if region is None:
-            return "that region"
-        return region.name_en or region.name
-
-    def zh(self, text: str, region: str = "") -> str:
-        return text.format(
-            outgoing=agency_zh(self.outgoing),
-            incoming=agency_zh(self.incoming),
-            region=self.region_zh(region) if region else self.outgoing,
-        )
-
-    def en(self, text: str, region: str = "") -> str:
-        return text.format(
-            outgoing=agency_en(self.outgoing_en),
-            incoming=agency_en(self.incoming_en),
-            region=self.region_en(region) if region else self.outgoing_en,
-        )
-
-    def party(self, guidance: StatusGuidance) -> tuple[str, str]:
-        return {
-            "outgoing": (agency_zh(self.outgoing), agency_en(self.outgoing_en)),
-            "incoming": (agency_zh(self.incoming), agency_en(self.incoming_en)),
-            "applicant": ("您（参保人或用人单位）", "you (the person or the employer)"),
-            "platform": (
-                f"全国医保信息平台（{self.outgoing}尚未接入）",
-                f"the national platform ({self.outgoing_en} not yet connected)",
-            ),
-            "nobody": ("", ""),
-        }[guidance.party]
-
-
 def _latest(events: Sequence[CaseEventRow], names: Iterable[str]) -> CaseEventRow | None:
     wanted = set(names)
     return next((e for e in reversed(events) if e.event in wanted), None)
@@ -270,7 +222,7 @@ def person_view(
 ) -> CaseProgressOut:
     """R17: status in plain words, what is awaited from whom by when, the reasons with
     what to do for each, what the person can do, and the steps so far."""
-    names = Names(registry, row)
+    names = AgencyNames(registry, row.from_region, row.to_region)
     guidance = status_guidance(row.status)
     closed = row.terminal or guidance.party == "nobody"
     awaiting_by: date | None = None

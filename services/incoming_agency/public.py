@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.common.api import ErrorBody, ErrorReason, problem
 from services.common.bootstrap import Service
-from services.common.throttle import LoginThrottle
+from services.common.throttle import LoginThrottle, client_address
 from services.incoming_agency.progress import (
     NO_MATCH,
     PAGE_HEADERS,
@@ -30,7 +30,6 @@ from services.incoming_agency.progress import (
     not_found_page,
     throttled_page,
 )
-from services.ops.dashboard import client_address
 
 # A query is four short fields: anything longer is refused before it is read on.
 MAX_QUERY_BYTES = 4096

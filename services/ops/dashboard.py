@@ -23,14 +23,12 @@ from starlette.datastructures import FormData
 
 from domain.articles import citation_zh
 from domain.calendar import WorkingDayCalendar
-from domain.guidance import step_text
+from domain.guidance import AgencyNames, step_text
 from domain.vocabulary import ClerkActionName
 from services.common.auth import AuthError, Principal
 from services.common.bootstrap import Service
 from services.common.tables import CaseEventRow, CaseRow
-from services.common.throttle import LoginThrottle
-from services.incoming_agency.clerk_actions import CLERK_ACTIONS
-from services.incoming_agency.progress import Names
+from services.common.throttle import LoginThrottle, client_address
 from services.ops.sessions import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -46,12 +44,15 @@ from services.ops.sessions import (
 LEGACY_KEY_COOKIE = "mt_key"  # the raw API key earlier versions kept: cleared at sign-in
 AT_RISK_WORKING_DAYS = 2
 # The clerk actions with a button on the case page -> its label (clerk_actions.py).
-ACTIONS = {name: rule.label for name, rule in CLERK_ACTIONS.items() if rule.label is not None}
 SCHEMES = ("employee", "resident")
 
 
 class ClerkAct(Protocol):
-    """The incoming API's ``perform_action``: checked, signalled, recorded with the clerk."""
+    """The incoming API's ``perform_action``: checked, signalled, recorded with the clerk;
+    ``labels`` names the actions the page offers as buttons."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
 
     async def __call__(
         self,
@@ -220,12 +221,6 @@ def refused(status: int, message: str) -> HTMLResponse:
     )
 
 
-def client_address(request: Request) -> str:
-    # The peer as the server sees it (uvicorn --proxy-headers puts a trusted proxy's
-    # X-Forwarded-For here); never a header the client could set itself.
-    return request.client.host if request.client else "unknown"
-
-
 def _listing(rows: Sequence[CaseRow], classes: Mapping[str, str], kind: str) -> list[list[str]]:
     return [
         [
@@ -332,7 +327,7 @@ def _decisions(events: Sequence[CaseEventRow]) -> list[list[str]]:
     ]
 
 
-def _timeline(names: Names, events: Sequence[CaseEventRow]) -> list[list[str]]:
+def _timeline(names: AgencyNames, events: Sequence[CaseEventRow]) -> list[list[str]]:
     return [
         [
             str(e.sequence),
@@ -346,7 +341,7 @@ def _timeline(names: Names, events: Sequence[CaseEventRow]) -> list[list[str]]:
     ]
 
 
-def _action_forms(row: CaseRow, session: OpsSession) -> str:
+def _action_forms(row: CaseRow, session: OpsSession, labels: Mapping[str, str]) -> str:
     """The case page's actions: a button per clerk action, the correction form after a
     soft refusal, or a note when the actions are the other party's."""
     if not session.principal.holds(row.to_region):
@@ -363,7 +358,7 @@ def _action_forms(row: CaseRow, session: OpsSession) -> str:
             + csrf_input(session)
             + f"<input name='reason' placeholder='reason 原因' id='reason-{name}'>"
             f"<button id='action-{name}' type='submit'>{escape(label)}</button></form><br>"
-            for name, label in ACTIONS.items()
+            for name, label in labels.items()
         )
     )
     if row.status == "refused_correctable":
@@ -530,7 +525,7 @@ class OpsPages:
         today = service.today()
         calendar = service.calendar(today)
         events = service.repository.events(case_id)
-        forms = _action_forms(row, session)
+        forms = _action_forms(row, session, self.act.labels)
         note = f"<p class='flash' id='flash'>{escape(flash)}</p>" if flash else ""
         body = (
             note
@@ -544,7 +539,7 @@ class OpsPages:
             + "<h2>Timeline 办理记录</h2>"
             + table(
                 ["#", "at", "event", "status", "rule"],
-                _timeline(Names(service.registry, row), events),
+                _timeline(AgencyNames(service.registry, row.from_region, row.to_region), events),
                 "timeline",
             )
         )
@@ -598,7 +593,7 @@ class OpsPages:
         if isinstance(checked, Response):
             return checked
         session, form = checked
-        if action not in ACTIONS:
+        if action not in self.act.labels:
             return RedirectResponse(
                 f"/ops/cases/{quote(case_id)}?flash=unknown+action", status_code=303
             )
@@ -649,7 +644,7 @@ def create_ops_router(
     return router
 
 
-def _event_zh(names: Names, event: str, detail: Mapping[str, Any] | None) -> str:
+def _event_zh(names: AgencyNames, event: str, detail: Mapping[str, Any] | None) -> str:
     """A timeline event as the clerk reads it: the step in Chinese, the event id beside it."""
     step = step_text(event)
     if step is None:

@@ -102,3 +102,39 @@ def test_no_new_function_over_sixty_lines_outside_tests() -> None:
 def test_the_list_of_long_functions_only_shrinks() -> None:
     split = LONG_FUNCTIONS - set(_long_functions())
     assert split == set(), f"now short or gone, take them off LONG_FUNCTIONS: {sorted(split)}"
+
+
+def _service_imports() -> dict[str, set[str]]:
+    """Which of services/'s packages each imports (common, audit, ops, the two agencies...)."""
+    graph: dict[str, set[str]] = {}
+    for path in _sources("services"):
+        parts = path.relative_to(ROOT / "services").parts
+        package = parts[0] if len(parts) > 1 else "services"
+        for _line, module in _imported_modules(path):
+            names = module.split(".")
+            if names[0] == "services" and len(names) > 1 and names[1] != package:
+                graph.setdefault(package, set()).add(names[1])
+    return graph
+
+
+def _imported_modules(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
+def test_no_circle_between_the_services_packages() -> None:
+    graph = _service_imports()
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, set()) - seen:
+            if nxt == goal or reaches(nxt, goal, seen | {nxt}):
+                return True
+        return False
+
+    circles = sorted(p for p in graph if reaches(p, p, set()))
+    assert circles == [], f"packages on an import circle: {circles} ({graph})"
+    # common is the ground floor of services/: it imports none of the others.
+    assert graph.get("common", set()) == set()

@@ -111,10 +111,10 @@ def test_the_readme_case_states_are_the_vocabulary(
 
 
 def test_the_operations_page_offers_every_clerk_action() -> None:
-    from services.ops.dashboard import ACTIONS
+    from services.incoming_agency.clerk_actions import PAGE_LABELS
 
     # accept-correction has a form of its own (the corrected document), not a button.
-    assert set(ACTIONS) | {ClerkActionName.ACCEPT_CORRECTION} == set(ClerkActionName)
+    assert set(PAGE_LABELS) | {ClerkActionName.ACCEPT_CORRECTION} == set(ClerkActionName)
 
 
 def _legs_named(path: Path) -> Iterator[tuple[ast.AST, int]]:
