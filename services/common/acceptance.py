@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from pydantic import BaseModel, ValidationError
 
+from contracts.dead_letter import DeadLetterCode
 from contracts.documents import Receipt, TransferRequested
 from contracts.envelope import Envelope
 from contracts.keyring import KeyRegistrySource
@@ -46,7 +47,12 @@ CLOCK_SKEW = timedelta(minutes=10)
 # Reason codes that mean someone may be attacking the platform (alerted, counted by
 # medtransfer_security_refusals_total), as opposed to a merely malformed message.
 SECURITY_REASONS = frozenset(
-    {"SIGNATURE_INVALID", "UNKNOWN_SENDER_REGION", "REPLAYED", "MISADDRESSED"}
+    {
+        DeadLetterCode.SIGNATURE_INVALID,
+        DeadLetterCode.UNKNOWN_SENDER_REGION,
+        DeadLetterCode.REPLAYED,
+        DeadLetterCode.MISADDRESSED,
+    }
 )
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 
@@ -72,31 +78,43 @@ def parse_and_verify(
     we serve, and verify the sending region's signature. Raises InboundProblem with a
     reason naming codes and fields, never values."""
     if len(raw) > MAX_DOCUMENT_BYTES:
-        raise InboundProblem(f"OVERSIZED: {len(raw)} bytes, the limit is {MAX_DOCUMENT_BYTES}")
+        raise InboundProblem(
+            f"{DeadLetterCode.OVERSIZED}: {len(raw)} bytes, the limit is {MAX_DOCUMENT_BYTES}"
+        )
     try:
         envelope = Envelope.model_validate_json(raw)
     except ValidationError as exc:
-        raise InboundProblem(f"INVALID_ENVELOPE: {_fields(exc) or 'not JSON'}") from None
+        raise InboundProblem(
+            f"{DeadLetterCode.INVALID_ENVELOPE}: {_fields(exc) or 'not JSON'}"
+        ) from None
     ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
     if registry.get(envelope.to_region) is None:
-        raise InboundProblem(f"UNKNOWN_REGION: to_region {envelope.to_region}", **ids)
+        raise InboundProblem(
+            f"{DeadLetterCode.UNKNOWN_REGION}: to_region {envelope.to_region}", **ids
+        )
     if served and envelope.to_region not in served:
-        raise NotAddressedToUs(f"NOT_OUR_REGION: {envelope.to_region}", **ids)
+        raise NotAddressedToUs(f"{DeadLetterCode.NOT_OUR_REGION}: {envelope.to_region}", **ids)
     try:
         document = envelope.document()
     except ValidationError as exc:
-        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {_fields(exc)}", **ids) from None
+        raise InboundProblem(
+            f"{DeadLetterCode.INVALID_DOCUMENT} {envelope.type}: {_fields(exc)}", **ids
+        ) from None
     far = _far_future_field(document, date.today() + FUTURE_DATE_LIMIT)
     if far is not None:
         # A date no real document carries (year 9999) would overflow the deadline
         # arithmetic and leave the case's first step retrying for ever.
-        raise InboundProblem(f"INVALID_DOCUMENT {envelope.type}: {far} is implausibly late", **ids)
+        raise InboundProblem(
+            f"{DeadLetterCode.INVALID_DOCUMENT} {envelope.type}: {far} is implausibly late", **ids
+        )
     if registry.get(envelope.from_region) is None:
-        raise InboundProblem(f"UNKNOWN_SENDER_REGION: {envelope.from_region}", **ids)
+        raise InboundProblem(
+            f"{DeadLetterCode.UNKNOWN_SENDER_REGION}: {envelope.from_region}", **ids
+        )
     try:
         keys.verify(envelope, datetime.now(UTC))
     except SignatureInvalid as exc:
-        raise InboundProblem(f"SIGNATURE_INVALID: {exc.reason}", **ids) from None
+        raise InboundProblem(f"{DeadLetterCode.SIGNATURE_INVALID}: {exc.reason}", **ids) from None
     return envelope
 
 
@@ -136,9 +154,13 @@ def stale_problem(envelope: Envelope, now: datetime, window: timedelta) -> Inbou
     noted (a WARNING): the inbox's message id and content digest refuse replays."""
     ids = {"message_id": envelope.message_id, "case_id": envelope.case_id}
     if envelope.sent_at < now - window:
-        return InboundProblem(f"STALE: signed more than {window} before arrival", **ids)
+        return InboundProblem(
+            f"{DeadLetterCode.STALE}: signed more than {window} before arrival", **ids
+        )
     if envelope.sent_at > now + CLOCK_SKEW:
-        return InboundProblem(f"STALE: signed more than {CLOCK_SKEW} in the future", **ids)
+        return InboundProblem(
+            f"{DeadLetterCode.STALE}: signed more than {CLOCK_SKEW} in the future", **ids
+        )
     return None
 
 
@@ -158,7 +180,7 @@ def misaddressed_problem(
         else None
     )
     if case_regions is None and request is None:
-        return InboundProblem("UNKNOWN_CASE: no case with this id", **ids)
+        return InboundProblem(f"{DeadLetterCode.UNKNOWN_CASE}: no case with this id", **ids)
     wanted = {case_regions} if case_regions else set()
     if request is not None:
         wanted.add((request.from_region, request.to_region))
@@ -166,7 +188,7 @@ def misaddressed_problem(
         sender, receiver = (incoming, outgoing) if side == "outgoing" else (outgoing, incoming)
         if (envelope.from_region, envelope.to_region) != (sender, receiver):
             return InboundProblem(
-                f"MISADDRESSED: the documents of this {side} case come from region "
+                f"{DeadLetterCode.MISADDRESSED}: the documents of this {side} case come from region "
                 f"{sender} to {receiver}",
                 **ids,
             )

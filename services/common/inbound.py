@@ -20,7 +20,7 @@ from faststream.kafka import KafkaBroker
 from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.dead_letter import DeadLetter
+from contracts.dead_letter import DeadLetter, DeadLetterCode
 from contracts.envelope import Envelope
 from contracts.keyring import KeyRegistrySource, RegionSigner
 from contracts.topics import Topics
@@ -61,7 +61,7 @@ ACCEPTED_OUTCOMES = {
 HELD = "held:"
 # Dead-letter causes that can clear: the case is not known here yet (its first document
 # is still on its way), or the sender's region is not in the registry yet.
-REDRIVABLE = frozenset({"UNKNOWN_CASE", "UNKNOWN_SENDER_REGION"})
+REDRIVABLE = frozenset({DeadLetterCode.UNKNOWN_CASE, DeadLetterCode.UNKNOWN_SENDER_REGION})
 # Documents that may meet a closed case without harm: notices, and the answer to a stop
 # of a case that ended otherwise meanwhile (an insurance certificate's notice follows the
 # balance when the region was off, R10/R23: the person may have brought it already).
@@ -233,7 +233,7 @@ class InboundHandler:
         """Replay safety: a validly signed document that must still not be acted on."""
         if replayed:
             return InboundProblem(
-                "REPLAYED: this message_id was received before with other content",
+                f"{DeadLetterCode.REPLAYED}: this message_id was received before with other content",
                 message_id=envelope.message_id,
                 case_id=envelope.case_id,
             )
@@ -327,7 +327,7 @@ async def signal(handle: WorkflowHandle[Any, Any], envelope: Envelope) -> str:
             await handle.describe()
         except RPCError:
             raise InboundProblem(
-                "UNKNOWN_CASE: no workflow for this case",
+                f"{DeadLetterCode.UNKNOWN_CASE}: no workflow for this case",
                 message_id=envelope.message_id,
                 case_id=envelope.case_id,
             ) from None

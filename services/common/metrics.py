@@ -327,13 +327,13 @@ class CaseMetricsCollector(Collector):
             "(dead letters by reason code); alert on any increase.",
             labels=["side", "reason"],
         )
-        by_code = dict.fromkeys(sorted(SECURITY_REASONS), 0)
+        by_code: dict[str, int] = dict.fromkeys(sorted(SECURITY_REASONS), 0)
         for reason, count in figures.reasons:
             code = reason_code(reason)
             if code in by_code:
                 by_code[code] += count
         for code, count in by_code.items():
-            refusals.add_metric([side, code], float(count))
+            refusals.add_metric([side, str(code)], float(count))
         inbox_total = CounterMetricFamily(
             "medtransfer_inbox_messages",
             "Platform messages received (once per message id), by document type.",

@@ -12,6 +12,7 @@ from typing import get_args
 
 import pytest
 
+from contracts.dead_letter import DeadLetterCode
 from contracts.documents import WithdrawalAnswered
 from domain.vocabulary import (
     CaseEventName,
@@ -21,6 +22,7 @@ from domain.vocabulary import (
     OutgoingStatus,
     StopAnswerCode,
 )
+from services.common.acceptance import reason_code
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +151,28 @@ def test_escalation_reasons_are_named_by_the_vocabulary() -> None:
     for reason in EscalationReason:
         assert f'"{reason.value}"' not in text, reason
         assert f"EscalationReason.{reason.name}" in text, reason
+
+
+def _problems(path: Path) -> Iterator[tuple[ast.expr | None, int]]:
+    """The first argument of each InboundProblem(...) or NotAddressedToUs(...) built."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        called = node.func if isinstance(node, ast.Call) else None
+        if isinstance(called, ast.Name) and called.id in ("InboundProblem", "NotAddressedToUs"):
+            assert isinstance(node, ast.Call)
+            yield (node.args[0] if node.args else None), node.lineno
+
+
+def test_every_dead_letter_reason_starts_with_its_code() -> None:
+    """A dead letter's reason opens with a DeadLetterCode member, so the code the metrics
+    count, the re-drive picks and the operator reads is one of a closed set."""
+    loose = []
+    for path in CODE:
+        for first, line in _problems(path):
+            head = first.values[0] if isinstance(first, ast.JoinedStr) else None
+            named = isinstance(head, ast.FormattedValue) and ast.unparse(head.value).startswith(
+                "DeadLetterCode."
+            )
+            if not named:
+                loose.append(f"{path.relative_to(ROOT)}:{line}")
+    assert loose == []
+    assert {reason_code(f"{code}: detail") for code in DeadLetterCode} == set(DeadLetterCode)
