@@ -2,11 +2,15 @@
 own ceilings, with the real stack started once.
 
     python -m bench [--quick] [--open 10000,100000] [--rates 5,10,20,40,80] [--profile RATE]
+                    [--step-seconds 120] [--repeat 3] [--allow-dirty]
+
+A tree with uncommitted changes is refused (the figures name the commit they measure).
 
 Phases: (1) ceilings: Kafka raw and through FastStream, the same-shape no-op workflow, the
 case's database transactions (SQLite; PostgreSQL when deploy/local/postgres.sh can run);
-(2) end-to-end open-loop steps until the backlog grows, then one at half the sustained
-rate; (3) cases open on their deadlines, memory and new-case latency at each size;
+(2) end-to-end open-loop steps (Poisson arrivals, 120 s, each rate run three times and the
+median kept with the spread) until the backlog grows, then one at half the sustained
+rate, with the audit consumer running as in `make run`; (3) cases open on their deadlines, memory and new-case latency at each size;
 (4) I1/I2 checks, one table, bench/results/latest.json. Everything it started is stopped
 at the end, also on Ctrl-C.
 """
@@ -35,7 +39,7 @@ from temporalio.api.enums.v1 import EventType
 
 from bench import report
 from bench.ceilings import ShapeWorkers, kafka_faststream, kafka_raw, workflow_shape
-from bench.load import ENGINES, SYSTEM, Load, OpenCases, StepResult
+from bench.load import ENGINES, SYSTEM, Load, OpenCases, StepResult, median_of
 from bench.procs import loadavg, memory
 from bench.profiles import Profiler
 from bench.profiles import summarise as profile_summary
@@ -76,10 +80,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, for development")
     parser.add_argument("--open", help="open-case sizes, e.g. 10000,100000 (the default)")
     parser.add_argument("--rates", help="first arrival rates (cases/s); doubled after the last")
-    parser.add_argument("--step-seconds", type=float, help="length of each rate step")
+    parser.add_argument(
+        "--step-seconds", type=float, help="length of each rate step (default 120; --quick 8)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="runs of each rate step, the median kept (default 3; --quick 1)"
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="measure uncommitted changes (the figures then name no commit they belong to)",
+    )
     parser.add_argument("--max-rate", type=float, default=640.0)
     parser.add_argument("--skip", default="", help="phases to skip: ceilings,e2e,open")
-    parser.add_argument("--profile", type=float, help="py-spy the four processes at this rate")
+    parser.add_argument(
+        "--profile", type=float, help="py-spy the five service processes at this rate"
+    )
     parser.add_argument(
         "--fill-minutes",
         type=float,
@@ -89,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="start the engines and the four services from another checkout, for a "
+        help="start the engines and the five service processes from another checkout, for a "
         "before/after comparison (git archive COMMIT | tar -x -C DIR)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -101,7 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         float(r)
         for r in (args.rates or ("5,10,20,40,80" if not args.quick else "5,20,40")).split(",")
     ]
-    args.step_s = args.step_seconds or (8.0 if args.quick else 30.0)
+    args.step_s = args.step_seconds or (8.0 if args.quick else 120.0)
+    args.repeats = max(1, args.repeat or (1 if args.quick else 3))
     args.fill_s = 60 * (args.fill_minutes or (4.0 if args.quick else DEFAULT_FILL_MINUTES))
     args.skip_set = {s.strip() for s in args.skip.split(",") if s.strip()}
     return args
@@ -291,11 +308,26 @@ class _Steps:
         self.profiles: dict[str, Any] = {}
 
     async def run(self, rate: float) -> StepResult:
+        """One rate, ``--repeat`` runs of it (each its own Poisson schedule): the median."""
+        runs = [await self._run_once(rate, n) for n in range(self.args.repeats)]
+        step = median_of(runs)
+        if len(runs) > 1:
+            log(
+                f"  median of {len(runs)}: {step.throughput:.1f} cases/s, p99 "
+                f"{step.latency['p99']} s: {'sustained' if step.sustained else 'NOT sustained'}"
+            )
+        self.steps.append(step)
+        return step
+
+    async def _run_once(self, rate: float, repetition: int) -> StepResult:
         args = self.args
-        log(f"end-to-end: {rate:g} cases/s for {args.step_s:.0f} s (open loop)")
-        if args.profile is not None and abs(rate - args.profile) < 1e-9:
+        log(
+            f"end-to-end: {rate:g} cases/s for {args.step_s:.0f} s (open loop, Poisson; "
+            f"run {repetition + 1} of {args.repeats})"
+        )
+        if args.profile is not None and abs(rate - args.profile) < 1e-9 and repetition == 0:
             self.profiler.start(args.step_s, f"{rate:g}")
-        step = await self.load.step(rate, args.step_s, self.drain)
+        step = await self.load.step(rate, args.step_s, self.drain, seed=repetition)
         self._keep_profiles()
         self.watch.sample()
         latency = step.latency
@@ -312,7 +344,6 @@ class _Steps:
             left = await self.load.wait_all_credited(step.case_ids, 600)
             if left:
                 log(f"  {left} cases of this step still not credited after 10 min")
-        self.steps.append(step)
         return step
 
     def _keep_profiles(self) -> None:
@@ -714,6 +745,14 @@ def main(argv: list[str] | None = None) -> int:
     # The clients' own chatter (topic creation, group coordinator) is not progress.
     for name in ("aiokafka", "faststream", "temporalio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    commit = source_commit(args.baseline or REPO_DIR)
+    if commit is not None and commit.endswith("+changes") and not args.allow_dirty:
+        print(
+            f"the tree has uncommitted changes (at {commit}): figures must name the commit "
+            "they measure; commit first, or pass --allow-dirty to measure them anyway",
+            file=sys.stderr,
+        )
+        return 2
     lock = single_run_lock()
     if lock is None:
         print(

@@ -1,4 +1,4 @@
-"""End-to-end load on the real stack: open-loop arrivals at a fixed rate, each case timed
+"""End-to-end load on the real stack: open-loop Poisson arrivals at a given rate, each case timed
 from its scheduled submission (HTTP POST to the incoming API) to its closing credit (the
 incoming agency's ledger row, R15); and filling the stack with cases that stay open on
 their deadlines."""
@@ -6,7 +6,9 @@ their deadlines."""
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +32,19 @@ from workflows.clock import CHINA_TZ
 from workflows.incoming.workflows import IncomingCaseWorkflow, incoming_workflow_id
 
 Log = Callable[[str], None]
-SYSTEM = ("incoming-api", "incoming-worker", "outgoing-api", "outgoing-worker")
+SYSTEM = ("incoming-api", "incoming-worker", "outgoing-api", "outgoing-worker", "audit")
 ENGINES = ("kafka", "temporal")
+
+
+def poisson_offsets(rate: float, seconds: float, rng: random.Random) -> list[float]:
+    """Arrival times (seconds from the start) of a Poisson process of ``rate`` per second
+    over ``seconds``: exponential gaps, as independent clients arrive; at least one."""
+    offsets: list[float] = []
+    at = rng.expovariate(rate)
+    while at < seconds:
+        offsets.append(at)
+        at += rng.expovariate(rate)
+    return offsets or [0.0]
 
 
 class Ledger:
@@ -88,8 +101,17 @@ class StepResult:
     cpu_s_per_case: dict[str, float | None]
     busy_percent: dict[str, int]  # share of one core per process while cases arrived
     case_ids: list[str] = field(default_factory=list)
+    # The runs of one rate this result is the median of (empty for a single run).
+    repeats: list[StepResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
+        figures = self._figures()
+        if self.repeats:
+            figures["repeats"] = [r._figures() for r in self.repeats]
+            figures["spread"] = _spread(self.repeats)
+        return figures
+
+    def _figures(self) -> dict[str, Any]:
         return {
             "rate": self.rate,
             "seconds": self.seconds,
@@ -149,16 +171,17 @@ class Load:
         except httpx.HTTPError as exc:
             submission.error = type(exc).__name__
 
-    async def step(self, rate: float, seconds: float, drain_limit_s: float) -> StepResult:
-        """Open loop: submission i is due at t0 + i/rate whatever happened before it."""
-        count = max(1, round(rate * seconds))
-        persons = self.enrol(count)
+    async def step(
+        self, rate: float, seconds: float, drain_limit_s: float, seed: int = 0
+    ) -> StepResult:
+        """Open loop, Poisson arrivals: each submission is due at its time in a seeded
+        Poisson schedule of ``rate`` over ``seconds``, whatever happened before it."""
+        offsets = poisson_offsets(rate, seconds, random.Random(seed))
+        persons = self.enrol(len(offsets))
         meter = CpuMeter(self.pids)
-        subs = [Submission(scheduled=0.0) for _ in range(count)]
         samples: list[tuple[float, int]] = []
         t0 = time.time() + 0.2
-        for i, sub in enumerate(subs):
-            sub.scheduled = t0 + i / rate
+        subs = [Submission(scheduled=t0 + offset) for offset in offsets]
         meter.start()
         sampling = asyncio.create_task(self._sample_backlog(subs, samples, t0 + seconds))
         await self._arrive(subs, persons)
@@ -365,6 +388,55 @@ def _slope(samples: list[tuple[float, int]]) -> float:
     if var == 0:
         return 0.0
     return sum((t - mean_t) * (b - mean_b) for t, b in samples) / var
+
+
+def median_of(runs: list[StepResult]) -> StepResult:
+    """Several runs of one rate as one: each figure the median of the runs', sustained when
+    most runs held; the runs kept beside it (``repeats``) with their spread."""
+    if len(runs) == 1:
+        return runs[0]
+
+    def mid(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    def mid_of(maps: list[dict[str, Any]]) -> dict[str, Any]:
+        return {key: mid([m.get(key) for m in maps]) for key in maps[0]}
+
+    return StepResult(
+        rate=runs[0].rate,
+        seconds=runs[0].seconds,
+        submitted=sum(r.submitted for r in runs),
+        ok=sum(r.ok for r in runs),
+        errors=sum(r.errors for r in runs),
+        completed=sum(r.completed for r in runs),
+        backlog_slope=statistics.median(r.backlog_slope for r in runs),
+        sustained=sum(r.sustained for r in runs) * 2 > len(runs),
+        throughput=statistics.median(r.throughput for r in runs),
+        latency=mid_of([r.latency for r in runs]),
+        cpu_s_per_case=mid_of([r.cpu_s_per_case for r in runs]),
+        busy_percent={k: round(v or 0) for k, v in mid_of([r.busy_percent for r in runs]).items()},
+        case_ids=[c for r in runs for c in r.case_ids],
+        repeats=runs,
+    )
+
+
+def _spread(runs: list[StepResult]) -> dict[str, list[float | None]]:
+    """Lowest and highest of the runs' throughput, p99 and CPU per case (all processes)."""
+
+    def total_cpu(run: StepResult) -> float | None:
+        values = [v for v in run.cpu_s_per_case.values() if v is not None]
+        return round(sum(values), 4) if values else None
+
+    def low_high(values: list[float | None]) -> list[float | None]:
+        known = [v for v in values if v is not None]
+        return [min(known), max(known)] if known else [None, None]
+
+    return {
+        "throughput_cases_per_s": low_high([round(r.throughput, 1) for r in runs]),
+        "p99_s": low_high([r.latency.get("p99") for r in runs]),
+        "cpu_s_per_case_total": low_high([total_cpu(r) for r in runs]),
+    }
 
 
 def _latency(latencies: list[float]) -> dict[str, float | None]:

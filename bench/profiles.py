@@ -1,4 +1,4 @@
-"""py-spy profiles of the four service processes during one load step, and their summary:
+"""py-spy profiles of the five service processes during one load step, and their summary:
 the functions that hold the most samples, inclusive (anywhere on the stack) and self
 (at the top of the stack).
 

@@ -139,7 +139,7 @@ def _open_case_rows(result: dict[str, Any]) -> list[Row]:
 def steps_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     steps = (result.get("end_to_end") or {}).get("steps", [])
     table: list[tuple[str, ...]] = [
-        ("rate/s", "done/s", "p50 s", "p95 s", "p99 s", "backlog/s", "sustained")
+        ("rate/s", "done/s", "p50 s", "p95 s", "p99 s", "backlog/s", "sustained", "runs: done/s")
     ]
     for step in steps:
         latency = step.get("latency_s") or {}
@@ -152,9 +152,18 @@ def steps_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
                 _f(latency.get("p99"), 2),
                 _f(step.get("backlog_slope_per_s"), 1),
                 "yes" if step.get("sustained") else "no",
+                _runs(step),
             )
         )
     return table
+
+
+def _runs(step: dict[str, Any]) -> str:
+    """A median step's runs (lowest to highest throughput); one run: the step itself."""
+    low, high = (step.get("spread") or {}).get("throughput_cases_per_s") or [None, None]
+    if low is None:
+        return "1 run"
+    return f"{len(step.get('repeats') or [])} runs, {_f(low, 1)}-{_f(high, 1)}"
 
 
 def text_table(table: list[tuple[str, ...]]) -> str:

@@ -1,7 +1,7 @@
 """The real stack for the benchmark, started once: Kafka (KRaft) and the Temporal dev server
 (persisted to its SQLite file) through the deploy/local scripts, and both agency services
-(API + worker per side) as four processes, launched exactly as the integration tests do
-(harness/: ScriptServer, AgencyStack)."""
+(API + worker per side) and the audit consumer as five processes, launched exactly as the
+integration tests do (harness/: ScriptServer, AgencyStack)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,8 @@ class BenchStack:
             code_dir=self.code_dir,
         )
         self.agencies.start()
+        # As `make run` does: the audit consumer takes two thirds of the records produced.
+        self.agencies.start_audit()
         await self.agencies.wait_ready()
         return self.agencies
 

@@ -259,6 +259,19 @@ class AgencyStack:
             args, cwd=self.code_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
 
+    def start_audit(self) -> None:
+        """The audit consumer, as `make run` starts it (python -m services.audit run): it
+        takes every audit record both sides publish, into the stack's data directory."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.log_dir / "audit.log").open("ab")
+        self.processes["audit"] = subprocess.Popen(
+            [sys.executable, "-m", "services.audit", "run"],
+            cwd=self.code_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
     def kill(self, name: str) -> None:
         process = self.processes.pop(name)
         process.kill()
