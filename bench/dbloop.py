@@ -129,7 +129,7 @@ class CaseTransactions:
         self._inbox(case_id, "outgoing", OUTGOING_INBOX[:1])
         record_case(self.out_service, envelope)
         # Outgoing worker: checks, transfer-out with the debit, its timeline.
-        self.out_records.check_request(CheckRequestInput(case_id=case_id, request=request))
+        facts = self.out_records.check_request(CheckRequestInput(case_id=case_id, request=request))
         sheet = self.out_records.transfer_out(
             TransferOutInput(
                 case_id=case_id,
@@ -138,6 +138,8 @@ class CaseTransactions:
                 balance_rule="R18",
                 remittance_id=main_remittance_id(case_id),
                 transferred_out_on=today,
+                # R16: the balance the check saw, as the workflow passes it.
+                expected_balance_fen=facts.balance_fen,
             )
         )
         for _ in range(OUTGOING_CONNECTIVITY_READS):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 import statistics
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,22 @@ def test_the_benchmark_refuses_a_tree_with_uncommitted_changes(
     monkeypatch.setattr(bench_main, "single_run_lock", lambda: pytest.fail("measured anyway"))
     assert bench_main.main(["--quick"]) == 2
     assert "abc1234+changes" in capsys.readouterr().err
+
+
+def test_the_database_ceiling_runs_whole_cases(tmp_path: Path) -> None:
+    """bench/dbloop.py drives the records as the workflows do (the R16 transfer-out with the
+    balance its check saw): a few whole cases run, none refused."""
+    from datetime import UTC, datetime
+
+    from bench.dbloop import run_loop
+    from domain.regions import load_region_registry
+
+    figures = run_loop(
+        f"sqlite:///{tmp_path / 'incoming.db'}",
+        f"sqlite:///{tmp_path / 'outgoing.db'}",
+        load_region_registry(),
+        seconds=30.0,
+        max_cases=5,
+        today=datetime.now(UTC).date(),
+    )
+    assert figures["cases"] == 5
