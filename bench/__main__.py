@@ -6,8 +6,9 @@ own ceilings, with the real stack started once.
 
 A tree with uncommitted changes is refused (the figures name the commit they measure).
 
-Phases: (1) ceilings: Kafka raw and through FastStream, the same-shape no-op workflow, the
-case's database transactions (SQLite; PostgreSQL when deploy/local/postgres.sh can run);
+Phases: (1) ceilings: Kafka raw and through FastStream, the same-shape no-op workflow and
+the ladder below it (start, + signal, + local activity: unit costs), the case's database
+transactions (SQLite; PostgreSQL when deploy/local/postgres.sh can run);
 (2) end-to-end open-loop steps (Poisson arrivals, 120 s, each rate run three times and the
 median kept with the spread) until the backlog grows, then one at half the sustained
 rate, with the audit consumer running as in `make run`; (3) cases open on their deadlines, memory and new-case latency at each size;
@@ -39,6 +40,7 @@ from temporalio.api.enums.v1 import EventType
 
 from bench import report
 from bench.ceilings import ShapeWorkers, kafka_faststream, kafka_raw, workflow_shape
+from bench.ladder import LadderWorker, ladder, unit_costs
 from bench.load import ENGINES, SYSTEM, Load, OpenCases, StepResult, median_of
 from bench.procs import loadavg, memory
 from bench.profiles import Profiler
@@ -162,7 +164,30 @@ async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch
     finally:
         workers.stop()
     watch.sample()
+    out["ladder"] = await ceiling_ladder(stack, args, out["workflow_shape"])
+    watch.sample()
     return out
+
+
+async def ceiling_ladder(
+    stack: BenchStack, args: argparse.Namespace, shape: dict[str, Any]
+) -> dict[str, Any]:
+    """The rungs below the case (bench/ladder.py) and the unit costs they give."""
+    client = await stack.connect()
+    worker = LadderWorker(stack.temporal.target, STATE_DIR / "run" / "logs")
+    worker.start()
+    try:
+        await _wait_pollers(client, [worker.queue])
+        duration = 8.0 if args.quick else 30.0
+        log(f"ceiling: the ladder (start, + signal, + local activity), {duration:.0f} s each")
+        server = {"temporal": stack.pids()["temporal"]}
+        result = await ladder(client, worker, server, duration, 64, log)
+    finally:
+        worker.stop()
+    case_cpu = [v for v in (shape.get("cpu_s_per_case") or {}).values() if v is not None]
+    result["unit_costs_cpu_s"] = unit_costs(result["rungs"], sum(case_cpu) if case_cpu else None)
+    log(f"  unit costs (CPU s, worker + server): {result['unit_costs_cpu_s']}")
+    return result
 
 
 def db_loop_sqlite(seconds: float) -> dict[str, Any]:
@@ -266,13 +291,20 @@ async def history_counts(client: Any, workflow_id: str) -> dict[str, int]:
 
 
 def shape_matches(check: dict[str, Any]) -> bool | None:
-    """Same activities (local and ordinary), signals and patches per side. Timers are
+    """Same activities (local and ordinary), signals and patches per side, and about the
+    same workflow tasks and history events (the units of the server's and the SDK's work):
+    within a tenth, as how signals batch into a task varies between two runs. Timers are
     compared too loosely to decide: a wait whose signal came first starts none."""
     real, shape = check.get("real"), check.get("shape")
     if not real or not shape:
         return None
-    keys = ("activities", "local_activities", "signals", "patches")
-    return all(real[side][k] == shape[side][k] for side in real for k in keys)
+    exact = ("activities", "local_activities", "signals", "patches")
+    close = ("workflow_tasks", "events")
+    return all(real[side][k] == shape[side][k] for side in real for k in exact) and all(
+        abs(real[side][k] - shape[side][k]) <= max(1.0, 0.1 * shape[side][k])
+        for side in real
+        for k in close
+    )
 
 
 async def shape_history(client: Any, workers: ShapeWorkers) -> dict[str, Any]:

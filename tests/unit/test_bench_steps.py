@@ -105,3 +105,44 @@ def test_the_database_ceiling_runs_whole_cases(tmp_path: Path) -> None:
         today=datetime.now(UTC).date(),
     )
     assert figures["cases"] == 5
+
+
+def _history(**counts: int) -> dict[str, int]:
+    base = {
+        "activities": 5,
+        "local_activities": 10,
+        "timers": 3,
+        "signals": 2,
+        "patches": 3,
+        "workflow_tasks": 15,
+        "events": 120,
+    }
+    return base | counts
+
+
+def test_the_same_shape_check_compares_workflow_tasks_and_history_events() -> None:
+    shape = {"incoming": _history(), "outgoing": _history()}
+    same = {"incoming": _history(events=125), "outgoing": _history(timers=1)}
+    assert bench_main.shape_matches({"real": same, "shape": shape}) is True
+    more_tasks = {"incoming": _history(workflow_tasks=19), "outgoing": _history()}
+    assert bench_main.shape_matches({"real": more_tasks, "shape": shape}) is False
+    more_events = {"incoming": _history(), "outgoing": _history(events=140)}
+    assert bench_main.shape_matches({"real": more_events, "shape": shape}) is False
+    assert bench_main.shape_matches({"real": None, "shape": shape}) is None
+
+
+def test_the_ladder_gives_unit_costs_by_difference_of_its_rungs() -> None:
+    from bench.ladder import unit_costs
+
+    rungs = {
+        "start": {"cpu_s_per_workflow": {"ladder-worker": 0.002, "temporal": 0.001}},
+        "signal": {"cpu_s_per_workflow": {"ladder-worker": 0.003, "temporal": 0.0015}},
+        "local": {"cpu_s_per_workflow": {"ladder-worker": 0.0042, "temporal": 0.0016}},
+    }
+    assert unit_costs(rungs, 0.4) == {
+        "start_and_complete_s": 0.003,
+        "signal_and_workflow_task_s": 0.0015,
+        "local_activity_s": 0.0013,
+        "case_shape_s": 0.4,
+    }
+    assert unit_costs({}, None)["signal_and_workflow_task_s"] is None
