@@ -56,6 +56,8 @@ RESULTS = REPO_DIR / "bench" / "results" / "latest.json"
 FILL_WINDOW = 50
 POSTGRES_PORT = os.environ.get("BENCH_POSTGRES_PORT", "55433")
 BISECT_STEPS = 3
+# Cases in flight of the saturated end-to-end loop: the same as the same-shape ceiling's.
+SATURATED_IN_FLIGHT = 64
 # Enough for 100,000 open cases at the ~16/s this 2-core machine fills at (~105 min).
 DEFAULT_FILL_MINUTES = 120.0
 T0 = time.monotonic()
@@ -159,7 +161,9 @@ async def ceilings(stack: BenchStack, args: argparse.Namespace, watch: LoadWatch
         duration = 12.0 if args.quick else 40.0
         log(f"ceiling: same-shape no-op workflow on the same dev server, {duration:.0f} s")
         pids = {**workers.pids(), "temporal": stack.pids()["temporal"]}
-        out["workflow_shape"] = await workflow_shape(client, workers, pids, duration, 64, log)
+        out["workflow_shape"] = await workflow_shape(
+            client, workers, pids, duration, SATURATED_IN_FLIGHT, log
+        )
         out["workflow_shape"]["history"] = await shape_history(client, workers)
     finally:
         workers.stop()
@@ -408,8 +412,12 @@ async def end_to_end(
         half_step = next((s for s in steps if s.sustained and abs(s.rate - half) < 1e-9), None)
         if half_step is None:
             half_step = await runner.run(half)
+    log(f"end-to-end: saturated, {SATURATED_IN_FLIGHT} cases in flight for {args.step_s:.0f} s")
+    saturated = await load.saturated(SATURATED_IN_FLIGHT, args.step_s, most_per_s=50.0)
+    log(f"  {saturated['cases_per_s']} cases/s saturated, p99 {saturated['latency_s']['p99']} s")
     return {
         "steps": [s.to_json() for s in steps],
+        "saturated": saturated,
         "profiles": runner.profiles or None,
         "sustained_cases_per_s": sustained,
         "half_load": half_step.to_json() if half_step else None,
@@ -717,6 +725,10 @@ def summarise(result: dict[str, Any]) -> None:
     result["p99_s_at_half_load"] = (half.get("latency_s") or {}).get("p99")
     shape = (ceilings_.get("workflow_shape") or {}).get("cases_per_s")
     result["ratio_to_workflow_ceiling"] = _ratio(sustained, shape)
+    # Saturated against saturated: both closed loops with the same cases in flight.
+    saturated = (e2e.get("saturated") or {}).get("cases_per_s")
+    result["saturated_cases_per_s"] = saturated
+    result["ratio_saturated_to_workflow_ceiling"] = _ratio(saturated, shape)
     best = e2e.get("best_step") or {}
     per_process = {
         k: v for k, v in (best.get("cpu_s_per_case") or {}).items() if k in SYSTEM + ENGINES

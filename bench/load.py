@@ -6,6 +6,7 @@ their deadlines."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import sqlite3
 import statistics
@@ -223,6 +224,66 @@ class Load:
             first = next(s for s in subs if not s.case_id)
             self.log(f"    {errors} submissions failed, e.g. {first.status} {first.error}")
         return result
+
+    async def saturated(self, in_flight: int, seconds: float, most_per_s: float) -> dict[str, Any]:
+        """Closed loop: ``in_flight`` cases at once, the next submitted as soon as one is
+        credited, for ``seconds``: the most cases per second the whole stack completes (to
+        set beside the same-shape ceiling's closed loop). Counted over the cases credited
+        after the first quarter (warm-up) and before the end; CPU over the same window.
+        Enough people are enrolled for ``most_per_s``."""
+        persons = iter(self.enrol(in_flight + round(most_per_s * seconds)))
+        began = time.time()
+        warm_at, stop_at = began + seconds / 4, began + seconds
+        meter = CpuMeter(self.pids)
+        credits: list[tuple[float, float]] = []  # (when credited, latency) per case
+        cpu: dict[str, float] = {}
+        waiting: dict[str, asyncio.Event] = {}  # credited: set by the poller below
+        errors = 0
+
+        async def lane() -> None:
+            nonlocal errors
+            while time.time() < stop_at and (person := next(persons, None)) is not None:
+                sub = Submission(scheduled=time.time())
+                await self._submit(sub, person)
+                if sub.case_id is None:
+                    errors += 1
+                    continue
+                waiting[sub.case_id] = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(waiting[sub.case_id].wait(), stop_at + 120 - time.time())
+                credited = self.ledger.credited.get(sub.case_id)
+                if credited is not None:
+                    credits.append((credited, credited - sub.scheduled))
+
+        async def poll() -> None:
+            while True:
+                self.ledger.poll()
+                for case_id in [c for c in waiting if c in self.ledger.credited]:
+                    waiting.pop(case_id).set()
+                await asyncio.sleep(0.05)
+
+        async def window() -> None:
+            await asyncio.sleep(warm_at - time.time())
+            meter.start()
+            await asyncio.sleep(max(0.0, stop_at - time.time()))
+            cpu.update(meter.stop())
+
+        poller = asyncio.create_task(poll())
+        await asyncio.gather(window(), *(lane() for _ in range(in_flight)))
+        poller.cancel()
+        counted = sorted(latency for at, latency in credits if warm_at <= at < stop_at)
+        return {
+            "in_flight": in_flight,
+            "seconds": round(stop_at - warm_at, 1),
+            "cases": len(counted),
+            "errors": errors,
+            "cases_per_s": round(len(counted) / (stop_at - warm_at), 2),
+            "latency_s": _latency(counted),
+            "cpu_s_per_case": {
+                name: round(value / len(counted), 4) if counted else None
+                for name, value in cpu.items()
+            },
+        }
 
     async def _arrive(self, subs: list[Submission], persons: list[Person]) -> None:
         """Each submission at its scheduled time, without waiting for the ones before it."""

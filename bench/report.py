@@ -35,6 +35,14 @@ def rows(result: dict[str, Any]) -> list[Row]:
             f"at {_f(half.get('rate'), 1)} cases/s; target p99 < 1 s",
         )
     )
+    add(
+        (
+            "end-to-end saturated",
+            _f(result.get("saturated_cases_per_s"), 1, " cases/s"),
+            "closed loop, as many in flight as the same-shape ceiling; ratio to it "
+            f"{_f(result.get('ratio_saturated_to_workflow_ceiling'), 2)}",
+        )
+    )
     shape = ceilings.get("workflow_shape") or {}
     add(
         (
