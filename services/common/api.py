@@ -48,6 +48,9 @@ class ErrorBody(BaseModel):
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            # Not JSON at all: no field is wrong (the error's "field" would be an offset).
+            return problem(400, "MALFORMED_BODY", "the body is not UTF-8 JSON")
         # FastAPI's default body echoes the input (an ID number, a bank account): name the
         # field and the problem only.
         reasons = [

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from services.common.acceptance import MAX_DOCUMENT_BYTES
@@ -101,6 +102,9 @@ def build_agency_app(
     handler = _subscribe_inbox(service, broker, publisher, route, inbound_counters)
     lifespan = _lifespan(service, broker, handler, clients, tracer_provider)
     app = FastAPI(title=title, version="1.0.0", lifespan=lifespan, description=description)
+    # Innermost (added first): the count sits next to the body's reader, so its 413 is not
+    # wrapped by the outer middlewares' task groups.
+    app.add_middleware(BodyLimit, limit=MAX_DOCUMENT_BYTES)
     instrument_app(app, tracer_provider)
     app.state.broker = broker
     install_error_handlers(app)
@@ -234,12 +238,39 @@ def _check_credentials_first(app: FastAPI, service: Service) -> None:
                 if exc.status_code == 401 and request.headers.get("x-api-key"):
                     key_guesses.failed(client)
                 return auth_error_response(exc)
-            length = request.headers.get("content-length", "0")
-            if not length.isdigit() or int(length) > MAX_DOCUMENT_BYTES:
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_DOCUMENT_BYTES):
                 return problem(
                     413, "TOO_LARGE", f"a request body is at most {MAX_DOCUMENT_BYTES} bytes"
                 )
         return await call_next(request)
+
+
+class BodyLimit:
+    """A body sent without Content-Length (chunked) is counted as it is read: past
+    ``limit`` bytes the read fails with 413 TOO_LARGE (FastAPI passes an HTTPException
+    raised while it reads the body on to the error handlers)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.limit:
+                    raise HTTPException(413, f"a request body is at most {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _add_case_routes(

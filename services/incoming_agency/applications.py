@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from contracts.documents import BankAccount, FreeText, PersonIdentity, TransferRequested
 from domain.eligibility import ApplicationFacts, Refusal, check_application, refusal
@@ -39,8 +39,20 @@ class PersonIn(BaseModel):
 
 class BankAccountIn(BaseModel):
     bank_name: str = Field(min_length=1, max_length=100)
-    account_number: str = Field(min_length=12, max_length=40, repr=False)
+    account_number: str = Field(
+        min_length=12,
+        max_length=40,
+        repr=False,
+        description="12 to 30 digits; spaces as printed on a card are dropped",
+    )
     account_holder: str = Field(min_length=1, max_length=100, repr=False)
+
+    @field_validator("account_number", mode="before")
+    @classmethod
+    def _without_spaces(cls, value: object) -> object:
+        # "6222 0212 3456 7890 123" as printed on a card: the digits only. Anything else
+        # that is not 12-30 digits is refused with its reason (INVALID_BANK_ACCOUNT, R19).
+        return "".join(value.split()) if isinstance(value, str) else value
 
 
 class ApplicationIn(BaseModel):

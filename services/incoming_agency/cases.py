@@ -24,7 +24,14 @@ from contracts.documents import (
     PersonIdentity,
     TransferRequested,
 )
-from domain.identity import fingerprint, normalize_resident_id, personal_data_in_text
+from domain.eligibility import refusal
+from domain.identity import (
+    fingerprint,
+    is_valid_bank_account,
+    normalize_resident_id,
+    personal_data_in_text,
+)
+from domain.vocabulary import RefusalCode
 from services.common.api import Refused, owned_case
 from services.common.auth import Principal, require_party
 from services.common.repository import CaseRepository
@@ -149,6 +156,11 @@ class CorrectApplication:
             return Refused(
                 409, "NOT_CORRECTABLE", f"a case in status {row.status} takes no correction"
             )
+        account = self.body.bank_account
+        if account is not None and not is_valid_bank_account(account.account_number):
+            # R19: refused with its reason, as at the application (never a 500).
+            invalid = refusal(RefusalCode.INVALID_BANK_ACCOUNT)
+            return Refused(422, invalid.code, invalid.message_en, rule=invalid.rule)
         corrected = corrected_request(row, self.body)
         if corrected is None:
             return Refused(422, "CORRECTION_CHANGES_CASE", CORRECTION_KEEPS_CASE)

@@ -197,11 +197,149 @@ async def test_a_body_over_the_limit_is_refused_before_it_is_read(incoming_app: 
 
 async def test_a_body_that_is_not_utf8_gets_a_reason_not_a_stack_trace(incoming_app: Any) -> None:
     response = await post(incoming_app, b'{"person": "\xff\xfe"}', OPERATOR_KEY)
-    assert response.status_code in (400, 422)
-    assert response.json()["reasons"][0]["code"] in ("MALFORMED_BODY", "INVALID_FIELD")
+    # README: 400 MALFORMED_BODY (not UTF-8 JSON).
+    assert response.status_code == 400
+    assert response.json()["reasons"][0]["code"] == "MALFORMED_BODY"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[1, 2", b"", b"\x00\x01", b'{"a": 1} trailing'])
+async def test_a_body_that_is_not_json_is_400_malformed_body(
+    incoming_app: Any, body: bytes
+) -> None:
+    """README: 400 MALFORMED_BODY, never 422 INVALID_FIELD with a character offset."""
+    response = await post(incoming_app, body, OPERATOR_KEY)
+    reasons = response.json()["reasons"]
+    if body == b"":
+        # No body at all is a missing field, as the document declares.
+        assert (response.status_code, reasons[0]["code"]) == (422, "INVALID_FIELD")
+        return
+    assert response.status_code == 400
+    assert reasons[0]["code"] == "MALFORMED_BODY"
+    assert "field" not in reasons[0]
+
+
+async def test_an_oversized_body_sent_chunked_is_413_too_large(incoming_app: Any) -> None:
+    """Without Content-Length the 256 KiB limit still holds: the body is counted as read."""
+
+    async def chunks() -> Any:
+        for _ in range(MAX_DOCUMENT_BYTES // 4096 + 2):
+            yield b" " * 4096
+
+    transport = httpx.ASGITransport(app=incoming_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/v1/applications",
+            content=chunks(),
+            headers={"Content-Type": "application/json", **OPERATOR_KEY},
+        )
+    assert response.status_code == 413
+    assert response.json()["reasons"][0]["code"] == "TOO_LARGE"
+
+
+async def test_a_small_body_sent_chunked_is_read_as_any_other(incoming_app: Any) -> None:
+    async def chunks() -> Any:
+        yield b"{not "
+        yield b"json"
+
+    transport = httpx.ASGITransport(app=incoming_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/v1/applications",
+            content=chunks(),
+            headers={"Content-Type": "application/json", **OPERATOR_KEY},
+        )
+    assert (response.status_code, response.json()["reasons"][0]["code"]) == (400, "MALFORMED_BODY")
+
+
+def _with_account(number: str) -> bytes:
+    from tests.unit.test_r17_progress import application, person_id
+
+    body = application(person_id())
+    body["bank_account"] = {
+        "bank_name": "工商银行",
+        "account_number": number,
+        "account_holder": "张三",
+    }
+    return json.dumps(body).encode()
+
+
+async def test_r19_an_account_number_typed_with_spaces_is_taken_as_its_digits(
+    incoming_app: Any,
+) -> None:
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=incoming_app), base_url="http://test"
+        ) as client,
+        incoming_app.router.lifespan_context(incoming_app),
+    ):
+        response = await client.post(
+            "/v1/applications",
+            content=_with_account("6222 0212 3456\u30007890 123"),
+            headers={"Content-Type": "application/json", **OPERATOR_KEY},
+        )
+    assert response.status_code == 201, response.text
+    assert "6222" not in response.text
+
+
+@pytest.mark.parametrize(
+    "number", ["6222-0212-3456-7890", "62220212345678901234567890123456", "ABCD02123456789"]
+)
+async def test_r19_an_account_number_that_is_not_12_to_30_digits_is_422_with_its_reason(
+    incoming_app: Any, number: str
+) -> None:
+    async with (
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=incoming_app), base_url="http://test"
+        ) as client,
+        incoming_app.router.lifespan_context(incoming_app),
+    ):
+        response = await client.post(
+            "/v1/applications",
+            content=_with_account(number),
+            headers={"Content-Type": "application/json", **OPERATOR_KEY},
+        )
+    assert response.status_code == 422, response.text
+    assert [r["code"] for r in response.json()["reasons"]] == ["INVALID_BANK_ACCOUNT"]
+    assert number not in response.text
 
 
 async def test_without_a_key_even_a_malformed_body_gets_only_a_401(incoming_app: Any) -> None:
     response = await post(incoming_app, b"{not json", {})
     assert response.status_code == 401
     assert response.json()["reasons"][0]["code"] == "CREDENTIALS_REQUIRED"
+
+
+@pytest.mark.parametrize("number", ["6222-0212-3456-7890", "ABCD02123456789"])
+def test_r19_a_correction_with_an_account_number_that_is_not_digits_is_refused_422(
+    number: str,
+) -> None:
+    """The correction path builds the contact letter's bank account from the body: an
+    account that is not 12-30 digits is refused with the reason (it answered 500)."""
+    from datetime import UTC, datetime
+
+    from services.common.api import Refused
+    from services.common.auth import Principal
+    from services.common.tables import CaseRow
+    from services.incoming_agency.applications import ApplicationIn
+    from services.incoming_agency.cases import CorrectApplication
+
+    body = ApplicationIn.model_validate(json.loads(_with_account(number)))
+    now = datetime.now(UTC)
+    row = CaseRow(
+        case_id="TR20261203CORRECT001",
+        status="refused_correctable",
+        status_since=now,
+        from_region=body.from_region,
+        to_region=body.to_region,
+        from_scheme="employee",
+        to_scheme="employee",
+        person_key="x",
+        id_masked="x",
+        created_at=now,
+        updated_at=now,
+    )
+    clerk = Principal(agency="clerk-7", regions=frozenset({"*"}), roles=frozenset({"clerk"}))
+    outcome = CorrectApplication(body).decide(row, clerk)
+    assert isinstance(outcome, Refused)
+    assert (outcome.status, outcome.code, outcome.rule) == (422, "INVALID_BANK_ACCOUNT", "R10")
+    assert number not in outcome.message
