@@ -42,10 +42,11 @@ def is_valid_resident_id(value: str) -> bool:
 
 
 def is_valid_bank_account(value: str) -> bool:
-    """12 to 30 digits; spaces (as printed on cards) are ignored."""
+    """12 to 30 digits; whitespace (the spaces printed on cards, typed as any space) is
+    ignored, as the API drops it (services/incoming_agency/applications.BankAccountIn)."""
     if not isinstance(value, str):
         return False
-    return _BANK_ACCOUNT.fullmatch(value.replace(" ", "")) is not None
+    return _BANK_ACCOUNT.fullmatch("".join(value.split())) is not None
 
 
 def _as_text(value: object) -> str:

@@ -359,7 +359,7 @@ def _add_codec_route(app: FastAPI, service: Service) -> None:
         try:
             body = await request.json()
             decoded = decode_for_ui(codec, body if isinstance(body, dict) else {})
-        except (CodecError, ValueError):
+        except (CodecError, ValueError, RecursionError):  # RecursionError: "[[[[..." JSON
             return problem(400, "MALFORMED_BODY", "a codec request is {payloads: [...]} of ours")
         log.info("codec: %s decoded Temporal payloads", caller)
         return JSONResponse(decoded)

@@ -16,11 +16,11 @@ from sqlmodel import col, select
 
 from contracts.documents import MAX_FEN, AuditRecord
 from domain.continuity import last_paid_month_problem
-from domain.identity import is_valid_resident_id, mask_id, normalize_resident_id
+from domain.identity import fingerprint, is_valid_resident_id, mask_id, normalize_resident_id
 from services.common.api import Refused
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
-from services.common.db import session_scope
+from services.common.db import serialise_on, session_scope
 from services.outgoing_agency.tables import EnrolmentRow
 from workflows.clock import CHINA_TZ
 
@@ -78,6 +78,9 @@ def upsert_enrolment(service: Service, body: EnrolmentIn) -> EnrolmentRow:
     id_number = normalize_resident_id(body.id_number)
     values = body.model_dump() | {"id_number": id_number}
     with session_scope(service.engine) as session:
+        # One person's record in one region is one row: two PUTs of a new record at once
+        # (threads, API replicas) must not both find none and both insert it.
+        serialise_on(session, f"enrolment:{fingerprint(id_number)}:{body.region}")
         row = session.exec(
             select(EnrolmentRow).where(
                 EnrolmentRow.id_number == id_number, EnrolmentRow.region == body.region

@@ -582,3 +582,56 @@ def test_r5_applications_of_one_person_at_once_open_one_case_on_both_databases(
     # The winner, and (when its region comes twice) its duplicate resubmission: one case.
     assert {a.case_id for a in opened} == {winner.case_id}
     assert all(a is None for a, o in zip(answers, origins, strict=True) if o != winner.from_region)
+
+
+def test_r5_puts_of_a_new_enrolment_at_once_make_one_record_on_both_databases(
+    new_url: Callable[[str], str],
+) -> None:
+    """R5/R16 at the outgoing agency: eight PUT /v1/enrolments of one new record at once
+    (threads of one API, or replicas) leave one record per person and region, never two
+    balances that could each be claimed (upsert_enrolment serialises on the record)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import date
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from harness.agencies import new_person
+    from services.outgoing_agency.enrolments import EnrolmentIn, upsert_enrolment
+    from services.outgoing_agency.tables import EnrolmentRow
+
+    engine = make_engine(new_url("outgoing"))
+    migrate.upgrade(engine, "outgoing")
+    service = cast(Any, SimpleNamespace(engine=engine))
+    doubled: list[int] = []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for person in [new_person("620800") for _ in range(20)]:
+            body = EnrolmentIn(
+                id_number=person.id_number,
+                name=person.name,
+                region="620800",
+                scheme="employee",
+                status="suspended",
+                enrolled_since=date(2020, 1, 1),
+                suspended_on=date(2026, 11, 1),
+                balance_fen=100_000,
+            )
+            together = threading.Barrier(8)
+
+            def put(
+                _: int, body: EnrolmentIn = body, together: threading.Barrier = together
+            ) -> None:
+                together.wait(timeout=30)
+                upsert_enrolment(service, body)
+
+            list(pool.map(put, range(8)))
+            with Session(engine) as session:
+                rows = session.exec(
+                    select(EnrolmentRow).where(
+                        EnrolmentRow.id_number == body.id_number, EnrolmentRow.region == "620800"
+                    )
+                ).all()
+            if len(rows) != 1:
+                doubled.append(len(rows))
+    engine.dispose()
+    assert doubled == [], f"{len(doubled)} of 20 persons got several records: {doubled}"

@@ -681,3 +681,18 @@ def test_audit_verify_without_a_store(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "no audit database" in result.output
     assert not (tmp_path / "audit.db").exists()
+
+
+def test_r19_the_dry_run_takes_an_account_typed_with_any_space_as_the_agency_does(
+    agencies: FakeAgencies, tmp_path: Path
+) -> None:
+    """The agency drops every whitespace of an account number (an ideographic space too):
+    the dry run must not refuse the row the import would have accepted."""
+    source = write_csv(
+        tmp_path / "staff.csv",
+        f"{GOOD},张三,620800,610100,employee,resident,,2026-10-01,,,工商银行,"
+        "6222 0212 3456\u30007890 123,张三",
+    )
+    result = run("import-applications", str(source), "--dry-run")
+    assert "INVALID_BANK_ACCOUNT" not in result.output, result.output
+    assert result.exit_code == 0, result.output

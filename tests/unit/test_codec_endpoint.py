@@ -149,3 +149,22 @@ def test_the_endpoint_decodes_for_operators_only(
         assert decode({"Authorization": f"Bearer {Provider().token()}"}).status_code == 401
         expired = provider.token(exp=time.time() - 3600)
         assert decode({"Authorization": f"Bearer {expired}"}).status_code == 401
+
+
+@pytest.mark.parametrize("side", ["incoming", "outgoing"])
+async def test_a_deeply_nested_codec_body_is_400_malformed_body_not_500(
+    side: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[[[[...`` far below the size limit makes the JSON parser recurse too deep."""
+    import httpx
+
+    app = without_broker(inprocess_app(side, tmp_path, monkeypatch)).app  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/codec/decode",
+            content=b"[" * 100_000,
+            headers={"Content-Type": "application/json", "X-Api-Key": "demo-operator"},
+        )
+    assert response.status_code == 400, response.text[:200]
+    assert response.json()["reasons"][0]["code"] == "MALFORMED_BODY"
