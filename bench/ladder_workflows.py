@@ -23,8 +23,9 @@ class LadderStart:
         return "done"
 
 
-@workflow.defn(name="LadderSignal")
-class LadderSignal:
+class _AwaitsGo:
+    """Waits for one signal, the stimulus of the ladder's second workflow task."""
+
     def __init__(self) -> None:
         self._go = False
 
@@ -32,24 +33,23 @@ class LadderSignal:
     def go(self) -> None:
         self._go = True
 
+    async def _signalled(self) -> None:
+        await workflow.wait_condition(lambda: self._go)
+
+
+@workflow.defn(name="LadderSignal")
+class LadderSignal(_AwaitsGo):
     @workflow.run
     async def run(self) -> str:
-        await workflow.wait_condition(lambda: self._go)
+        await self._signalled()
         return "done"
 
 
 @workflow.defn(name="LadderLocal")
-class LadderLocal:
-    def __init__(self) -> None:
-        self._go = False
-
-    @workflow.signal
-    def go(self) -> None:
-        self._go = True
-
+class LadderLocal(_AwaitsGo):
     @workflow.run
     async def run(self) -> str:
-        await workflow.wait_condition(lambda: self._go)
+        await self._signalled()
         await workflow.execute_local_activity(ladder_noop, start_to_close_timeout=QUICK)
         return "done"
 

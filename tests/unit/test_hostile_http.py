@@ -263,20 +263,24 @@ def _with_account(number: str) -> bytes:
     return json.dumps(body).encode()
 
 
+async def _apply_with_account(app: Any, number: str) -> Any:
+    """An application with this account number, to the app with its lifespan running."""
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        app.router.lifespan_context(app),
+    ):
+        return await client.post(
+            "/v1/applications",
+            content=_with_account(number),
+            headers={"Content-Type": "application/json", **OPERATOR_KEY},
+        )
+
+
 async def test_r19_an_account_number_typed_with_spaces_is_taken_as_its_digits(
     incoming_app: Any,
 ) -> None:
-    async with (
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=incoming_app), base_url="http://test"
-        ) as client,
-        incoming_app.router.lifespan_context(incoming_app),
-    ):
-        response = await client.post(
-            "/v1/applications",
-            content=_with_account("6222 0212 3456\u30007890 123"),
-            headers={"Content-Type": "application/json", **OPERATOR_KEY},
-        )
+    response = await _apply_with_account(incoming_app, "6222 0212 3456\u30007890 123")
     assert response.status_code == 201, response.text
     assert "6222" not in response.text
 
@@ -287,17 +291,7 @@ async def test_r19_an_account_number_typed_with_spaces_is_taken_as_its_digits(
 async def test_r19_an_account_number_that_is_not_12_to_30_digits_is_422_with_its_reason(
     incoming_app: Any, number: str
 ) -> None:
-    async with (
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=incoming_app), base_url="http://test"
-        ) as client,
-        incoming_app.router.lifespan_context(incoming_app),
-    ):
-        response = await client.post(
-            "/v1/applications",
-            content=_with_account(number),
-            headers={"Content-Type": "application/json", **OPERATOR_KEY},
-        )
+    response = await _apply_with_account(incoming_app, number)
     assert response.status_code == 422, response.text
     assert [r["code"] for r in response.json()["reasons"]] == ["INVALID_BANK_ACCOUNT"]
     assert number not in response.text
