@@ -45,24 +45,28 @@ class ErrorBody(BaseModel):
     reasons: list[ErrorReason]
 
 
+def _invalid_request(exc: RequestValidationError) -> JSONResponse:
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        # Not JSON at all: no field is wrong (the error's "field" would be an offset).
+        return problem(400, "MALFORMED_BODY", "the body is not UTF-8 JSON")
+    # FastAPI's default body echoes the input (an ID number, a bank account): name the
+    # field and the problem only.
+    reasons = [
+        ErrorReason(
+            code="INVALID_FIELD",
+            field=".".join(str(p) for p in e["loc"] if p != "body"),
+            message_en=str(e["msg"]).split(", input")[0],
+        )
+        for e in exc.errors()
+    ]
+    body = ErrorBody(error="invalid request", reasons=reasons)
+    return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            # Not JSON at all: no field is wrong (the error's "field" would be an offset).
-            return problem(400, "MALFORMED_BODY", "the body is not UTF-8 JSON")
-        # FastAPI's default body echoes the input (an ID number, a bank account): name the
-        # field and the problem only.
-        reasons = [
-            ErrorReason(
-                code="INVALID_FIELD",
-                field=".".join(str(p) for p in e["loc"] if p != "body"),
-                message_en=str(e["msg"]).split(", input")[0],
-            )
-            for e in exc.errors()
-        ]
-        body = ErrorBody(error="invalid request", reasons=reasons)
-        return JSONResponse(status_code=422, content=body.model_dump(exclude_none=True))
+        return _invalid_request(exc)
 
     @app.exception_handler(AuthError)
     async def _auth(_: Request, exc: AuthError) -> JSONResponse:
