@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +13,9 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, create_engine
+
+# About 30 s in all, as long as busy_timeout would have waited.
+WAL_SWITCH_ATTEMPTS = 25
 
 
 def make_engine(url: str) -> Engine:
@@ -34,11 +38,11 @@ def make_engine(url: str) -> Engine:
             # begins nothing, _begin_immediate below does.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            # WAL lets the API read while the worker writes; busy_timeout waits for a lock
-            # instead of failing at once.
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # busy_timeout waits for a lock instead of failing at once.
             cursor.execute("PRAGMA busy_timeout=30000")
+            # WAL lets the API read while the worker writes.
+            _switch_to_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -60,6 +64,21 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, again while another process holds the write lock: on a
+    file still in rollback mode (the side's API and worker opening a fresh database at
+    once), SQLite answers "database is locked" at once instead of waiting (busy_timeout is
+    not applied where waiting could deadlock), so the switch is tried again."""
+    for attempt in range(WAL_SWITCH_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 def create_tables(engine: Engine, tables: list[type[SQLModel]]) -> None:
