@@ -635,7 +635,7 @@ async def run(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
         "mode": "quick" if args.quick else "full",
         "args": " ".join(sys.argv[1:]),
         "code_from": str(args.baseline or REPO_DIR),
-        "commit": source_commit(args.baseline or REPO_DIR),
+        "commit": args.commit,
         "temporal_tuning": os.environ.get("TEMPORAL_TUNING", "on"),
     }
     log(f"machine: {os.cpu_count()} cores, loadavg {watch.start}")
@@ -790,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
     # The clients' own chatter (topic creation, group coordinator) is not progress.
     for name in ("aiokafka", "faststream", "temporalio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    commit = source_commit(args.baseline or REPO_DIR)
+    commit = args.commit = source_commit(args.baseline or REPO_DIR)
     if commit is not None and commit.endswith("+changes") and not args.allow_dirty:
         print(
             f"the tree has uncommitted changes (at {commit}): figures must name the commit "

@@ -226,6 +226,9 @@ class Refused:
     message: str
     rule: str | None = None
 
+    def response(self) -> JSONResponse:
+        return problem(self.status, self.code, self.message, rule=self.rule)
+
 
 def problem(
     status: int,

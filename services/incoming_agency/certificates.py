@@ -23,7 +23,7 @@ from contracts.documents import FreeText, InsuranceCertificate, TransferRequeste
 from contracts.envelope import Envelope
 from domain.matching import CaseFile, SheetFacts, sheet_mismatch
 from services.common.acceptance import InboundProblem, content_digest, parse_and_verify
-from services.common.api import ErrorBody, Refused, owned_case, problem
+from services.common.api import ErrorBody, Refused, owned_case
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
 from services.common.tables import CaseRow
@@ -181,7 +181,7 @@ def create_certificate_router(load: LoadOfflineCertificate, a_clerk: Any) -> API
         an information sheet: transfer-in (R13), continuity, the balance (R18/R19)."""
         outcome = await load(case_id, principal, body)
         if isinstance(outcome, Refused):
-            return problem(outcome.status, outcome.code, outcome.message, rule=outcome.rule)
+            return outcome.response()
         return JSONResponse(
             status_code=202,
             content={

@@ -122,10 +122,6 @@ class ActionIn(BaseModel):
     reason: FreeText = ""
 
 
-def refused_response(refused: Refused) -> JSONResponse:
-    return problem(refused.status, refused.code, refused.message, rule=refused.rule)
-
-
 def submitted_response(outcome: Accepted | Rejected) -> JSONResponse:
     """SubmitApplication's outcome as the API answers it."""
     if isinstance(outcome, Rejected):
@@ -192,7 +188,7 @@ def create_case_router(cases: CaseCommands, any_caller: Any, a_clerk: Any) -> AP
     ) -> JSONResponse:
         outcome = await cases(case_id, principal, Withdraw(body.reason))
         if isinstance(outcome, Refused):
-            return refused_response(outcome)
+            return outcome.response()
         return JSONResponse(
             status_code=202, content={"case_id": case_id, "withdrawal": "requested"}
         )
@@ -207,7 +203,7 @@ def create_case_router(cases: CaseCommands, any_caller: Any, a_clerk: Any) -> AP
         is recorded with the correction."""
         outcome = await cases(case_id, principal, CorrectApplication(body))
         if isinstance(outcome, Refused):
-            return refused_response(outcome)
+            return outcome.response()
         return JSONResponse(status_code=202, content={"case_id": case_id, "correction": "sent"})
 
     @router.post("/v1/cases/{case_id}/mismatch-resolution", status_code=202, responses=CONFLICT)
@@ -219,7 +215,7 @@ def create_case_router(cases: CaseCommands, any_caller: Any, a_clerk: Any) -> AP
         """A clerk's decision on an amount mismatch (R15); the clerk is the caller."""
         outcome = await cases(case_id, principal, ResolveMismatch(body))
         if isinstance(outcome, Refused):
-            return refused_response(outcome)
+            return outcome.response()
         return JSONResponse(
             status_code=202, content={"case_id": case_id, "decision": body.decision}
         )

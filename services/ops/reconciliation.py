@@ -36,12 +36,7 @@ from domain.money import format_fen
 from domain.vocabulary import LedgerLeg
 from services.common.tables import InboxRow, LedgerEntry
 
-DEBIT = LedgerLeg.DEBIT_OUTGOING
-CREDIT = LedgerLeg.CREDIT_INCOMING
-BANK_PAYOUT = LedgerLeg.BANK_PAYOUT
-RETURNED = LedgerLeg.RETURNED_TO_OUTGOING
-LATE_CONTRIBUTION = LedgerLeg.LATE_CONTRIBUTION
-SETTLEMENT_LEGS = (CREDIT, BANK_PAYOUT, RETURNED)
+SETTLEMENT_LEGS = (LedgerLeg.CREDIT_INCOMING, LedgerLeg.BANK_PAYOUT, LedgerLeg.RETURNED_TO_OUTGOING)
 REMITTANCE_MESSAGE_TYPES = ("BalanceRemitted", "BalancePaidToBank")
 
 MISSING_DEBIT = "debit"
@@ -231,7 +226,7 @@ def _status(
     message: RemittanceMessage | None,
     now: datetime,
 ) -> RemittanceStatus:
-    debit = legs.get(DEBIT)
+    debit = legs.get(LedgerLeg.DEBIT_OUTGOING)
     settlements = [legs[name] for name in SETTLEMENT_LEGS if name in legs]
     settled = settlements[0] if settlements else None
     missing = [
@@ -252,7 +247,7 @@ def _status(
         problems.append(SETTLED_TWICE)
     stamps = [_utc(leg.created_at) for leg in legs.values()]
     first_seen = min(stamps) if stamps else _utc(message.received_at) if message else now
-    late = legs.get(LATE_CONTRIBUTION)
+    late = legs.get(LedgerLeg.LATE_CONTRIBUTION)
     return RemittanceStatus(
         remittance_id=remittance_id,
         case_id=case_id,
@@ -277,7 +272,9 @@ def _totals(items: Sequence[RemittanceStatus]) -> dict[str, int]:
         return sum(i.settled_fen or 0 for i in items if i.settlement == kind)
 
     debited = sum(i.debit_fen or 0 for i in items)
-    credited, paid, returned = settled(CREDIT), settled(BANK_PAYOUT), settled(RETURNED)
+    credited = settled(LedgerLeg.CREDIT_INCOMING)
+    paid = settled(LedgerLeg.BANK_PAYOUT)
+    returned = settled(LedgerLeg.RETURNED_TO_OUTGOING)
     unmatched = [i for i in items if not i.matched]
     return {
         "remittances": len(items),

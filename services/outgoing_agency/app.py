@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from services.common.api import ErrorBody, Refused, problem
+from services.common.api import ErrorBody, Refused
 from services.common.app_factory import build_agency_app
 from services.common.auth import Principal
 from services.common.bootstrap import Service, build_service
@@ -26,10 +26,6 @@ from services.outgoing_agency.enrolments import EnrolmentIn, EnrolmentOut, Recor
 from services.outgoing_agency.inbox import OutgoingInbox, ReceiveTransferRequest
 from services.outgoing_agency.tables import OUTGOING_TABLES
 from workflows.outgoing.workflows import outgoing_workflow_id
-
-
-def refused_response(refused: Refused) -> JSONResponse:
-    return problem(refused.status, refused.code, refused.message, rule=refused.rule)
 
 
 def create_outgoing_router(
@@ -49,7 +45,7 @@ def create_outgoing_router(
         body: EnrolmentIn, principal: Principal = an_operator
     ) -> EnrolmentOut | JSONResponse:
         outcome = await record_enrolment(body, principal)
-        return refused_response(outcome) if isinstance(outcome, Refused) else outcome
+        return outcome.response() if isinstance(outcome, Refused) else outcome
 
     @router.post(
         "/v1/cases/{case_id}/actions/retry-step",
@@ -63,7 +59,7 @@ def create_outgoing_router(
         transfer-out and nothing was debited), after checking the record."""
         refused = await retry(case_id, principal, body.reason)
         if refused is not None:
-            return refused_response(refused)
+            return refused.response()
         return JSONResponse(status_code=202, content={"case_id": case_id, "action": "retry-step"})
 
     @router.post("/v1/cases/{case_id}/late-contributions", status_code=202)
@@ -74,7 +70,7 @@ def create_outgoing_router(
     ) -> JSONResponse:
         outcome = await post_late_contribution(case_id, principal, body)
         if isinstance(outcome, Refused):
-            return refused_response(outcome)
+            return outcome.response()
         return JSONResponse(status_code=202, content={"remittance_id": outcome})
 
     return router

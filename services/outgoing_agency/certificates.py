@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from contracts.documents import AuditRecord, FreeText, InsuranceCertificate
 from contracts.envelope import Envelope
 from contracts.keyring import KeyCustodyError
-from services.common.api import ErrorBody, Refused, owned_case, problem
+from services.common.api import ErrorBody, Refused, owned_case
 from services.common.app_factory import AgencyApp
 from services.common.auth import Principal, require_party
 from services.common.bootstrap import Service
@@ -128,7 +128,7 @@ def create_certificate_router(service: Service, agency: AgencyApp) -> APIRouter:
             _printed, service, certificates, case_id, principal, reason
         )
         if isinstance(printed, Refused):
-            return problem(printed.status, printed.code, printed.message, rule=printed.rule)
+            return printed.response()
         out, record = printed
         if record is not None and agency.publisher is not None:
             await agency.publisher.publish_audit(record)
